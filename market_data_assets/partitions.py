@@ -1,0 +1,76 @@
+"""The date × exchange partitions every asset shares, and parsing of their keys.
+
+Keys are spelled ``"2024-01-15|binance"`` (Dagster sorts dimension names: date, exchange).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import dagster as dg
+
+from market_data_assets.settings import Settings, get_settings
+from market_data_assets.storage.layout import LayoutError, check_exchange
+
+DATE_DIM = "date"
+EXCHANGE_DIM = "exchange"
+
+
+def build_partitions_def(settings: Settings) -> dg.MultiPartitionsDefinition:
+    end = settings.end_date + timedelta(days=1) if settings.end_date else None
+    return dg.MultiPartitionsDefinition(
+        {
+            DATE_DIM: dg.DailyPartitionsDefinition(
+                start_date=settings.start_date.isoformat(),
+                end_date=end.isoformat() if end else None,
+                end_offset=0 if end else 1,
+            ),
+            EXCHANGE_DIM: dg.StaticPartitionsDefinition(list(settings.exchanges)),
+        }
+    )
+
+
+date_exchange_partitions = build_partitions_def(get_settings())
+
+
+@dataclass(frozen=True)
+class DayExchange:
+    day: date
+    exchange: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.day.isoformat()}|{self.exchange}"
+
+
+class PartitionKeyError(ValueError):
+    pass
+
+
+def parse_partition_key(key: str | dg.MultiPartitionKey) -> DayExchange:
+    """``"2024-01-15|binance"`` -> DayExchange; a clear error naming a malformed key."""
+    if isinstance(key, dg.MultiPartitionKey):
+        dims = key.keys_by_dimension
+        day_s, exchange = dims.get(DATE_DIM, ""), dims.get(EXCHANGE_DIM, "")
+    else:
+        parts = str(key).split("|")
+        if len(parts) != 2:
+            raise PartitionKeyError(f"partition key {key!r} is not 'YYYY-MM-DD|exchange'")
+        day_s, exchange = parts
+    try:
+        day = date.fromisoformat(day_s)
+    except ValueError:
+        raise PartitionKeyError(f"partition key {key!r}: {day_s!r} is not a YYYY-MM-DD date") from None
+    try:
+        check_exchange(exchange)
+    except LayoutError as exc:
+        raise PartitionKeyError(f"partition key {key!r}: {exc}") from None
+    return DayExchange(day, exchange)
+
+
+def partitions_of_context(context: dg.AssetExecutionContext) -> list[DayExchange]:
+    """Every (day, exchange) a run covers: one for a single partition, many for a backfill run."""
+    if not context.has_partition_key_range and context.has_partition_key:
+        return [parse_partition_key(context.partition_key)]
+    return sorted((parse_partition_key(k) for k in context.partition_keys), key=lambda p: (p.day, p.exchange))

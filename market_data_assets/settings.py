@@ -1,0 +1,231 @@
+"""Every environment variable the project reads, in one typed, validated place.
+
+Nothing else in the code base calls ``os.environ`` for configuration: modules receive a
+``Settings`` (or the value they need from it). The defaults give the embedded setup — a local
+``./data`` folder, a DuckDB warehouse under it, and no Tardis key — so a fresh clone runs with no
+variables set. The README's settings table is generated from ``SETTINGS_DOC`` below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+DEFAULT_EXCHANGES = ("binance", "binance-futures", "deribit", "bitmex", "coinbase")
+TARDIS_API_URL_DEFAULT = "https://api.tardis.dev/v1"
+TARDIS_DATASETS_URL_DEFAULT = "https://datasets.tardis.dev/v1"
+_EXCHANGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable and the value."""
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str``, logs or exception text."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value or None
+
+    def reveal(self) -> str | None:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return self._value is not None
+
+    def __repr__(self) -> str:
+        return "Secret(***)" if self._value else "Secret(None)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# name -> (default shown in the README, meaning)
+SETTINGS_DOC: dict[str, tuple[str, str]] = {
+    "MARKET_DATA_ROOT": (
+        "./data",
+        "Storage root: a folder or gs://bucket/prefix. The only switch between local and GCS.",
+    ),
+    "MARKET_DATA_EXCHANGES": (
+        ",".join(DEFAULT_EXCHANGES),
+        "Comma-separated Tardis exchange ids: the exchange partitions.",
+    ),
+    "MARKET_DATA_START_DATE": ("2024-01-01", "First day of the date partitions (YYYY-MM-DD)."),
+    "MARKET_DATA_END_DATE": (
+        "(today, UTC)",
+        "Optional last day offered by the date partitions (YYYY-MM-DD).",
+    ),
+    "MARKET_DATA_WAREHOUSE": (
+        "duckdb",
+        "`duckdb` (file `<root>/warehouse.duckdb`, or `duckdb:///path`) or `bigquery://PROJECT/DATASET`.",
+    ),
+    "MARKET_DATA_TARGETS_FILE": (
+        "(bundled download_targets.yaml)",
+        "Which instruments and data types to download, per exchange.",
+    ),
+    "MARKET_DATA_CONCURRENCY": ("16", "Parallel downloads (HTTP connections) per run."),
+    "MARKET_DATA_CONVERT_WORKERS": ("2", "CSV.gz -> Parquet conversions running at once."),
+    "MARKET_DATA_BACKFILL_DAYS_PER_RUN": (
+        "7",
+        "Days per run in a multi-run backfill (one GCE VM per shard).",
+    ),
+    "TARDIS_API_KEY": ("(none)", "Tardis key (secret). Without it only first-of-month days download."),
+    "TARDIS_API_URL": (
+        TARDIS_API_URL_DEFAULT,
+        "Metadata API base; `http://127.0.0.1:PORT/v1` for the sandbox.",
+    ),
+    "TARDIS_DATASETS_URL": (
+        TARDIS_DATASETS_URL_DEFAULT,
+        "Datasets base; `http://127.0.0.1:PORT/v1` for the sandbox.",
+    ),
+    "TARDIS_REQUESTS_PER_MINUTE": ("2400", "Client-side request rate cap (Tardis allows about 3,000/min)."),
+    "TARDIS_MAX_RETRIES": ("8", "Retries for 429/5xx/network errors, exponential backoff with jitter."),
+}
+
+
+def _bundled_targets_file() -> Path:
+    return Path(__file__).with_name("download_targets.yaml")
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: str = "./data"
+    exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
+    start_date: date = date(2024, 1, 1)
+    end_date: date | None = None
+    warehouse: str = "duckdb"
+    targets_file: Path = field(default_factory=_bundled_targets_file)
+    concurrency: int = 16
+    convert_workers: int = 2
+    backfill_days_per_run: int = 7
+    tardis_api_key: Secret = field(default_factory=lambda: Secret(None))
+    tardis_api_url: str = TARDIS_API_URL_DEFAULT
+    tardis_datasets_url: str = TARDIS_DATASETS_URL_DEFAULT
+    tardis_requests_per_minute: int = 2400
+    tardis_max_retries: int = 8
+
+    @property
+    def is_gcs(self) -> bool:
+        return self.root.startswith("gs://")
+
+    @property
+    def warehouse_kind(self) -> str:
+        return "bigquery" if self.warehouse.startswith("bigquery://") else "duckdb"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise ``SettingsError`` naming the bad one."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        root = get("MARKET_DATA_ROOT") or "./data"
+        if root.startswith("gs://"):
+            if not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$", root):
+                raise SettingsError(f"MARKET_DATA_ROOT={root!r} is not a valid gs://bucket[/prefix] URI")
+        elif "://" in root:
+            raise SettingsError(
+                f"MARKET_DATA_ROOT={root!r}: only a folder path or gs://bucket/prefix is supported"
+            )
+
+        exchanges = DEFAULT_EXCHANGES
+        raw = get("MARKET_DATA_EXCHANGES")
+        if raw is not None:
+            exchanges = tuple(dict.fromkeys(x.strip() for x in raw.split(",") if x.strip()))
+            if not exchanges:
+                raise SettingsError("MARKET_DATA_EXCHANGES is set but lists no exchange")
+            for ex in exchanges:
+                if not _EXCHANGE_ID.match(ex):
+                    raise SettingsError(
+                        f"MARKET_DATA_EXCHANGES: {ex!r} is not a Tardis exchange id (lowercase letters, digits, '-')"
+                    )
+
+        start = _parse_date("MARKET_DATA_START_DATE", get("MARKET_DATA_START_DATE")) or date(2024, 1, 1)
+        end = _parse_date("MARKET_DATA_END_DATE", get("MARKET_DATA_END_DATE"))
+        if end is not None and end < start:
+            raise SettingsError(f"MARKET_DATA_END_DATE={end} is before MARKET_DATA_START_DATE={start}")
+
+        warehouse = get("MARKET_DATA_WAREHOUSE") or "duckdb"
+        if not (warehouse == "duckdb" or warehouse.startswith("duckdb:///") or _is_bigquery_uri(warehouse)):
+            raise SettingsError(
+                f"MARKET_DATA_WAREHOUSE={warehouse!r}: expected 'duckdb', 'duckdb:///path' or 'bigquery://PROJECT/DATASET'"
+            )
+
+        targets = get("MARKET_DATA_TARGETS_FILE")
+        targets_file = Path(targets) if targets else _bundled_targets_file()
+        if targets and not targets_file.is_file():
+            raise SettingsError(f"MARKET_DATA_TARGETS_FILE={targets!r} does not exist")
+
+        return cls(
+            root=root,
+            exchanges=exchanges,
+            start_date=start,
+            end_date=end,
+            warehouse=warehouse,
+            targets_file=targets_file,
+            concurrency=_parse_int("MARKET_DATA_CONCURRENCY", get("MARKET_DATA_CONCURRENCY"), 16, 1, 512),
+            convert_workers=_parse_int(
+                "MARKET_DATA_CONVERT_WORKERS", get("MARKET_DATA_CONVERT_WORKERS"), 2, 1, 64
+            ),
+            backfill_days_per_run=_parse_int(
+                "MARKET_DATA_BACKFILL_DAYS_PER_RUN", get("MARKET_DATA_BACKFILL_DAYS_PER_RUN"), 7, 1, 366
+            ),
+            tardis_api_key=Secret(get("TARDIS_API_KEY")),
+            tardis_api_url=_parse_url("TARDIS_API_URL", get("TARDIS_API_URL") or TARDIS_API_URL_DEFAULT),
+            tardis_datasets_url=_parse_url(
+                "TARDIS_DATASETS_URL", get("TARDIS_DATASETS_URL") or TARDIS_DATASETS_URL_DEFAULT
+            ),
+            tardis_requests_per_minute=_parse_int(
+                "TARDIS_REQUESTS_PER_MINUTE", get("TARDIS_REQUESTS_PER_MINUTE"), 2400, 1, 1_000_000
+            ),
+            tardis_max_retries=_parse_int("TARDIS_MAX_RETRIES", get("TARDIS_MAX_RETRIES"), 8, 0, 100),
+        )
+
+
+def _is_bigquery_uri(value: str) -> bool:
+    return re.match(r"^bigquery://[a-z][a-z0-9-]{4,61}[a-z0-9]/[A-Za-z0-9_]{1,1024}$", value) is not None
+
+
+def _parse_date(name: str, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _parse_int(name: str, value: str | None, default: int, lo: int, hi: int) -> int:
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not an integer") from None
+    if not lo <= n <= hi:
+        raise SettingsError(f"{name}={n} is outside [{lo}, {hi}]")
+    return n
+
+
+def _parse_url(name: str, value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+def get_settings() -> Settings:
+    """Settings of the current process environment (read each call: tests change the env)."""
+    return Settings.from_env()

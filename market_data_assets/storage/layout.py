@@ -1,0 +1,129 @@
+"""The lake's path layout, as pure functions: the one place a storage path is spelled.
+
+Every path is relative to the storage root (``MARKET_DATA_ROOT``), uses ``/`` and stays four
+levels below the root (``<area>/by_date/day-D/<dim>-V/<file>``), as the seed layout asks. The
+same relative path is a local file under the root folder or an object under ``gs://bucket/prefix``.
+
+Every path component that comes from data (exchange ids, instrument keys, data types,
+timeframes) is validated here, so no symbol can ever produce a path outside its folder.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from market_data_assets.tardis.formats import DATA_TYPES
+
+TIMEFRAMES: tuple[str, ...] = ("15s", "1m", "5m", "15m", "1h", "4h", "24h")
+
+INSTRUMENTS_AREA = "instrument_availability"
+TARGETS_AREA = "download_targets"
+RAW_TICKS_AREA = "raw_tick_data"
+RAW_MANIFEST_AREA = "raw_tick_manifests"
+CANDLES_AREA = "processed_candles"
+BOOK_SNAPSHOTS_AREA = "processed_book_snapshots"
+REPORTS_AREA = "missing_data_reports"
+
+_EXCHANGE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_KEY_FIELD = re.compile(r"^[A-Z0-9._-]+$")
+
+
+class LayoutError(ValueError):
+    """A value that cannot be part of a storage path; the message names it."""
+
+
+def check_exchange(exchange: str) -> str:
+    if not isinstance(exchange, str) or not _EXCHANGE.match(exchange):
+        raise LayoutError(f"invalid exchange id {exchange!r}: expected lowercase letters, digits and '-'")
+    return exchange
+
+
+def check_instrument_key(key: str) -> str:
+    """A canonical key ``VENUE:TYPE:SYMBOL`` whose fields only use ``[A-Z0-9._-]``."""
+    parts = key.split(":") if isinstance(key, str) else []
+    if len(parts) != 3 or not all(_KEY_FIELD.match(p) and p.strip(".") for p in parts):
+        raise LayoutError(
+            f"invalid instrument key {key!r}: expected VENUE:TYPE:SYMBOL with fields in [A-Z0-9._-]"
+        )
+    return key
+
+
+def check_data_type(data_type: str) -> str:
+    if data_type not in DATA_TYPES:
+        raise LayoutError(f"unknown data type {data_type!r}; known: {', '.join(DATA_TYPES)}")
+    return data_type
+
+
+def check_timeframe(timeframe: str) -> str:
+    if timeframe not in TIMEFRAMES:
+        raise LayoutError(f"unknown timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
+    return timeframe
+
+
+def day_dir(day: date) -> str:
+    if not isinstance(day, date):
+        raise LayoutError(f"expected a date, got {day!r}")
+    return f"day-{day.isoformat()}"
+
+
+def venue_of_key(key: str) -> str:
+    """``BINANCE-FUTURES:PERP:BTC-USDT`` -> ``binance-futures`` (the Tardis exchange id)."""
+    return check_instrument_key(key).split(":", 1)[0].lower()
+
+
+def key_prefix_for_exchange(exchange: str) -> str:
+    """File-name prefix of an exchange's keys; the colon keeps BINANCE apart from BINANCE-FUTURES."""
+    return check_exchange(exchange).upper() + ":"
+
+
+# --- per-asset paths -------------------------------------------------------------------------
+
+
+def instruments_path(day: date, exchange: str) -> str:
+    return f"{INSTRUMENTS_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}/instruments.parquet"
+
+
+def targets_path(day: date, exchange: str) -> str:
+    return f"{TARGETS_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}/targets.parquet"
+
+
+def raw_ticks_dir(day: date, data_type: str) -> str:
+    return f"{RAW_TICKS_AREA}/by_date/{day_dir(day)}/data_type-{check_data_type(data_type)}"
+
+
+def raw_ticks_path(day: date, data_type: str, key: str) -> str:
+    return f"{raw_ticks_dir(day, data_type)}/{check_instrument_key(key)}.parquet"
+
+
+def raw_manifest_path(day: date, exchange: str) -> str:
+    """Per-partition manifest of the raw tick files (rows, bytes, hash, source size, ...)."""
+    return f"{RAW_MANIFEST_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}/manifest.parquet"
+
+
+def candles_dir(day: date, timeframe: str) -> str:
+    return f"{CANDLES_AREA}/by_date/{day_dir(day)}/timeframe-{check_timeframe(timeframe)}"
+
+
+def candles_path(day: date, timeframe: str, key: str) -> str:
+    return f"{candles_dir(day, timeframe)}/{check_instrument_key(key)}.parquet"
+
+
+def book_snapshots_dir(day: date, timeframe: str) -> str:
+    return f"{BOOK_SNAPSHOTS_AREA}/by_date/{day_dir(day)}/timeframe-{check_timeframe(timeframe)}"
+
+
+def book_snapshots_path(day: date, timeframe: str, key: str) -> str:
+    return f"{book_snapshots_dir(day, timeframe)}/{check_instrument_key(key)}.parquet"
+
+
+def report_path(day: date, exchange: str) -> str:
+    return f"{REPORTS_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}/report.parquet"
+
+
+def key_from_file_name(name: str) -> str:
+    """``.../DERIBIT:PERP:BTC-USD.parquet`` -> ``DERIBIT:PERP:BTC-USD``."""
+    base = name.rsplit("/", 1)[-1]
+    if not base.endswith(".parquet"):
+        raise LayoutError(f"not a Parquet file name: {name!r}")
+    return check_instrument_key(base[: -len(".parquet")])

@@ -1,0 +1,203 @@
+"""The object store every asset writes through: a local folder or ``gs://bucket/prefix``.
+
+One small interface, two implementations. Writes are atomic: a local file is written under a
+temporary name in the same folder and renamed; a GCS object is a single upload, which GCS
+makes visible all at once. Either way a reader sees the old file or the new one, never half.
+``open_store(settings.root)`` picks the implementation from the root, so switching
+``MARKET_DATA_ROOT`` from ``./data`` to ``gs://bucket/prefix`` is the only change a user makes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    path: str
+    """Relative to the store root, ``/``-separated."""
+    size: int
+
+
+def _check_relative(path: str) -> str:
+    if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in path.split("/")):
+        raise StoreError(
+            f"invalid storage path {path!r}: must be relative, '/'-separated, without '.' or '..'"
+        )
+    return path
+
+
+class ObjectStore(ABC):
+    """Relative ``/`` paths in, bytes and files out. Implementations: LocalStore, GcsStore."""
+
+    root: str
+
+    @abstractmethod
+    def uri(self, path: str) -> str:
+        """Absolute location (a local path or ``gs://...``) for readers such as polars or duckdb."""
+
+    @abstractmethod
+    def put_file(self, local_path: Path, path: str, *, move: bool = False) -> None:
+        """Atomically publish a finished local file under ``path``."""
+
+    @abstractmethod
+    def get_file(self, path: str, local_path: Path) -> None:
+        """Copy the object to ``local_path``."""
+
+    @abstractmethod
+    def get_bytes(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object whose path starts with ``prefix`` (one listing call, paginated as needed)."""
+
+    @abstractmethod
+    def delete(self, path: str) -> None:
+        """Delete one object; deleting a missing object is not an error."""
+
+    @abstractmethod
+    def staging_dir(self) -> Path:
+        """A local folder for files about to be ``put_file(move=True)`` (same filesystem when local)."""
+
+    # --- conveniences shared by both implementations ---------------------------------------
+
+    def put_bytes(self, data: bytes, path: str) -> None:
+        with self.staged_file(suffix=Path(path).suffix) as tmp:
+            tmp.write_bytes(data)
+            self.put_file(tmp, path, move=True)
+
+    @contextmanager
+    def staged_file(self, suffix: str = "") -> Iterator[Path]:
+        """A temporary local path that is removed afterwards unless it was moved into the store."""
+        tmp = self.staging_dir() / f".tmp-{uuid.uuid4().hex}{suffix}"
+        try:
+            yield tmp
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write_parquet(self, table: pa.Table, path: str, **write_options: object) -> int:
+        """Write ``table`` atomically as Parquet (zstd by default); returns the bytes written."""
+        options: dict[str, object] = {"compression": "zstd"}
+        options.update(write_options)
+        with self.staged_file(suffix=".parquet") as tmp:
+            pq.write_table(table, tmp, **options)
+            size = tmp.stat().st_size
+            self.put_file(tmp, path, move=True)
+        return size
+
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.get_bytes(path)), columns=columns)
+
+    def delete_prefix(self, prefix: str) -> int:
+        objects = self.list(prefix)
+        for obj in objects:
+            self.delete(obj.path)
+        return len(objects)
+
+
+class LocalStore(ObjectStore):
+    def __init__(self, root: str | Path) -> None:
+        self._root = Path(root).expanduser().resolve()
+        self.root = str(self._root)
+
+    def _abs(self, path: str) -> Path:
+        return self._root / _check_relative(path)
+
+    def uri(self, path: str) -> str:
+        return str(self._abs(path))
+
+    def put_file(self, local_path: Path, path: str, *, move: bool = False) -> None:
+        dest = self._abs(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            if move:
+                shutil.move(str(local_path), tmp)
+            else:
+                shutil.copyfile(local_path, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get_file(self, path: str, local_path: Path) -> None:
+        src = self._abs(path)
+        if not src.is_file():
+            raise FileNotFoundError(f"{self.uri(path)} does not exist")
+        shutil.copyfile(src, local_path)
+
+    def get_bytes(self, path: str) -> bytes:
+        src = self._abs(path)
+        if not src.is_file():
+            raise FileNotFoundError(f"{self.uri(path)} does not exist")
+        return src.read_bytes()
+
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        src = self._abs(path)
+        if not src.is_file():
+            raise FileNotFoundError(f"{self.uri(path)} does not exist")
+        return pq.read_table(src, columns=columns)
+
+    def exists(self, path: str) -> bool:
+        return self._abs(path).is_file()
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        # Walk only the deepest folder the prefix names, then filter on the remainder.
+        folder, _, _ = prefix.rpartition("/")
+        base = self._root / folder if folder else self._root
+        if not base.is_dir():
+            return []
+        out: list[ObjectInfo] = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
+            for name in filenames:
+                if name.startswith(".tmp-") or ".tmp-" in name and name.startswith("."):
+                    continue
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if rel.startswith(prefix):
+                    out.append(ObjectInfo(rel, os.stat(os.path.join(dirpath, name)).st_size))
+        out.sort(key=lambda o: o.path)
+        return out
+
+    def delete(self, path: str) -> None:
+        self._abs(path).unlink(missing_ok=True)
+
+    def staging_dir(self) -> Path:
+        d = self._root / ".staging"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def open_store(root: str) -> ObjectStore:
+    """The store for a ``MARKET_DATA_ROOT`` value: a folder, or ``gs://bucket/prefix``."""
+    if root.startswith("gs://"):
+        from market_data_assets.storage.gcs import GcsStore
+
+        return GcsStore.from_uri(root)
+    return LocalStore(root)
+
+
+def local_staging_dir() -> Path:
+    """A process-wide temporary folder for stores whose objects are remote."""
+    d = Path(tempfile.gettempdir()) / "market_data_assets-staging"
+    d.mkdir(parents=True, exist_ok=True)
+    return d

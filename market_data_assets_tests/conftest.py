@@ -1,0 +1,36 @@
+"""Shared pytest set-up. Fixtures live in ``fixtures/`` modules, one per real part they start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "market_data_assets_tests.fixtures.sandbox",
+    "market_data_assets_tests.fixtures.gcs",
+    "market_data_assets_tests.fixtures.bigquery",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+TARDIS_SAMPLES = SHARED / "tardis-samples"
+
+
+@pytest.fixture(scope="session")
+def tardis_samples() -> Path:
+    """The real Tardis excerpts in ../shared (read in place, never copied into the repo)."""
+    if not TARDIS_SAMPLES.is_dir():
+        pytest.fail(f"{TARDIS_SAMPLES} is missing: tests read the real Tardis samples from ../shared")
+    return TARDIS_SAMPLES
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's MARKET_DATA_*/TARDIS_* variables or writes to ./data."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("MARKET_DATA_", "TARDIS_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MARKET_DATA_ROOT", str(tmp_path / "lake"))

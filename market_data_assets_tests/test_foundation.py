@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from market_data_assets.partitions import PartitionKeyError, parse_partition_key
+from market_data_assets.settings import Secret, Settings, SettingsError
+from market_data_assets.storage import layout
+from market_data_assets.tardis.formats import DATA_TYPES, HeaderMismatchError, check_header
+
+
+def test_defaults_give_the_embedded_setup():
+    s = Settings.from_env({})
+    assert s.root == "./data"
+    assert s.warehouse_kind == "duckdb"
+    assert not s.tardis_api_key
+    assert "deribit" in s.exchanges
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MARKET_DATA_ROOT", "s3://bucket"),
+        ("MARKET_DATA_EXCHANGES", "Binance"),
+        ("MARKET_DATA_START_DATE", "2024-13-01"),
+        ("MARKET_DATA_WAREHOUSE", "postgres://x"),
+        ("MARKET_DATA_CONCURRENCY", "many"),
+        ("TARDIS_API_URL", "ftp://x"),
+    ],
+)
+def test_invalid_settings_name_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_api_key_never_shows():
+    s = Settings.from_env({"TARDIS_API_KEY": "TD.supersecret"})
+    assert s.tardis_api_key.reveal() == "TD.supersecret"
+    assert "supersecret" not in repr(s) and "supersecret" not in str(s)
+    assert "supersecret" not in repr(Secret("supersecret"))
+
+
+def test_partition_keys():
+    p = parse_partition_key("2024-01-15|binance-futures")
+    assert p.day == date(2024, 1, 15) and p.exchange == "binance-futures"
+    for bad in ("2024-01-15", "2024-02-30|binance", "2024-01-15|../etc", "2024-01-15|Binance"):
+        with pytest.raises(PartitionKeyError, match="partition key"):
+            parse_partition_key(bad)
+
+
+def test_real_csv_headers_match_specs(tardis_samples):
+    real = {
+        "book_snapshot_25": "binance-futures_book_snapshot_25_BTCUSDT.csv",
+        "book_snapshot_5": "binance-futures_book_snapshot_5_BTCUSDT.csv",
+        "trades": "bitmex_trades_XBTUSD.csv",
+        "incremental_book_L2": "deribit_incremental_book_L2_BTC-PERPETUAL.csv",
+        "quotes": "huobi-dm-swap_quotes_BTC-USD.csv",
+    }
+    for data_type, name in real.items():
+        header = (tardis_samples / "csv_real" / name).read_text().splitlines()[0].split(",")
+        check_header(data_type, header, name)
+    synthetic = {"derivative_ticker": "derivative_ticker_1.csv", "options_chain": "options_chain.csv"}
+    for data_type, name in synthetic.items():
+        header = (
+            (tardis_samples / "csv_synthetic_tardis_format" / name).read_text().splitlines()[0].split(",")
+        )
+        check_header(data_type, header, name)
+
+
+def test_header_mismatch_names_file_and_columns():
+    with pytest.raises(HeaderMismatchError, match=r"f\.csv.*missing \['amount'\]"):
+        check_header(
+            "trades", ["exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price"], "f.csv"
+        )
+
+
+def test_book_columns_are_bigquery_safe():
+    import re
+
+    for spec in DATA_TYPES.values():
+        for name in spec.arrow_schema.names:
+            assert re.match(r"^[a-z_][a-z0-9_]*$", name), name
+
+
+def test_layout_paths_and_rejections():
+    d = date(2024, 1, 15)
+    assert layout.raw_ticks_path(d, "trades", "DERIBIT:PERP:BTC-USD") == (
+        "raw_tick_data/by_date/day-2024-01-15/data_type-trades/DERIBIT:PERP:BTC-USD.parquet"
+    )
+    assert layout.instruments_path(d, "deribit") == (
+        "instrument_availability/by_date/day-2024-01-15/venue-deribit/instruments.parquet"
+    )
+    for bad in ("DERIBIT:PERP:../../etc", "DERIBIT:PERP:A/B", "deribit:perp:x", "A:B", "A:B:.."):
+        with pytest.raises(layout.LayoutError):
+            layout.raw_ticks_path(d, "trades", bad)
+    with pytest.raises(layout.LayoutError):
+        layout.candles_path(d, "2m", "DERIBIT:PERP:BTC-USD")
+    for p in (
+        layout.targets_path(d, "x"),
+        layout.candles_path(d, "1m", "A:B:C"),
+        layout.book_snapshots_path(d, "1h", "A:B:C"),
+        layout.report_path(d, "x"),
+        layout.raw_manifest_path(d, "x"),
+    ):
+        assert p.count("/") == 4
+
+
+def test_definitions_load():
+    from market_data_assets.definitions import defs
+
+    assert defs is not None
