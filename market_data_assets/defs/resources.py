@@ -1,0 +1,44 @@
+"""Dagster resources: the settings-driven handles every asset uses.
+
+``MarketDataResource`` is the one resource assets ask for. It reads ``Settings`` from the
+environment at run time (so a GCE VM or a test configures everything through variables) and
+hands out the object store, a Tardis client and the warehouse. The API key stays inside
+``Settings.tardis_api_key`` (a ``Secret``): it is never a resource config field, so it never
+shows in the UI, run config or logs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from market_data_assets.settings import Settings
+from market_data_assets.storage.store import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from market_data_assets.tardis.client import TardisClient
+
+
+class MarketDataResource(dg.ConfigurableResource):
+    """Storage root, Tardis endpoints and warehouse, all from ``settings.py`` unless overridden."""
+
+    root: str | None = None
+    """Overrides MARKET_DATA_ROOT (tests)."""
+
+    def settings(self) -> Settings:
+        settings = Settings.from_env()
+        if self.root is not None:
+            from dataclasses import replace
+
+            settings = replace(settings, root=self.root)
+        return settings
+
+    def store(self) -> ObjectStore:
+        return open_store(self.settings().root)
+
+    def tardis_client(self, **overrides: object) -> TardisClient:
+        """A new client (use as ``async with``): one aiohttp session per run step."""
+        from market_data_assets.tardis.client import TardisClient
+
+        return TardisClient.from_settings(self.settings(), **overrides)
