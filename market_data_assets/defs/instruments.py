@@ -1,0 +1,145 @@
+"""instrument_definitions and download_targets: what exists on a day, and what we fetch of it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import dagster as dg
+import polars as pl
+
+from market_data_assets.defs.io_managers import by_partition
+from market_data_assets.defs.metadata import markdown_preview
+from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.instruments.definitions import build_definitions
+from market_data_assets.instruments.targets import load_targets_config, select_targets
+from market_data_assets.partitions import date_exchange_partitions, partitions_of_context
+from market_data_assets.settings import get_settings
+from market_data_assets.tardis.errors import TardisAuthError
+
+_BACKFILL = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
+_PREVIEW_COLUMNS = [
+    "instrument_key",
+    "instrument_type",
+    "exchange_symbol",
+    "base",
+    "quote",
+    "expiry",
+    "key_source",
+]
+
+
+async def _fetch_metadata(
+    market_data: MarketDataResource, exchanges: set[str], log: dg.DagsterLogManager
+) -> dict[str, tuple[dict, list[dict] | None]]:
+    """Exchange details and instruments metadata, once per exchange for the whole run.
+
+    Instruments metadata needs a paid key (BitMEX is free): a 401 is not an error, the
+    definitions then come from parsing dataset symbol ids, and each row says so.
+    """
+    out: dict[str, tuple[dict, list[dict] | None]] = {}
+    async with market_data.tardis_client() as client:
+        for exchange in sorted(exchanges):
+            details = await client.exchange_details(exchange)
+            try:
+                instruments: list[dict] | None = await client.instruments(exchange)
+            except TardisAuthError:
+                log.warning(
+                    f"{exchange}: instruments metadata needs a Tardis API key; "
+                    "building keys from dataset symbol ids (key_source=symbol_parse)"
+                )
+                instruments = None
+            out[exchange] = (details, instruments)
+    return out
+
+
+def _definitions_metadata(frames: dict[str, pl.DataFrame]) -> dict[str, dg.MetadataValue]:
+    rows = sum(df.height for df in frames.values())
+    by_type: Counter[str] = Counter()
+    by_source: Counter[str] = Counter()
+    for df in frames.values():
+        by_type.update(dict(df.group_by("instrument_type").len().iter_rows()))
+        by_source.update(dict(df.group_by("key_source").len().iter_rows()))
+    first = next(iter(frames.values()))
+    preview = first.select([c for c in _PREVIEW_COLUMNS if c in first.columns])
+    return {
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "partitions": dg.MetadataValue.int(len(frames)),
+        "instruments_by_type": dg.MetadataValue.json(dict(sorted(by_type.items()))),
+        "key_source": dg.MetadataValue.json(dict(sorted(by_source.items()))),
+        "preview": markdown_preview(preview),
+    }
+
+
+@dg.asset(
+    partitions_def=date_exchange_partitions,
+    io_manager_key="layout_io_manager",
+    group_name="instruments",
+    kinds={"tardis", "polars", "parquet"},
+    backfill_policy=_BACKFILL,
+    owners=["team:market-data"],
+    description=(
+        "Every instrument listed on the day at the exchange, with its canonical key "
+        "(VENUE:TYPE:SYMBOL), contract terms as of that day (the `changes` history applied) and "
+        "the Tardis data types it offers. `instrument_availability/by_date/day-D/venue-EX/instruments.parquet`."
+    ),
+)
+def instrument_definitions(
+    context: dg.AssetExecutionContext, market_data: MarketDataResource
+) -> pl.DataFrame | dict[str, pl.DataFrame]:
+    parts = partitions_of_context(context)
+    metadata = asyncio.run(_fetch_metadata(market_data, {p.exchange for p in parts}, context.log))
+    frames = {p.key: build_definitions(p.exchange, p.day, *metadata[p.exchange]) for p in parts}
+    context.add_output_metadata(_definitions_metadata(frames))
+    return frames[parts[0].key] if len(parts) == 1 else frames
+
+
+@dg.asset(
+    partitions_def=date_exchange_partitions,
+    io_manager_key="layout_io_manager",
+    group_name="instruments",
+    kinds={"polars", "parquet"},
+    backfill_policy=_BACKFILL,
+    owners=["team:market-data"],
+    description=(
+        "Which (instrument, data type) pairs to download for the day, chosen from the stored definitions "
+        "by the targets file (MARKET_DATA_TARGETS_FILE). Uses grouped Tardis files (OPTIONS, PERPETUALS, ...) "
+        "where the exchange offers them. `download_targets/by_date/day-D/venue-EX/targets.parquet`."
+    ),
+)
+def download_targets(
+    context: dg.AssetExecutionContext,
+    market_data: MarketDataResource,
+    instrument_definitions: pl.DataFrame | dict[str, pl.DataFrame],
+) -> pl.DataFrame | dict[str, pl.DataFrame]:
+    parts = partitions_of_context(context)
+    definitions = by_partition(instrument_definitions, [p.key for p in parts])
+    config = load_targets_config(market_data.settings().targets_file)
+
+    async def details_of(exchanges: set[str]) -> dict[str, dict]:
+        async with market_data.tardis_client() as client:
+            return {ex: await client.exchange_details(ex) for ex in sorted(exchanges)}
+
+    details = asyncio.run(details_of({p.exchange for p in parts}))
+    frames: dict[str, pl.DataFrame] = {}
+    for p in parts:
+        frames[p.key] = select_targets(definitions[p.key], details[p.exchange], config, p.exchange, p.day)
+    rows = sum(df.height for df in frames.values())
+    by_type: Counter[str] = Counter()
+    downloads = 0
+    for df in frames.values():
+        by_type.update(dict(df.group_by("data_type").len().iter_rows()))
+        downloads += df.select("data_type", "dataset_symbol").unique().height
+    first = frames[parts[0].key]
+    context.add_output_metadata(
+        {
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "downloads": dg.MetadataValue.int(downloads),
+            "targets_by_data_type": dg.MetadataValue.json(dict(sorted(by_type.items()))),
+            "preview": markdown_preview(first),
+        }
+    )
+    return frames[parts[0].key] if len(parts) == 1 else frames
+
+
+INSTRUMENT_ASSETS = [instrument_definitions, download_targets]
