@@ -80,6 +80,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "7",
         "Days per run in a multi-run backfill (one GCE VM per shard).",
     ),
+    "MARKET_DATA_SENSOR_LOOKBACK_DAYS": (
+        "3",
+        "Days the tardis_new_days sensor requests on its first tick (before it has a cursor).",
+    ),
     "TARDIS_API_KEY": ("(none)", "Tardis key (secret). Without it only first-of-month days download."),
     "TARDIS_API_URL": (
         TARDIS_API_URL_DEFAULT,
@@ -109,6 +113,7 @@ class Settings:
     concurrency: int = 16
     convert_workers: int = 2
     backfill_days_per_run: int = 7
+    sensor_lookback_days: int = 3
     tardis_api_key: Secret = field(default_factory=lambda: Secret(None))
     tardis_api_url: str = TARDIS_API_URL_DEFAULT
     tardis_datasets_url: str = TARDIS_DATASETS_URL_DEFAULT
@@ -182,6 +187,9 @@ class Settings:
             ),
             backfill_days_per_run=_parse_int(
                 "MARKET_DATA_BACKFILL_DAYS_PER_RUN", get("MARKET_DATA_BACKFILL_DAYS_PER_RUN"), 7, 1, 366
+            ),
+            sensor_lookback_days=_parse_int(
+                "MARKET_DATA_SENSOR_LOOKBACK_DAYS", get("MARKET_DATA_SENSOR_LOOKBACK_DAYS"), 3, 1, 3660
             ),
             tardis_api_key=Secret(get("TARDIS_API_KEY")),
             tardis_api_url=_parse_url("TARDIS_API_URL", get("TARDIS_API_URL") or TARDIS_API_URL_DEFAULT),

@@ -1,0 +1,250 @@
+"""missing_data_report and the data-quality asset checks."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, time, timedelta
+
+import dagster as dg
+import polars as pl
+
+from market_data_assets.defs.metadata import markdown_preview
+from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.partitions import date_exchange_partitions, parse_partition_key, partitions_of_context
+from market_data_assets.quality.missing import (
+    GAP_STATUSES,
+    STATUSES,
+    Incident,
+    incidents_from_details,
+    report_for_day,
+)
+from market_data_assets.settings import get_settings
+from market_data_assets.storage import layout
+from market_data_assets.tardis.errors import TardisError
+
+_BACKFILL = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
+#: Statuses that mean "nothing we can fetch is missing": the raw-ticks check passes on them.
+ACCEPTABLE = ("present", "empty_at_source", "explained_by_incident")
+
+
+def _incidents(market_data: MarketDataResource, exchanges: set[str], log) -> dict[str, list[Incident]]:
+    async def fetch() -> dict[str, list[Incident]]:
+        out: dict[str, list[Incident]] = {}
+        async with market_data.tardis_client() as client:
+            for ex in sorted(exchanges):
+                try:
+                    out[ex] = incidents_from_details(await client.exchange_details(ex))
+                except TardisError as exc:
+                    log.warning(
+                        f"{ex}: incident reports unavailable ({exc}); gaps will not be explained by them"
+                    )
+                    out[ex] = []
+        return out
+
+    return asyncio.run(fetch())
+
+
+@dg.asset(
+    partitions_def=date_exchange_partitions,
+    io_manager_key="layout_io_manager",
+    deps=["download_targets", "raw_ticks"],
+    group_name="quality",
+    kinds={"polars", "parquet"},
+    backfill_policy=_BACKFILL,
+    owners=["team:market-data"],
+    description=(
+        "Every expected raw tick file (the day's download targets) with its status: present, missing, "
+        "empty_at_source, failed_download, incomplete (size/rows differ from the manifest, or unreadable) or "
+        "explained_by_incident (Tardis incident report quoted). "
+        "`missing_data_reports/by_date/day-D/venue-EX/report.parquet`."
+    ),
+)
+def missing_data_report(
+    context: dg.AssetExecutionContext, market_data: MarketDataResource
+) -> pl.DataFrame | dict[str, pl.DataFrame]:
+    parts = partitions_of_context(context)
+    store = market_data.store()
+    incidents = _incidents(market_data, {p.exchange for p in parts}, context.log)
+    frames = {
+        p.key: report_for_day(store, p.day, p.exchange, incidents=incidents[p.exchange], verify_rows=True)
+        for p in parts
+    }
+    report = pl.concat(list(frames.values()))
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update(dict(report.group_by("status").len().iter_rows()))
+    gaps = report.filter(pl.col("status").is_in(GAP_STATUSES))
+    worst = (
+        gaps.with_columns(
+            pl.col("status").replace_strict({s: i for i, s in enumerate(GAP_STATUSES)}).alias("_rank")
+        )
+        .sort("_rank", "day", "instrument_key")
+        .select("day", "data_type", "instrument_key", "status", "detail")
+    )
+    context.add_output_metadata(
+        {
+            "dagster/row_count": dg.MetadataValue.int(report.height),
+            "gaps": dg.MetadataValue.int(gaps.height),
+            **{f"count_{s}": dg.MetadataValue.int(int(n)) for s, n in counts.items()},
+            "worst_gaps": markdown_preview(worst, rows=20),
+        }
+    )
+    return frames[parts[0].key] if len(parts) == 1 else frames
+
+
+# --- asset checks ----------------------------------------------------------------------------
+
+
+def _check_partitions(context: dg.AssetCheckExecutionContext) -> list:
+    return [parse_partition_key(k) for k in context.partition_keys]
+
+
+@dg.asset_check(
+    asset="raw_ticks",
+    blocking=True,
+    partitions_def=date_exchange_partitions,
+    description="Every download target of the partition is stored and matches its manifest (blocking: candles "
+    "are not built on a hole). Empty-at-source and incident-explained gaps pass.",
+)
+def raw_ticks_complete(
+    context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
+) -> dg.AssetCheckResult:
+    store = market_data.store()
+    bad: list[pl.DataFrame] = []
+    expected = 0
+    for p in _check_partitions(context):
+        report = report_for_day(store, p.day, p.exchange)
+        expected += report.height
+        bad.append(report.filter(~pl.col("status").is_in(ACCEPTABLE)))
+    failures = pl.concat(bad) if bad else pl.DataFrame()
+    return dg.AssetCheckResult(
+        passed=failures.height == 0,
+        metadata={
+            "expected_files": expected,
+            "problems": failures.height,
+            "problem_files": markdown_preview(
+                failures.select("day", "data_type", "instrument_key", "status", "detail")
+                if failures.height
+                else failures,
+                rows=20,
+            ),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="instrument_definitions",
+    partitions_def=date_exchange_partitions,
+    description="Canonical instrument keys are unique per venue and day.",
+)
+def instrument_keys_unique(
+    context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
+) -> dg.AssetCheckResult:
+    store = market_data.store()
+    duplicates: list[str] = []
+    rows = 0
+    for p in _check_partitions(context):
+        keys = pl.from_arrow(
+            store.read_parquet(layout.instruments_path(p.day, p.exchange), columns=["instrument_key"])
+        )
+        rows += keys.height
+        dup = keys.filter(pl.col("instrument_key").is_duplicated())["instrument_key"].unique().to_list()
+        duplicates.extend(f"{p.key}: {k}" for k in dup)
+    return dg.AssetCheckResult(
+        passed=not duplicates,
+        metadata={"instruments": rows, "duplicate_keys": dg.MetadataValue.json(duplicates[:50])},
+    )
+
+
+def _raw_trade_volume(store, day: date, exchange: str) -> pl.DataFrame:
+    """Σ amount per instrument of trades whose exchange timestamp falls on ``day`` (files D and D+1)."""
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    end = start + timedelta(days=1)
+    frames = []
+    for file_day in (day, day + timedelta(days=1)):
+        prefix = f"{layout.raw_ticks_dir(file_day, 'trades')}/{layout.key_prefix_for_exchange(exchange)}"
+        for obj in store.list(prefix):
+            frames.append(
+                pl.from_arrow(store.read_parquet(obj.path, columns=["timestamp", "amount", "instrument_key"]))
+                .with_columns(pl.col("instrument_key").cast(pl.String))
+                .filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
+                .group_by("instrument_key")
+                .agg(pl.col("amount").sum().alias("raw_volume"))
+            )
+    if not frames:
+        return pl.DataFrame(schema={"instrument_key": pl.String, "raw_volume": pl.Float64})
+    return pl.concat(frames).group_by("instrument_key").agg(pl.col("raw_volume").sum())
+
+
+@dg.asset_check(
+    asset="candles_24h",
+    partitions_def=date_exchange_partitions,
+    description="Daily candle volume equals the sum of raw trade amounts with an exchange timestamp on that day "
+    "(including the next day's file head), per instrument.",
+)
+def candle_volume_matches_raw_trades(
+    context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
+) -> dg.AssetCheckResult:
+    store = market_data.store()
+    mismatches: list[dict] = []
+    compared = 0
+    for p in _check_partitions(context):
+        raw = _raw_trade_volume(store, p.day, p.exchange)
+        prefix = f"{layout.candles_dir(p.day, '24h')}/{layout.key_prefix_for_exchange(p.exchange)}"
+        candle_frames = [
+            pl.from_arrow(store.read_parquet(o.path, columns=["instrument_key", "volume"]))
+            for o in store.list(prefix)
+        ]
+        candles = (
+            pl.concat(candle_frames)
+            .with_columns(pl.col("instrument_key").cast(pl.String))
+            .group_by("instrument_key")
+            .agg(pl.col("volume").sum().alias("candle_volume"))
+            if candle_frames
+            else pl.DataFrame(schema={"instrument_key": pl.String, "candle_volume": pl.Float64})
+        )
+        joined = raw.join(candles, on="instrument_key", how="full", coalesce=True).fill_null(0.0)
+        compared += joined.height
+        bad = joined.filter(
+            (pl.col("raw_volume") - pl.col("candle_volume")).abs()
+            > 1e-9 * pl.col("raw_volume").abs().clip(1.0)
+        )
+        mismatches.extend({"partition": p.key, **r} for r in bad.iter_rows(named=True))
+    return dg.AssetCheckResult(
+        passed=not mismatches,
+        metadata={"instruments_compared": compared, "mismatches": dg.MetadataValue.json(mismatches[:50])},
+    )
+
+
+@dg.asset_check(
+    asset="candles_15s",
+    partitions_def=date_exchange_partitions,
+    description="Every candle bucket lies inside its partition day (the day-boundary rule puts pre-midnight "
+    "trades from the next day's file into this day, and nothing after midnight).",
+)
+def candle_timestamps_inside_day(
+    context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
+) -> dg.AssetCheckResult:
+    store = market_data.store()
+    outside: list[str] = []
+    files = 0
+    for p in _check_partitions(context):
+        start = datetime.combine(p.day, time(), tzinfo=UTC)
+        end = start + timedelta(days=1)
+        prefix = f"{layout.candles_dir(p.day, '15s')}/{layout.key_prefix_for_exchange(p.exchange)}"
+        for obj in store.list(prefix):
+            files += 1
+            ts = pl.from_arrow(store.read_parquet(obj.path, columns=["timestamp"]))["timestamp"]
+            if ts.len() and (ts.min() < start or ts.max() >= end):
+                outside.append(f"{obj.path}: {ts.min()} .. {ts.max()}")
+    return dg.AssetCheckResult(
+        passed=not outside, metadata={"files": files, "outside_day": dg.MetadataValue.json(outside[:50])}
+    )
+
+
+QUALITY_ASSETS = [missing_data_report]
+QUALITY_CHECKS = [
+    raw_ticks_complete,
+    instrument_keys_unique,
+    candle_volume_matches_raw_trades,
+    candle_timestamps_inside_day,
+]

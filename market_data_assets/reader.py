@@ -1,0 +1,238 @@
+"""The library API downstream services import: instruments, ticks, candles, book snapshots, gaps.
+
+Everything is a lazy polars scan over exactly the files a request needs: paths are computed
+from the layout (day × data type/timeframe × instrument key), one listing per day tells which
+exist, and the time-range filter is pushed into the Parquet scan (row-group statistics), so a
+one-hour read of one instrument touches one or two files, not the lake. Works on a local root
+or ``gs://bucket/prefix`` (``MARKET_DATA_ROOT`` by default).
+
+    from market_data_assets import reader
+    btc = reader.scan_candles("1m", ["DERIBIT:PERP:BTC-USD"], "2024-03-01", "2024-03-02").collect()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+
+import polars as pl
+
+from market_data_assets.quality.missing import report_for_range
+from market_data_assets.settings import Settings
+from market_data_assets.storage import layout
+from market_data_assets.storage.store import ObjectStore, open_store
+
+TimeLike = str | date | datetime
+
+
+def _store(root: str | None) -> ObjectStore:
+    return open_store(root or Settings.from_env().root)
+
+
+def _as_datetime(value: TimeLike) -> datetime:
+    """A date or ISO string becomes midnight UTC; naive datetimes are taken as UTC."""
+    if isinstance(value, str):
+        value = (
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if "T" in value or " " in value
+            else date.fromisoformat(value)
+        )
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value, time(), tzinfo=UTC)
+
+
+def _days(start: datetime, end: datetime, extra_after: int = 0) -> list[date]:
+    first, last = start.date(), (end - timedelta(microseconds=1)).date() + timedelta(days=extra_after)
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _scan_options(store: ObjectStore) -> dict:
+    if store.root.startswith("gs://"):
+        from market_data_assets.storage.polars_io import storage_options_for
+
+        return {"storage_options": storage_options_for(store.root)}
+    return {}
+
+
+def _existing(store: ObjectStore, folders_and_paths: dict[str, list[str]]) -> list[str]:
+    """The wanted paths that exist: one listing per folder, never one request per file."""
+    found: list[str] = []
+    for folder, paths in folders_and_paths.items():
+        present = {o.path for o in store.list(folder + "/")}
+        found.extend(p for p in paths if p in present)
+    return found
+
+
+def _scan_keyed(
+    store: ObjectStore,
+    folder_of: Callable[[date], str],
+    path_of: Callable[[date, str], str],
+    keys: Sequence[str],
+    start: datetime,
+    end: datetime,
+    extra_days_after: int = 0,
+) -> pl.LazyFrame | None:
+    wanted: dict[str, list[str]] = {}
+    for day in _days(start, end, extra_days_after):
+        wanted[folder_of(day)] = [path_of(day, k) for k in keys]
+    paths = _existing(store, wanted)
+    if not paths:
+        return None
+    return pl.scan_parquet([store.uri(p) for p in paths], **_scan_options(store)).filter(
+        (pl.col("timestamp") >= start) & (pl.col("timestamp") < end)
+    )
+
+
+def _check_keys(keys: Iterable[str] | str) -> list[str]:
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    return [layout.check_instrument_key(k) for k in keys]
+
+
+def instruments(
+    day: TimeLike,
+    exchange: str | Sequence[str] | None = None,
+    *,
+    instrument_type: str | Sequence[str] | None = None,
+    base: str | Sequence[str] | None = None,
+    quote: str | Sequence[str] | None = None,
+    root: str | None = None,
+) -> pl.DataFrame:
+    """Instrument definitions listed on ``day`` (every stored venue unless ``exchange`` is given).
+
+    ``instrument_type`` uses the key's TYPE (SPOT_PAIR, PERP, FUTURE, OPTION, COMBO).
+    """
+    store = _store(root)
+    d = _as_datetime(day).date()
+    if exchange is None:
+        prefix = f"{layout.INSTRUMENTS_AREA}/by_date/{layout.day_dir(d)}/"
+        paths = [o.path for o in store.list(prefix) if o.path.endswith("/instruments.parquet")]
+    else:
+        exchanges = [exchange] if isinstance(exchange, str) else list(exchange)
+        paths = [layout.instruments_path(d, ex) for ex in exchanges]
+        paths = [p for p in paths if store.exists(p)]
+    if not paths:
+        return pl.DataFrame()
+    df = pl.scan_parquet([store.uri(p) for p in paths], **_scan_options(store))
+    for column, wanted in (("instrument_type", instrument_type), ("base", base), ("quote", quote)):
+        if wanted is not None:
+            values = [wanted] if isinstance(wanted, str) else list(wanted)
+            df = df.filter(pl.col(column).is_in(values))
+    return df.collect()
+
+
+def scan_ticks(
+    data_type: str, keys: Iterable[str] | str, start: TimeLike, end: TimeLike, *, root: str | None = None
+) -> pl.LazyFrame:
+    """Raw ticks of ``keys`` with exchange ``timestamp`` in ``[start, end)``.
+
+    Tardis files are split by local_timestamp, so a day's last ticks can sit in the next day's
+    file: the scan includes the file after the range's last day.
+    """
+    store = _store(root)
+    layout.check_data_type(data_type)
+    lf = _scan_keyed(
+        store,
+        lambda d: layout.raw_ticks_dir(d, data_type),
+        lambda d, k: layout.raw_ticks_path(d, data_type, k),
+        _check_keys(keys),
+        _as_datetime(start),
+        _as_datetime(end),
+        extra_days_after=1,
+    )
+    if lf is None:
+        from market_data_assets.tardis.formats import get_spec
+
+        return pl.LazyFrame(
+            schema=pl.Schema(pl.from_arrow(get_spec(data_type).arrow_schema.empty_table()).schema)
+        )
+    return lf
+
+
+def scan_candles(
+    timeframe: str, keys: Iterable[str] | str, start: TimeLike, end: TimeLike, *, root: str | None = None
+) -> pl.LazyFrame:
+    """Candles of ``keys`` at ``timeframe`` whose bucket start is in ``[start, end)``."""
+    store = _store(root)
+    layout.check_timeframe(timeframe)
+    lf = _scan_keyed(
+        store,
+        lambda d: layout.candles_dir(d, timeframe),
+        lambda d, k: layout.candles_path(d, timeframe, k),
+        _check_keys(keys),
+        _as_datetime(start),
+        _as_datetime(end),
+    )
+    if lf is None:
+        from market_data_assets.candles.schema import CANDLE_SCHEMA
+
+        return pl.LazyFrame(schema=pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema)
+    return lf
+
+
+def scan_book_snapshots(
+    timeframe: str, keys: Iterable[str] | str, start: TimeLike, end: TimeLike, *, root: str | None = None
+) -> pl.LazyFrame:
+    """The book as of each bucket end, for ``keys`` at ``timeframe``, buckets in ``[start, end)``."""
+    store = _store(root)
+    layout.check_timeframe(timeframe)
+    lf = _scan_keyed(
+        store,
+        lambda d: layout.book_snapshots_dir(d, timeframe),
+        lambda d, k: layout.book_snapshots_path(d, timeframe, k),
+        _check_keys(keys),
+        _as_datetime(start),
+        _as_datetime(end),
+    )
+    return lf if lf is not None else pl.LazyFrame()
+
+
+def missing_data(
+    start: TimeLike,
+    end: TimeLike,
+    exchanges: str | Sequence[str] | None = None,
+    *,
+    data_type: str | None = None,
+    verify_rows: bool = False,
+    root: str | None = None,
+) -> pl.DataFrame:
+    """The missing-data report over ``[start, end]`` (days, inclusive); see quality/missing.py."""
+    settings = Settings.from_env()
+    exchanges = [exchanges] if isinstance(exchanges, str) else list(exchanges or settings.exchanges)
+    return report_for_range(
+        _store(root),
+        _as_datetime(start).date(),
+        _as_datetime(end).date(),
+        exchanges,
+        data_type=data_type,
+        verify_rows=verify_rows,
+    )
+
+
+def query_candles_bigquery(
+    client,  # google.cloud.bigquery.Client
+    timeframe: str,
+    keys: Iterable[str] | str,
+    start: TimeLike,
+    end: TimeLike,
+    *,
+    dataset: str = "market_data_analytics",
+    project: str | None = None,
+) -> pl.DataFrame:
+    """Candles from the BigQuery table ``candles_<timeframe>`` (partition-pruned by timestamp)."""
+    from google.cloud import bigquery
+
+    layout.check_timeframe(timeframe)
+    table = f"`{project or client.project}.{dataset}.candles_{timeframe}`"
+    job = client.query(
+        f"SELECT * FROM {table} WHERE timestamp >= @start AND timestamp < @end "
+        "AND instrument_key IN UNNEST(@keys) ORDER BY instrument_key, timestamp",
+        job_config=bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter("start", "TIMESTAMP", _as_datetime(start)),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", _as_datetime(end)),
+                bigquery.ArrayQueryParameter("keys", "STRING", _check_keys(keys)),
+            ]
+        ),
+    )
+    return pl.from_arrow(job.result().to_arrow())  # type: ignore[return-value]
