@@ -1,0 +1,78 @@
+"""The timeframe table: one row per candle timeframe, with its duration and its finer parent.
+
+Seven assets, seven output folders and the roll-up chain are all generated from this table, so
+adding a timeframe is one line here (plus its name in ``storage.layout.TIMEFRAMES``). Every
+duration divides the next coarser one and divides a UTC day, which is what lets a coarser bucket
+be exactly the union of the finer buckets inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from market_data_assets.storage.layout import TIMEFRAMES
+
+US_PER_SECOND = 1_000_000
+US_PER_DAY = 86_400 * US_PER_SECOND
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    name: str
+    seconds: int
+    finer: str | None
+    """The timeframe this one is rolled up from; ``None`` for the one computed from ticks."""
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+    @property
+    def us(self) -> int:
+        """Bucket width in microseconds: buckets are ``epoch_us // us * us``."""
+        return self.seconds * US_PER_SECOND
+
+    @property
+    def buckets_per_day(self) -> int:
+        return US_PER_DAY // self.us
+
+
+TIMEFRAME_TABLE: tuple[Timeframe, ...] = (
+    Timeframe("15s", 15, None),
+    Timeframe("1m", 60, "15s"),
+    Timeframe("5m", 300, "1m"),
+    Timeframe("15m", 900, "5m"),
+    Timeframe("1h", 3_600, "15m"),
+    Timeframe("4h", 14_400, "1h"),
+    Timeframe("24h", 86_400, "4h"),
+)
+BY_NAME: dict[str, Timeframe] = {tf.name: tf for tf in TIMEFRAME_TABLE}
+BASE_TIMEFRAME: Timeframe = TIMEFRAME_TABLE[0]
+
+
+def get_timeframe(name: str) -> Timeframe:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown timeframe {name!r}; known: {', '.join(BY_NAME)}") from None
+
+
+def day_start_us(day: date) -> int:
+    """Microseconds since the epoch of ``day`` 00:00 UTC."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * US_PER_SECOND
+
+
+def _check_table() -> None:
+    """Fail at import if the table and the storage layout disagree or a duration does not nest."""
+    names = tuple(tf.name for tf in TIMEFRAME_TABLE)
+    if names != TIMEFRAMES:
+        raise RuntimeError(f"timeframe table {names} differs from storage.layout.TIMEFRAMES {TIMEFRAMES}")
+    for tf in TIMEFRAME_TABLE:
+        if US_PER_DAY % tf.us:
+            raise RuntimeError(f"timeframe {tf.name} does not divide a day")
+        if tf.finer is not None and tf.us % BY_NAME[tf.finer].us:
+            raise RuntimeError(f"timeframe {tf.name} is not a multiple of its finer {tf.finer}")
+
+
+_check_table()
