@@ -1,0 +1,259 @@
+"""The ``gs://bucket/prefix`` object store, over the official ``google-cloud-storage`` client.
+
+Why it looks the way it does:
+
+* Atomicity comes from GCS itself: an object upload (single request or resumable session) only
+  becomes visible when it completes, so a reader sees the previous object or the new one, never
+  half of one. ``put_file`` is therefore exactly one upload of a finished local file, with no
+  temporary object and no copy-then-rename (GCS has no rename; a copy would double the traffic).
+* Retries are the client library's (exponential backoff on 429/5xx and connection errors). An
+  unconditional upload is retried too: every writer in this project publishes deterministic
+  content under a deterministic name, so repeating the same upload is harmless. Callers that
+  need compare-and-swap pass ``if_generation_match`` (``0`` = only if absent), which GCS enforces
+  server-side and which turns a lost race into a clear ``StoreError`` instead of an overwrite.
+* Every error names the ``gs://`` URI it concerns, because "404 Not Found" alone does not tell an
+  operator which of thousands of partition files is missing.
+* ``STORAGE_EMULATOR_HOST`` and ``GOOGLE_CLOUD_PROJECT`` are read here and not in ``settings.py``:
+  they are Google's own conventions, honoured by every Google client library, and the emulator
+  switch must behave exactly as those libraries expect.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import DefaultCredentialsError
+from google.cloud import storage
+
+from market_data_assets.storage.store import (
+    ObjectInfo,
+    ObjectStore,
+    StoreError,
+    _check_relative,
+    local_staging_dir,
+)
+
+EMULATOR_PROJECT_DEFAULT = "test-project"
+DEFAULT_LIST_PAGE_SIZE = 1000  # the GCS maximum: fewest round trips per listing
+DEFAULT_TIMEOUT_S = 300.0  # per HTTP request; large Parquet uploads need more than the 60 s default
+
+# https://cloud.google.com/storage/docs/buckets#naming (dotted names up to 222 characters).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+def gcs_emulator_host() -> str | None:
+    """``STORAGE_EMULATOR_HOST`` as a base URL (``http://host:port``), or None for real GCS."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST", "").strip()
+    if not host:
+        return None
+    return host if "://" in host else f"http://{host}"
+
+
+def parse_gs_uri(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b/`` -> ``("bucket", "a/b")``; refuses anything that is not a usable root."""
+    if not isinstance(uri, str) or not uri.startswith("gs://"):
+        raise StoreError(f"invalid GCS root {uri!r}: expected gs://bucket[/prefix]")
+    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise StoreError(f"invalid GCS root {uri!r}: {bucket!r} is not a valid bucket name")
+    prefix = prefix.rstrip("/")
+    if prefix:
+        try:
+            _check_relative(prefix)
+        except StoreError as exc:
+            raise StoreError(f"invalid GCS root {uri!r}: bad prefix {prefix!r}") from exc
+    return bucket, prefix
+
+
+def _check_prefix(prefix: str) -> str:
+    """A listing prefix may end anywhere (``day-2024-01``, ``area/``) but may not climb out."""
+    if prefix == "":
+        return prefix
+    body = prefix[:-1] if prefix.endswith("/") else prefix
+    try:
+        _check_relative(body)
+    except StoreError as exc:
+        raise StoreError(f"invalid listing prefix {prefix!r}: {exc}") from exc
+    return prefix
+
+
+def client_for_environment() -> storage.Client:
+    """A storage client for the emulator (anonymous) or real GCS (application default credentials)."""
+    emulator = gcs_emulator_host()
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+    if emulator:
+        return storage.Client(
+            project=project or EMULATOR_PROJECT_DEFAULT,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": emulator},
+        )
+    return storage.Client(project=project)
+
+
+class GcsStore(ObjectStore):
+    """Objects named ``prefix/`` + the relative path, in one bucket."""
+
+    def __init__(
+        self,
+        client: storage.Client,
+        bucket: str,
+        prefix: str = "",
+        *,
+        list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self._bucket_name, self._prefix = parse_gs_uri(f"gs://{bucket}/{prefix}")
+        self._client = client
+        self._bucket = client.bucket(self._bucket_name)
+        self._list_page_size = list_page_size
+        self._timeout = timeout
+        self.root = (
+            f"gs://{self._bucket_name}/{self._prefix}" if self._prefix else f"gs://{self._bucket_name}"
+        )
+
+    @classmethod
+    def from_uri(cls, uri: str, **options: object) -> GcsStore:
+        """The store for ``gs://bucket/prefix`` with a client built from the environment."""
+        bucket, prefix = parse_gs_uri(uri)
+        try:
+            client = client_for_environment()
+        except DefaultCredentialsError as exc:
+            raise StoreError(
+                f"cannot open {uri}: no Google credentials found (run `gcloud auth application-default "
+                f"login`, set GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator)"
+            ) from exc
+        return cls(client, bucket, prefix, **options)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"GcsStore({self.root!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # A client holds sockets and cannot be pickled: a store crosses processes by its URI.
+        return (_reopen, (self.root, self._list_page_size, self._timeout))
+
+    # --- names ------------------------------------------------------------------------------
+
+    @property
+    def bucket_name(self) -> str:
+        return self._bucket_name
+
+    def object_name(self, path: str) -> str:
+        """The GCS object name of a relative store path (validated)."""
+        _check_relative(path)
+        return f"{self._prefix}/{path}" if self._prefix else path
+
+    def uri(self, path: str) -> str:
+        return f"gs://{self._bucket_name}/{self.object_name(path)}"
+
+    def _relative(self, name: str) -> str:
+        return name[len(self._prefix) + 1 :] if self._prefix else name
+
+    # --- the interface ---------------------------------------------------------------------
+
+    def put_file(
+        self, local_path: Path, path: str, *, move: bool = False, if_generation_match: int | None = None
+    ) -> None:
+        """One upload of a finished local file; ``if_generation_match`` makes it a compare-and-swap."""
+        uri = self.uri(path)
+        local_path = Path(local_path)
+        if not local_path.is_file():
+            raise FileNotFoundError(f"cannot upload {local_path} to {uri}: the local file does not exist")
+        blob = self._bucket.blob(self.object_name(path))
+        try:
+            blob.upload_from_filename(
+                str(local_path), if_generation_match=if_generation_match, timeout=self._timeout
+            )
+        except gexc.PreconditionFailed as exc:
+            raise StoreError(
+                f"{uri} was not written: its generation is no longer {if_generation_match} "
+                f"(another writer changed it); the existing object is untouched"
+            ) from exc
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"upload of {local_path} to {uri} failed: {exc}") from exc
+        if move:
+            local_path.unlink(missing_ok=True)
+
+    def generation(self, path: str) -> int | None:
+        """The object's current generation (for ``put_file(if_generation_match=...)``), None if absent."""
+        blob = self._bucket.get_blob(self.object_name(path), timeout=self._timeout)
+        return None if blob is None else int(blob.generation)
+
+    def get_file(self, path: str, local_path: Path) -> None:
+        """Download beside ``local_path`` and rename, so a failed download leaves no partial file."""
+        local_path = Path(local_path)
+        tmp = local_path.with_name(f".{local_path.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            self._bucket.blob(self.object_name(path)).download_to_filename(str(tmp), timeout=self._timeout)
+            os.replace(tmp, local_path)
+        except gexc.NotFound as exc:
+            raise FileNotFoundError(f"{self.uri(path)} does not exist") from exc
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"download of {self.uri(path)} failed: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get_bytes(self, path: str) -> bytes:
+        try:
+            return self._bucket.blob(self.object_name(path)).download_as_bytes(timeout=self._timeout)
+        except gexc.NotFound as exc:
+            raise FileNotFoundError(f"{self.uri(path)} does not exist") from exc
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"download of {self.uri(path)} failed: {exc}") from exc
+
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        data = self.get_bytes(path)
+        try:
+            return pq.read_table(io.BytesIO(data), columns=columns)
+        except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+            raise StoreError(f"{self.uri(path)} is not a readable Parquet file: {exc}") from exc
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self._bucket.blob(self.object_name(path)).exists(timeout=self._timeout)
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"cannot check whether {self.uri(path)} exists: {exc}") from exc
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """One listing call; the iterator follows ``nextPageToken`` across pages."""
+        _check_prefix(prefix)
+        full = f"{self._prefix}/{prefix}" if self._prefix else prefix
+        try:
+            blobs = self._client.list_blobs(
+                self._bucket_name,
+                prefix=full or None,
+                page_size=self._list_page_size,
+                fields="items(name,size),nextPageToken",
+                timeout=self._timeout,
+            )
+            out = [ObjectInfo(self._relative(b.name), int(b.size or 0)) for b in blobs]
+        except gexc.NotFound as exc:
+            raise StoreError(
+                f"cannot list {self.root}/{prefix}: bucket {self._bucket_name} not found"
+            ) from exc
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"cannot list {self.root}/{prefix}: {exc}") from exc
+        out.sort(key=lambda o: o.path)
+        return out
+
+    def delete(self, path: str) -> None:
+        try:
+            self._bucket.blob(self.object_name(path)).delete(timeout=self._timeout)
+        except gexc.NotFound:
+            return
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"cannot delete {self.uri(path)}: {exc}") from exc
+
+    def staging_dir(self) -> Path:
+        return local_staging_dir()
+
+
+def _reopen(root: str, list_page_size: int, timeout: float) -> GcsStore:
+    return GcsStore.from_uri(root, list_page_size=list_page_size, timeout=timeout)

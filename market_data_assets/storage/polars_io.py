@@ -1,0 +1,43 @@
+"""``storage_options`` that let polars scan Parquet straight from a ``gs://`` root.
+
+polars reads ``gs://`` through the Rust ``object_store`` crate, which speaks GCS's *XML* API
+(``GET /bucket?list-type=2`` to list, ranged ``GET /bucket/object`` to read). That is what gives
+lazy scans with predicate and projection pushdown: only the footers and the row groups whose
+statistics can match are fetched.
+
+Real GCS needs no options: polars finds application default credentials itself, so the result
+is an empty dict. For an emulator ``object_store`` has no endpoint option, but its service
+account key accepts two testing fields, ``gcs_base_url`` and ``disable_oauth``: a key with the
+emulator's URL and no OAuth sends every request there unsigned. The emulator must answer the
+XML API on that address: fake-gcs-server does when started with ``-public-host HOST:PORT``
+equal to the address clients use (the test fixture does this); without it, listing returns 404.
+"""
+
+from __future__ import annotations
+
+import json
+
+from market_data_assets.storage.gcs import gcs_emulator_host, parse_gs_uri
+
+
+def storage_options_for(root: str, *, emulator_host: str | None = None) -> dict[str, str] | None:
+    """Options for ``pl.scan_parquet(uri, storage_options=...)`` under ``root``; None for a local root.
+
+    ``emulator_host`` defaults to ``STORAGE_EMULATOR_HOST`` (the same switch the storage client uses).
+    """
+    if not root.startswith("gs://"):
+        return None
+    parse_gs_uri(root)  # a malformed root fails here, naming itself, not deep inside polars
+    emulator = emulator_host or gcs_emulator_host()
+    if not emulator:
+        return {}
+    if "://" not in emulator:
+        emulator = f"http://{emulator}"
+    key = {
+        "gcs_base_url": emulator.rstrip("/"),
+        "disable_oauth": True,
+        "client_email": "",
+        "private_key": "",
+        "private_key_id": "",
+    }
+    return {"google_service_account_key": json.dumps(key)}
