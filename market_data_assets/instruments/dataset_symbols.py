@@ -1,0 +1,78 @@
+"""``datasets.symbols`` of Tardis exchange details -> a typed frame, and which entries are groups.
+
+Exchange details are public (no key), so this list is what every path can rely on: it says
+which CSV files exist (id x dataTypes x days in [availableSince, availableTo)), and it lists the
+grouped files (``OPTIONS``, ``PERPETUALS``, ...) that carry many instruments in one download.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import polars as pl
+
+from market_data_assets.instruments.errors import InstrumentMetadataError
+from market_data_assets.instruments.metadata import day_start, parse_timestamps
+
+GROUP_TYPES: dict[str, str] = {
+    "SPOT": "spot",
+    "FUTURES": "future",
+    "PERPETUALS": "perpetual",
+    "OPTIONS": "option",
+    "COMBOS": "combo",
+}
+"""Grouped dataset ids -> the Tardis instrument type whose instruments each group file carries.
+The group is recognized by its id (the entry's own ``type`` is not relied on)."""
+
+DATASET_SYMBOLS_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.String(),
+    "type": pl.String(),
+    "availableSince": pl.String(),
+    "availableTo": pl.String(),
+    "dataTypes": pl.List(pl.String()),
+}
+
+
+def dataset_symbols_frame(exchange: str, exchange_details: dict[str, Any]) -> pl.DataFrame:
+    """Columns: dataset_symbol, tardis_type, available_since, available_to, data_types, group_type.
+
+    ``group_type`` is null for an instrument's own file and the carried instrument type for a
+    grouped file. Malformed details raise ``InstrumentMetadataError`` naming the exchange.
+    """
+    datasets = exchange_details.get("datasets") if isinstance(exchange_details, dict) else None
+    symbols = datasets.get("symbols") if isinstance(datasets, dict) else None
+    if not isinstance(symbols, list):
+        raise InstrumentMetadataError(f"{exchange}: exchange details carry no 'datasets.symbols' list")
+    try:
+        raw = pl.from_dicts(symbols, schema=DATASET_SYMBOLS_SCHEMA, strict=False) if symbols else None
+    except Exception as exc:  # noqa: BLE001 - named below
+        raise InstrumentMetadataError(f"{exchange}: unreadable exchange details datasets.symbols: {exc}") from exc
+    if raw is None:
+        raw = pl.DataFrame(schema=DATASET_SYMBOLS_SCHEMA)
+    bad = raw.filter(pl.col("id").is_null() | pl.col("type").is_null() | pl.col("availableSince").is_null())
+    if bad.height:
+        raise InstrumentMetadataError(
+            f"{exchange}: datasets.symbols entries without id/type/availableSince: {bad.head(3).to_dicts()}"
+        )
+    raw = parse_timestamps(raw, "availableSince", exchange, "datasets.symbols.availableSince")
+    raw = parse_timestamps(raw, "availableTo", exchange, "datasets.symbols.availableTo")
+    frame = raw.select(
+        pl.col("id").str.to_uppercase().str.replace_all(r"[/:]", "-").alias("dataset_symbol"),
+        pl.col("type").str.strip_chars().str.to_lowercase().alias("tardis_type"),
+        pl.col("availableSince").alias("available_since"),
+        pl.col("availableTo").alias("available_to"),
+        pl.col("dataTypes").fill_null(pl.lit([], dtype=pl.List(pl.String))).alias("data_types"),
+    ).unique(subset="dataset_symbol", keep="first", maintain_order=True)
+    return frame.with_columns(
+        pl.col("dataset_symbol").replace_strict(GROUP_TYPES, default=None, return_dtype=pl.String).alias(
+            "group_type"
+        )
+    )
+
+
+def available_on(day: date) -> pl.Expr:
+    """True where [available_since, available_to) overlaps the UTC day (an open end is open)."""
+    start = day_start(day)
+    end = day_start(day + timedelta(days=1))
+    return (pl.col("available_since") < end) & (pl.col("available_to").is_null() | (pl.col("available_to") > start))
