@@ -47,7 +47,9 @@ def dataset_symbols_frame(exchange: str, exchange_details: dict[str, Any]) -> pl
     try:
         raw = pl.from_dicts(symbols, schema=DATASET_SYMBOLS_SCHEMA, strict=False) if symbols else None
     except Exception as exc:  # noqa: BLE001 - named below
-        raise InstrumentMetadataError(f"{exchange}: unreadable exchange details datasets.symbols: {exc}") from exc
+        raise InstrumentMetadataError(
+            f"{exchange}: unreadable exchange details datasets.symbols: {exc}"
+        ) from exc
     if raw is None:
         raw = pl.DataFrame(schema=DATASET_SYMBOLS_SCHEMA)
     bad = raw.filter(pl.col("id").is_null() | pl.col("type").is_null() | pl.col("availableSince").is_null())
@@ -65,9 +67,9 @@ def dataset_symbols_frame(exchange: str, exchange_details: dict[str, Any]) -> pl
         pl.col("dataTypes").fill_null(pl.lit([], dtype=pl.List(pl.String))).alias("data_types"),
     ).unique(subset="dataset_symbol", keep="first", maintain_order=True)
     return frame.with_columns(
-        pl.col("dataset_symbol").replace_strict(GROUP_TYPES, default=None, return_dtype=pl.String).alias(
-            "group_type"
-        )
+        pl.col("dataset_symbol")
+        .replace_strict(GROUP_TYPES, default=None, return_dtype=pl.String)
+        .alias("group_type")
     )
 
 
@@ -75,4 +77,6 @@ def available_on(day: date) -> pl.Expr:
     """True where [available_since, available_to) overlaps the UTC day (an open end is open)."""
     start = day_start(day)
     end = day_start(day + timedelta(days=1))
-    return (pl.col("available_since") < end) & (pl.col("available_to").is_null() | (pl.col("available_to") > start))
+    return (pl.col("available_since") < end) & (
+        pl.col("available_to").is_null() | (pl.col("available_to") > start)
+    )

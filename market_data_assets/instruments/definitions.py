@@ -27,17 +27,29 @@ from market_data_assets.storage.layout import check_exchange
 UTC_US = pl.Datetime("us", "UTC")
 
 DEFINITION_COLUMNS: tuple[tuple[str, pl.DataType, str], ...] = (
-    ("instrument_key", pl.String(), "canonical VENUE:TYPE:SYMBOL key (docs/INSTRUMENT_KEY.md); file names use it"),
+    (
+        "instrument_key",
+        pl.String(),
+        "canonical VENUE:TYPE:SYMBOL key (docs/INSTRUMENT_KEY.md); file names use it",
+    ),
     ("exchange", pl.String(), "Tardis exchange id (binance-futures)"),
     ("venue", pl.String(), "exchange id upper-cased, the key's VENUE"),
     ("instrument_type", pl.String(), "SPOT_PAIR, PERP, FUTURE, OPTION or COMBO"),
     ("tardis_type", pl.String(), "Tardis type: spot, perpetual, future, option, combo"),
     ("exchange_symbol", pl.String(), "exchange-native id (metadata id; the dataset id without metadata)"),
     ("dataset_symbol", pl.String(), "symbol of the instrument's own CSV download URL (dataset id)"),
-    ("symbol_in_csv", pl.String(), "value of the CSV `symbol` column for this instrument (native id upper-cased)"),
+    (
+        "symbol_in_csv",
+        pl.String(),
+        "value of the CSV `symbol` column for this instrument (native id upper-cased)",
+    ),
     ("base", pl.String(), "base currency (XBT normalized to BTC)"),
     ("quote", pl.String(), "currency prices and strikes are quoted in (the key's QUOTE)"),
-    ("tardis_quote_currency", pl.String(), "quoteCurrency as in Tardis metadata (BTC for inverse BTC options)"),
+    (
+        "tardis_quote_currency",
+        pl.String(),
+        "quoteCurrency as in Tardis metadata (BTC for inverse BTC options)",
+    ),
     ("settlement", pl.String(), "settlement currency (null for spot or when unknown)"),
     ("inverse", pl.Boolean(), "inverse contract (quoted in USD, margined/settled in the base coin)"),
     ("contract_multiplier", pl.Float64(), "contract multiplier"),
@@ -57,7 +69,11 @@ DEFINITION_COLUMNS: tuple[tuple[str, pl.DataType, str], ...] = (
     ("data_types", pl.List(pl.String()), "data types of the instrument's own dataset on this day"),
     ("grouped_symbols", pl.List(pl.String()), "grouped dataset ids (OPTIONS, ...) carrying it on this day"),
     ("key_source", pl.String(), "metadata or symbol_parse: where base/quote/expiry/strike came from"),
-    ("collision_of", pl.String(), "the contested natural key when several instruments produced it, else null"),
+    (
+        "collision_of",
+        pl.String(),
+        "the contested natural key when several instruments produced it, else null",
+    ),
     ("as_of_day", pl.Date(), "the day these values describe"),
 )
 """Column name, type and meaning of a definitions file, in order: the schema as data."""
@@ -75,7 +91,9 @@ def _normalized_dataset_id(expr: pl.Expr) -> pl.Expr:
 
 def _canonical_from_metadata(meta: pl.DataFrame) -> pl.DataFrame:
     base = pl.col("base").str.strip_chars().str.to_uppercase().replace(CURRENCY_ALIASES)
-    tardis_quote = pl.col("tardis_quote_currency").str.strip_chars().str.to_uppercase().replace(CURRENCY_ALIASES)
+    tardis_quote = (
+        pl.col("tardis_quote_currency").str.strip_chars().str.to_uppercase().replace(CURRENCY_ALIASES)
+    )
     is_spot = pl.col("tardis_type") == "spot"
     return meta.with_columns(
         _normalized_dataset_id(pl.coalesce("dataset_id", "exchange_symbol")).alias("dataset_symbol"),
@@ -96,9 +114,11 @@ def _canonical_from_metadata(meta: pl.DataFrame) -> pl.DataFrame:
 
 
 def _canonical_from_symbols(exchange: str, symbols: pl.DataFrame, on_bad: OnBad) -> pl.DataFrame:
-    parsed = parse_dataset_symbols(exchange, symbols.select(
-        "dataset_symbol", "tardis_type", "available_since", "available_to"
-    ), on_bad=on_bad)
+    parsed = parse_dataset_symbols(
+        exchange,
+        symbols.select("dataset_symbol", "tardis_type", "available_since", "available_to"),
+        on_bad=on_bad,
+    )
     return parsed.with_columns(
         pl.col("dataset_symbol").alias("exchange_symbol"),
         pl.col("dataset_symbol").alias("symbol_in_csv"),

@@ -120,7 +120,9 @@ def add_keys(frame: pl.DataFrame, exchange: str, *, on_bad: OnBad = "raise") -> 
         ),
     )
     for bad, reason in checks:
-        frame = reject_rows(frame, bad, exchange=exchange, reason=reason, error=InstrumentKeyError, on_bad=on_bad)
+        frame = reject_rows(
+            frame, bad, exchange=exchange, reason=reason, error=InstrumentKeyError, on_bad=on_bad
+        )
 
     pair = pl.concat_str(pl.col("_base"), pl.lit("-"), pl.col("_quote"))
     yymmdd = pl.col("expiry").dt.convert_time_zone("UTC").dt.strftime("%y%m%d")
@@ -189,7 +191,11 @@ def resolve_collisions(frame: pl.DataFrame, *, max_rounds: int = 3) -> pl.DataFr
             .otherwise(pl.col("collision_of"))
             .alias("collision_of"),
             pl.when(rank > 0)
-            .then(pl.concat_str(pl.col("instrument_key"), pl.lit(COLLISION_SEPARATOR), (rank + 1).cast(pl.String)))
+            .then(
+                pl.concat_str(
+                    pl.col("instrument_key"), pl.lit(COLLISION_SEPARATOR), (rank + 1).cast(pl.String)
+                )
+            )
             .otherwise(pl.col("instrument_key"))
             .alias("instrument_key"),
         )

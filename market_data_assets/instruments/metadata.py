@@ -13,7 +13,7 @@ structs and applied per day by :func:`apply_changes` as vectorized joins.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import polars as pl
@@ -128,7 +128,9 @@ def _raw_frame(exchange: str, instruments: list[Any]) -> pl.DataFrame:
         return pl.from_dicts(instruments, schema=_text_schema(), strict=False)
     except Exception as exc:  # noqa: BLE001
         located = _locate_unusable(exchange, instruments)
-        raise (located or InstrumentMetadataError(f"{exchange}: unreadable instruments metadata: {exc}")) from exc
+        raise (
+            located or InstrumentMetadataError(f"{exchange}: unreadable instruments metadata: {exc}")
+        ) from exc
 
 
 def _converted(
@@ -149,7 +151,12 @@ def _to_float(frame: pl.DataFrame, column: str, exchange: str, field: str) -> pl
     if frame.schema[column] == pl.Float64:
         return frame
     return _converted(
-        frame, column, pl.col(column).str.strip_chars().cast(pl.Float64, strict=False), exchange, "number", field
+        frame,
+        column,
+        pl.col(column).str.strip_chars().cast(pl.Float64, strict=False),
+        exchange,
+        "number",
+        field,
     )
 
 
@@ -177,7 +184,9 @@ def parse_timestamps(
     return frame.with_columns(pl.col("_ts").alias(column)).drop("_ts")
 
 
-def metadata_frame(exchange: str, instruments: list[dict[str, Any]], *, on_bad: OnBad = "raise") -> pl.DataFrame:
+def metadata_frame(
+    exchange: str, instruments: list[dict[str, Any]], *, on_bad: OnBad = "raise"
+) -> pl.DataFrame:
     """Typed frame of the known metadata fields, columns renamed to definition names.
 
     Missing required fields (``REQUIRED_FIELDS``) are refused as ``on_bad`` says, naming the
@@ -209,7 +218,7 @@ def metadata_frame(exchange: str, instruments: list[dict[str, Any]], *, on_bad: 
 
 
 def day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def apply_changes(frame: pl.DataFrame, day: date, exchange: str) -> pl.DataFrame:

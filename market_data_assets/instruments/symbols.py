@@ -153,11 +153,15 @@ def _expiry(pattern: SymbolPattern, text: pl.Expr) -> pl.Expr:
         day = month_end - pl.duration(days=(month_end.dt.weekday().cast(pl.Int32) - 5) % 7)
     else:
         day = text.str.to_date(pattern.expiry_format, strict=False)
-    return (day.cast(pl.Datetime("us")) + pl.duration(hours=pattern.expiry_hour_utc)).dt.replace_time_zone("UTC")
+    return (day.cast(pl.Datetime("us")) + pl.duration(hours=pattern.expiry_hour_utc)).dt.replace_time_zone(
+        "UTC"
+    )
 
 
 def _month_index(code: pl.Expr) -> pl.Expr:
-    return code.replace_strict({c: i for i, c in enumerate(_MONTH_CODES)}, default=None, return_dtype=pl.Int32)
+    return code.replace_strict(
+        {c: i for i, c in enumerate(_MONTH_CODES)}, default=None, return_dtype=pl.Int32
+    )
 
 
 def _alias_currency(expr: pl.Expr) -> pl.Expr:
@@ -195,9 +199,7 @@ def _apply(pattern: SymbolPattern) -> pl.Expr:
         "inverse": inverse,
         "settlement": settlement,
     }
-    return pl.when(matches).then(
-        pl.struct(**{k: v.cast(PARSED_SCHEMA[k]) for k, v in fields.items()})
-    )
+    return pl.when(matches).then(pl.struct(**{k: v.cast(PARSED_SCHEMA[k]) for k, v in fields.items()}))
 
 
 def _group_names(regex: str) -> list[str]:
@@ -220,7 +222,10 @@ def parse_dataset_symbols(exchange: str, symbols: pl.DataFrame, *, on_bad: OnBad
     out = reject_rows(
         out,
         pl.col("_parsed").struct.field("base").is_null()
-        | (pl.col("tardis_type").is_in(["future", "option"]) & pl.col("_parsed").struct.field("expiry").is_null()),
+        | (
+            pl.col("tardis_type").is_in(["future", "option"])
+            & pl.col("_parsed").struct.field("expiry").is_null()
+        ),
         exchange=exchange,
         reason="dataset symbol(s) not readable without instruments metadata (no matching pattern for their type)",
         error=SymbolParseError,
