@@ -1,0 +1,44 @@
+"""A Tardis-compatible HTTP sandbox with a deterministic synthetic market.
+
+It answers the real URL scheme (``/v1/exchanges``, ``/v1/instruments/...``,
+``/v1/{exchange}/{data_type}/{YYYY}/{MM}/{DD}/{symbol}.csv.gz``) with Tardis's JSON shapes, auth
+rule (first day of a month free, otherwise ``Authorization: Bearer KEY``; instruments metadata
+keyed except on bitmex), empty-gzip days, grouped symbols, and faults on demand. Every byte is a
+pure function of ``SandboxConfig`` and the request, so tests can regenerate expected content with
+the pure generators exported here without HTTP.
+
+    sandbox = start_sandbox(SandboxConfig(trades_per_day=100))
+    os.environ["TARDIS_API_URL"] = sandbox.api_url
+    ...
+    sandbox.stop()
+"""
+
+from market_data_assets.tardis.sandbox.app import EMPTY_GZIP
+from market_data_assets.tardis.sandbox.config import DEFAULT_SANDBOX_EXCHANGES, SandboxConfig
+from market_data_assets.tardis.sandbox.faults import FAULT_KINDS, FaultRule, RequestRecord
+from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv, params_at
+from market_data_assets.tardis.sandbox.server import RunningSandbox, start_sandbox
+from market_data_assets.tardis.sandbox.universe import (
+    GROUP_BY_TYPE,
+    incidents,
+    list_dataset_symbols,
+    list_instruments,
+)
+
+__all__ = [
+    "DEFAULT_SANDBOX_EXCHANGES",
+    "EMPTY_GZIP",
+    "FAULT_KINDS",
+    "GROUP_BY_TYPE",
+    "FaultRule",
+    "RequestRecord",
+    "RunningSandbox",
+    "SandboxConfig",
+    "SandboxNotFound",
+    "generate_csv",
+    "incidents",
+    "list_dataset_symbols",
+    "list_instruments",
+    "params_at",
+    "start_sandbox",
+]

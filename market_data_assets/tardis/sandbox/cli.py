@@ -1,0 +1,79 @@
+"""``market-data sandbox``: serve the Tardis-compatible sandbox until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import threading
+from datetime import date
+
+from market_data_assets.tardis.sandbox.config import SandboxConfig
+from market_data_assets.tardis.sandbox.server import start_sandbox
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SandboxConfig()
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = any free port)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="market seed (default %(default)s)")
+    parser.add_argument(
+        "--trades-per-day",
+        type=int,
+        default=defaults.trades_per_day,
+        help="trades per instrument-day, the size knob (default %(default)s)",
+    )
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument("--api-key", default=defaults.api_key, help="the key the sandbox accepts")
+    auth.add_argument("--no-auth", action="store_true", help="serve every route without a key")
+    parser.add_argument("--large-deribit", action="store_true", help="~300K Deribit option symbols")
+    parser.add_argument(
+        "--exported-until",
+        type=date.fromisoformat,
+        default=defaults.exported_until,
+        help="datasets.exportedUntil, YYYY-MM-DD (default %(default)s)",
+    )
+    parser.add_argument(
+        "--exchanges",
+        default=",".join(defaults.exchanges),
+        help="comma-separated exchanges to serve (default %(default)s)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    return SandboxConfig(
+        seed=args.seed,
+        trades_per_day=args.trades_per_day,
+        api_key=None if args.no_auth else args.api_key,
+        large_deribit=args.large_deribit,
+        exported_until=args.exported_until,
+        exchanges=tuple(e.strip() for e in args.exchanges.split(",") if e.strip()),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"market-data sandbox: {exc}")
+        return 2
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sandbox = start_sandbox(config, port=args.port, host=args.host)
+    try:
+        print(f"Tardis sandbox listening on {sandbox.url}  ({config!r})")
+        print("Use it with:")
+        print(f"  export TARDIS_API_URL={sandbox.api_url}")
+        print(f"  export TARDIS_DATASETS_URL={sandbox.datasets_url}")
+        if config.api_key is not None:
+            print(f"  export TARDIS_API_KEY={config.api_key}   # the sandbox's own key, not a secret")
+        else:
+            print("  unset TARDIS_API_KEY   # --no-auth: every route is free")
+        print("Ctrl-C or SIGTERM stops it.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    finally:
+        sandbox.stop()
+        signal.signal(signal.SIGTERM, previous)
+    print("sandbox stopped")
+    return 0
