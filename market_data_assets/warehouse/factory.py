@@ -1,0 +1,56 @@
+"""``open_warehouse``: the warehouse ``MARKET_DATA_WAREHOUSE`` names, for the lake ``store`` holds.
+
+* ``duckdb``: the file ``<root>/warehouse.duckdb`` beside the lake (a local root only);
+* ``duckdb:///abs/path.duckdb``: that file;
+* ``bigquery://PROJECT/DATASET``: that dataset (created in ``location``, default US, if missing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from market_data_assets.settings import Settings
+from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.warehouse.base import Warehouse, WarehouseError
+
+DUCKDB_FILE_NAME = "warehouse.duckdb"
+DEFAULT_BIGQUERY_LOCATION = "US"
+
+
+def warehouse_uri(settings: Settings) -> str:
+    """The warehouse's URI as metadata shows it, without opening anything."""
+    value = settings.warehouse
+    if value == "duckdb":
+        if settings.is_gcs:
+            return f"duckdb://(none: MARKET_DATA_ROOT={settings.root} is not a folder)"
+        return f"duckdb://{Path(settings.root).expanduser().resolve() / DUCKDB_FILE_NAME}"
+    return value
+
+
+def open_warehouse(
+    settings: Settings, store: ObjectStore, *, location: str = DEFAULT_BIGQUERY_LOCATION
+) -> Warehouse:
+    value = settings.warehouse
+    if value == "duckdb" or value.startswith("duckdb://"):
+        from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+        if value == "duckdb":
+            if not isinstance(store, LocalStore):
+                raise WarehouseError(
+                    f"MARKET_DATA_WAREHOUSE=duckdb keeps the file under MARKET_DATA_ROOT, but the root is "
+                    f"{store.root}; set MARKET_DATA_WAREHOUSE=bigquery://PROJECT/DATASET (or duckdb:///path "
+                    f"with a local root)"
+                )
+            return DuckDBWarehouse(Path(store.root) / DUCKDB_FILE_NAME)
+        path = value.removeprefix("duckdb://")
+        if not path.startswith("/"):
+            raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r}: expected duckdb:///absolute/path.duckdb")
+        return DuckDBWarehouse(path)
+    if value.startswith("bigquery://"):
+        from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
+
+        project, _, dataset = value.removeprefix("bigquery://").partition("/")
+        if not project or not dataset:
+            raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r}: expected bigquery://PROJECT/DATASET")
+        return BigQueryWarehouse(bigquery_client(project), project, dataset, location)
+    raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r} names no known warehouse")
