@@ -116,90 +116,176 @@ def classify_day(
 ) -> pl.DataFrame:
     """One report row per target (data type × instrument) of one exchange-day.
 
+    Vectorized (joins, not a Python loop per file): a year of 1,000 instruments is ~1M rows.
     ``row_counts`` (path -> rows read from the Parquet footer, None if unreadable) enables the
     deep check; without it only sizes are compared.
     """
     if targets.height == 0:
         return _empty_report()
-    day_incidents = [i for i in (incidents or []) if i.overlaps(day)]
+    bad_keys = targets.filter(~pl.col("instrument_key").str.contains(_KEY_PATTERN))
+    if bad_keys.height:
+        raise ValueError(
+            f"targets of {day}|{exchange}: invalid instrument key {bad_keys['instrument_key'][0]!r}"
+        )
+    day_dir = layout.raw_ticks_dir(day, "trades").rsplit("/", 1)[0]
+    frame = targets.select(
+        pl.col("data_type").cast(pl.String),
+        pl.col("instrument_key").cast(pl.String),
+        pl.col("dataset_symbol").cast(pl.String),
+        pl.col("grouped").cast(pl.Boolean),
+    ).with_columns(
+        path=pl.concat_str(
+            [
+                pl.lit(day_dir + "/data_type-"),
+                pl.col("data_type"),
+                pl.lit("/"),
+                pl.col("instrument_key"),
+                pl.lit(".parquet"),
+            ]
+        )
+    )
+    stored_df = pl.DataFrame(
+        {"path": list(stored), "stored_bytes": list(stored.values())},
+        schema={"path": pl.String, "stored_bytes": pl.Int64},
+    )
+    frame = frame.join(stored_df, on="path", how="left")
 
-    by_key: dict[tuple[str, str], dict] = {}
-    group_status: dict[tuple[str, str], dict] = {}
-    if manifest is not None and manifest.height:
-        for row in manifest.iter_rows(named=True):
-            if row.get("instrument_key"):
-                by_key[(row["data_type"], row["instrument_key"])] = row
-            group = (row["data_type"], row["dataset_symbol"])
-            # A group is "failed" or "empty" as a whole; an ok entry for any member means the file had data.
-            previous = group_status.get(group)
-            if previous is None or row["status"] == "ok":
-                group_status[group] = row
-
-    rows: list[dict] = []
-    for t in targets.select("data_type", "instrument_key", "dataset_symbol", "grouped").iter_rows(named=True):
-        data_type, key, dataset_symbol = t["data_type"], t["instrument_key"], t["dataset_symbol"]
-        path = layout.raw_ticks_path(day, data_type, key)
-        entry = by_key.get((data_type, key))
-        group = group_status.get((data_type, dataset_symbol))
-        size = stored.get(path)
-        status, detail = _classify(entry, group, size, path, t["grouped"], row_counts, day_incidents)
-        rows.append(
+    m = _normalized_manifest(manifest)
+    entries = m.filter(pl.col("instrument_key").is_not_null()).unique(
+        ["data_type", "instrument_key"], keep="last"
+    )
+    frame = frame.join(
+        entries.select(
+            "data_type",
+            "instrument_key",
+            pl.col("status").alias("entry_status"),
+            pl.col("bytes").alias("manifest_bytes"),
+            pl.col("rows").alias("manifest_rows"),
+            pl.col("error").alias("entry_error"),
+        ),
+        on=["data_type", "instrument_key"],
+        how="left",
+    )
+    # A group (one download) is ok if any member had data; otherwise it carries its failed/empty status.
+    groups = m.group_by("data_type", "dataset_symbol").agg(
+        pl.when((pl.col("status") == "ok").any())
+        .then(pl.lit("ok"))
+        .when((pl.col("status") == "failed").any())
+        .then(pl.lit("failed"))
+        .otherwise(pl.col("status").first())
+        .alias("group_status"),
+        pl.col("error").drop_nulls().first().alias("group_error"),
+    )
+    frame = frame.join(groups, on=["data_type", "dataset_symbol"], how="left")
+    if row_counts is not None:
+        counts = pl.DataFrame(
             {
-                "exchange": exchange,
-                "day": day,
-                "data_type": data_type,
-                "instrument_key": key,
-                "dataset_symbol": dataset_symbol,
-                "status": status,
-                "detail": detail,
-                "path": path,
-                "stored_bytes": size,
-                "manifest_bytes": entry.get("bytes") if entry else None,
-                "manifest_rows": entry.get("rows") if entry else None,
-            }
+                "path": list(row_counts),
+                "footer_rows": list(row_counts.values()),
+                "footer_read": [True] * len(row_counts),
+            },
+            schema={"path": pl.String, "footer_rows": pl.Int64, "footer_read": pl.Boolean},
         )
-    return pl.DataFrame(rows, schema=REPORT_SCHEMA)
+        frame = frame.join(counts, on="path", how="left")
+    else:
+        frame = frame.with_columns(footer_rows=pl.lit(None, pl.Int64), footer_read=pl.lit(None, pl.Boolean))
+
+    day_incidents = [i for i in (incidents or []) if i.overlaps(day)]
+    incident_text = " | ".join(f"{i.status}: {i.details}" for i in day_incidents)
+    stored_col, entry, group = pl.col("stored_bytes"), pl.col("entry_status"), pl.col("group_status")
+    failed_error = pl.coalesce(pl.col("entry_error"), pl.col("group_error"), pl.lit("download failed"))
+    status_detail = (
+        pl.when(stored_col.is_not_null() & (entry.is_null() | (entry != "ok")))
+        .then(pl.struct(s=pl.lit("present"), d=pl.lit("stored but not recorded in the manifest")))
+        .when(
+            stored_col.is_not_null()
+            & pl.col("manifest_bytes").is_not_null()
+            & (pl.col("manifest_bytes") != stored_col)
+        )
+        .then(
+            pl.struct(
+                s=pl.lit("incomplete"),
+                d=pl.format(
+                    "stored size {} B differs from the manifest's {} B", stored_col, pl.col("manifest_bytes")
+                ),
+            )
+        )
+        .when(
+            stored_col.is_not_null()
+            & pl.col("footer_read").fill_null(False)
+            & pl.col("footer_rows").is_null()
+        )
+        .then(pl.struct(s=pl.lit("incomplete"), d=pl.lit("not a readable Parquet file")))
+        .when(
+            stored_col.is_not_null()
+            & pl.col("footer_rows").is_not_null()
+            & pl.col("manifest_rows").is_not_null()
+            & (pl.col("footer_rows") != pl.col("manifest_rows"))
+        )
+        .then(
+            pl.struct(
+                s=pl.lit("incomplete"),
+                d=pl.format(
+                    "{} rows stored, the manifest recorded {}", pl.col("footer_rows"), pl.col("manifest_rows")
+                ),
+            )
+        )
+        .when(stored_col.is_not_null())
+        .then(pl.struct(s=pl.lit("present"), d=pl.lit("")))
+        .when((entry == "failed") | (entry.is_null() & (group == "failed")))
+        .then(pl.struct(s=pl.lit("failed_download"), d=failed_error))
+        .when((entry == "empty") | (entry.is_null() & (group == "empty")))
+        .then(pl.struct(s=pl.lit("empty_at_source"), d=pl.lit("Tardis returned an empty file")))
+        .when(pl.col("grouped") & entry.is_null() & (group == "ok"))
+        .then(
+            pl.struct(
+                s=pl.lit("empty_at_source"),
+                d=pl.format("no rows for this instrument in the grouped file {}", pl.col("dataset_symbol")),
+            )
+        )
+        .when(pl.lit(bool(day_incidents)))
+        .then(pl.struct(s=pl.lit("explained_by_incident"), d=pl.lit(incident_text)))
+        .when(entry == "ok")
+        .then(pl.struct(s=pl.lit("missing"), d=pl.lit("recorded in the manifest but no longer stored")))
+        .otherwise(pl.struct(s=pl.lit("missing"), d=pl.lit("never downloaded")))
+    )
+    return frame.with_columns(_sd=status_detail).select(
+        pl.lit(exchange).alias("exchange"),
+        pl.lit(day).alias("day"),
+        "data_type",
+        "instrument_key",
+        "dataset_symbol",
+        pl.col("_sd").struct.field("s").alias("status"),
+        pl.col("_sd").struct.field("d").alias("detail"),
+        "path",
+        "stored_bytes",
+        pl.col("manifest_bytes").cast(pl.Int64),
+        pl.col("manifest_rows").cast(pl.Int64),
+    )
 
 
-def _classify(
-    entry: dict | None,
-    group: dict | None,
-    size: int | None,
-    path: str,
-    grouped: bool,
-    row_counts: dict[str, int | None] | None,
-    incidents: list[Incident],
-) -> tuple[str, str]:
-    if size is not None:
-        if entry is None or entry.get("status") != "ok":
-            return "present", "stored but not recorded in the manifest"
-        if entry.get("bytes") is not None and int(entry["bytes"]) != size:
-            return "incomplete", f"stored size {size} B differs from the manifest's {entry['bytes']} B"
-        if row_counts is not None and path in row_counts:
-            rows = row_counts[path]
-            if rows is None:
-                return "incomplete", "not a readable Parquet file"
-            if entry.get("rows") is not None and int(entry["rows"]) != rows:
-                return "incomplete", f"{rows} rows stored, the manifest recorded {entry['rows']}"
-        return "present", ""
-    # Not stored: the manifest says why, if it can.
-    for source in (entry, group):
-        if source is None:
-            continue
-        if source.get("status") == "failed":
-            return "failed_download", str(source.get("error") or "download failed")
-        if source.get("status") == "empty":
-            return "empty_at_source", "Tardis returned an empty file"
-    if grouped and group is not None and group.get("status") == "ok" and entry is None:
-        return (
-            "empty_at_source",
-            f"no rows for this instrument in the grouped file {group.get('dataset_symbol')}",
-        )
-    if incidents:
-        return "explained_by_incident", " | ".join(f"{i.status}: {i.details}" for i in incidents)
-    if entry is not None and entry.get("status") == "ok":
-        return "missing", "recorded in the manifest but no longer stored"
-    return "missing", "never downloaded"
+_KEY_PATTERN = r"^[A-Z0-9._-]+:[A-Z0-9._-]+:[A-Z0-9._-]+$"
+_MANIFEST_COLUMNS = {
+    "data_type": pl.String,
+    "dataset_symbol": pl.String,
+    "instrument_key": pl.String,
+    "status": pl.String,
+    "bytes": pl.Int64,
+    "rows": pl.Int64,
+    "error": pl.String,
+}
+
+
+def _normalized_manifest(manifest: pl.DataFrame | None) -> pl.DataFrame:
+    """The manifest columns the report uses, typed, whatever extra columns it carries."""
+    if manifest is None or manifest.height == 0:
+        return pl.DataFrame(schema=_MANIFEST_COLUMNS)
+    return manifest.select(
+        [
+            (pl.col(c) if c in manifest.columns else pl.lit(None)).cast(t).alias(c)
+            for c, t in _MANIFEST_COLUMNS.items()
+        ]
+    )
 
 
 def parquet_row_counts(store: ObjectStore, paths: Iterable[str]) -> dict[str, int | None]:

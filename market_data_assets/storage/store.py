@@ -105,7 +105,9 @@ class ObjectStore(ABC):
         return size
 
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.get_bytes(path)), columns=columns)
+        # ParquetFile, not read_table: read_table imports pyarrow.dataset (and pandas), ~1 s the first time.
+        with pq.ParquetFile(io.BytesIO(self.get_bytes(path))) as f:
+            return f.read(columns=columns)
 
     def delete_prefix(self, prefix: str) -> int:
         objects = self.list(prefix)
@@ -154,27 +156,34 @@ class LocalStore(ObjectStore):
         src = self._abs(path)
         if not src.is_file():
             raise FileNotFoundError(f"{self.uri(path)} does not exist")
-        return pq.read_table(src, columns=columns)
+        with pq.ParquetFile(src) as f:
+            return f.read(columns=columns)
 
     def exists(self, path: str) -> bool:
         return self._abs(path).is_file()
 
     def list(self, prefix: str) -> list[ObjectInfo]:
-        # Walk only the deepest folder the prefix names, then filter on the remainder.
-        folder, _, _ = prefix.rpartition("/")
-        base = self._root / folder if folder else self._root
-        if not base.is_dir():
-            return []
+        # Scan only the deepest folder the prefix names, filter names before any stat call, and
+        # everything below a matching folder matches: the hot path for a day folder of 1,000s of files.
+        folder, _, name_prefix = prefix.rpartition("/")
         out: list[ObjectInfo] = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
-            for name in filenames:
-                if name.startswith(".tmp-") or ".tmp-" in name and name.startswith("."):
-                    continue
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if rel.startswith(prefix):
-                    out.append(ObjectInfo(rel, os.stat(os.path.join(dirpath, name)).st_size))
+        stack = [(str(self._root / folder) if folder else str(self._root), folder, name_prefix)]
+        while stack:
+            abs_dir, rel_dir, wanted = stack.pop()
+            try:
+                entries = os.scandir(abs_dir)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            base = f"{rel_dir}/" if rel_dir else ""
+            with entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.startswith(wanted) or name.startswith("."):
+                        continue  # outside the prefix, or temporary/staging files
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, base + name, ""))
+                    else:
+                        out.append(ObjectInfo(base + name, entry.stat().st_size))
         out.sort(key=lambda o: o.path)
         return out
 
