@@ -66,12 +66,13 @@ def decimals_of(x: float) -> int:
 
 def format_units(values: Sequence[int] | np.ndarray, decimals: int) -> list[str]:
     """Integers counting ``10**-decimals`` units -> shortest exact decimal text (``8531.5``, ``2152``)."""
+    ints = values.tolist() if isinstance(values, np.ndarray) else [int(v) for v in values]
     if decimals == 0:
-        return [str(int(v)) for v in values]
+        return [str(v) for v in ints]
     scale = 10**decimals
     out = []
-    for v in values:
-        q, r = divmod(int(v), scale)
+    for v in ints:
+        q, r = divmod(v, scale)
         out.append(str(q) if r == 0 else f"{q}.{r:0{decimals}d}".rstrip("0"))
     return out
 
@@ -372,7 +373,9 @@ def _sample_times(
     """Exchange and local timestamps of non-trade messages; they never spill into the next day."""
     day_end = day_start_us(day) + US_PER_DAY
     ts = _event_times(rng, a, min(b, day_end - 1_000_000), n)
-    local = ts + _latency(rng, len(ts), 1_000, 200_000)
+    # sorted so that message order = local order (book updates must replay in file order);
+    # the k-th smallest of ts + latency is still >= the k-th smallest ts
+    local = np.sort(ts + _latency(rng, len(ts), 1_000, 200_000))
     return ts, local
 
 
@@ -464,59 +467,69 @@ def _incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, da
         return Chunk.empty()
     grid = _grid(inst, ts)
     bid0, ask0 = _quote_ticks(inst, mid_prices(config, inst, day, ts), grid)
-    scale = _lot_scale(inst) * 3
     depth = _levels_available(inst, _BOOK_DEPTH)
+    n = len(ts)
+    # all randomness drawn up front (fast, and the stream does not depend on the book's path)
+    lot_pool = iter(_lots(rng, 2 * depth + 4 * n, _lot_scale(inst) * 3).tolist())
+    snapshot_gaps = rng.integers(1, 3, 2 * depth).tolist()
+    sides = (rng.random(n) < 0.5).tolist()
+    offsets = rng.integers(0, depth, n).tolist()
+    deletes = (rng.random(n) < 0.3).tolist()
+    tick_units, lot_units = grid.tick_units.tolist(), grid.lot_units.tolist()
+    ts_l, local_l = ts.tolist(), local.tolist()
     pd, ad = grid.price_decimals, grid.amount_decimals
     head = f"{exchange},{inst.dataset_id},"
     lines: list[str] = []
     locals_: list[int] = []
 
-    def emit(i: int, snapshot: bool, side: str, price_ticks: int, lots: int) -> None:
-        price = format_units([price_ticks * int(grid.tick_units[i])], pd)[0]
-        amount = format_units([lots * int(grid.lot_units[i])], ad)[0]
-        lines.append(f"{head}{ts[i]},{local[i]},{'true' if snapshot else 'false'},{side},{price},{amount}")
-        locals_.append(int(local[i]))
+    def emit(i: int, snapshot: str, side: str, price_ticks: int, lots: int) -> None:
+        price, amount = (
+            format_units([price_ticks * tick_units[i]], pd)[0],
+            format_units([lots * lot_units[i]], ad)[0],
+        )
+        lines.append(f"{head}{ts_l[i]},{local_l[i]},{snapshot},{side},{price},{amount}")
+        locals_.append(local_l[i])
 
     bids: dict[int, int] = {}
     asks: dict[int, int] = {}
     level = int(ask0[0])
-    for _ in range(depth):
-        asks[level] = int(_lots(rng, 1, scale)[0])
-        emit(0, True, "ask", level, asks[level])
-        level += int(rng.integers(1, 3))
+    for k in range(depth):
+        asks[level] = next(lot_pool)
+        emit(0, "true", "ask", level, asks[level])
+        level += snapshot_gaps[k]
     level = int(bid0[0])
-    for _ in range(depth):
+    for k in range(depth):
         if level < 1:
             break
-        bids[level] = int(_lots(rng, 1, scale)[0])
-        emit(0, True, "bid", level, bids[level])
-        level -= int(rng.integers(1, 3))
-    for i in range(1, len(ts)):
-        best_bid, best_ask = int(bid0[i]), int(ask0[i])
-        for p in sorted(p for p in asks if p < best_ask):  # market moved up through the asks
+        bids[level] = next(lot_pool)
+        emit(0, "true", "bid", level, bids[level])
+        level -= snapshot_gaps[depth + k]
+    best_bids, best_asks = bid0.tolist(), ask0.tolist()
+    for i in range(1, n):
+        best_bid, best_ask = best_bids[i], best_asks[i]
+        for p in sorted(p for p in asks if p < best_ask):  # the market moved up through these asks
             del asks[p]
-            emit(i, False, "ask", p, 0)
+            emit(i, "false", "ask", p, 0)
         for p in sorted((p for p in bids if p > best_bid), reverse=True):
             del bids[p]
-            emit(i, False, "bid", p, 0)
+            emit(i, "false", "bid", p, 0)
         if best_ask not in asks:
-            asks[best_ask] = int(_lots(rng, 1, scale)[0])
-            emit(i, False, "ask", best_ask, asks[best_ask])
+            asks[best_ask] = next(lot_pool)
+            emit(i, "false", "ask", best_ask, asks[best_ask])
         if best_bid not in bids:
-            bids[best_bid] = int(_lots(rng, 1, scale)[0])
-            emit(i, False, "bid", best_bid, bids[best_bid])
-        side = "ask" if rng.random() < 0.5 else "bid"
-        book = asks if side == "ask" else bids
-        offset = int(rng.integers(0, depth))
-        price = best_ask + offset if side == "ask" else best_bid - offset
+            bids[best_bid] = next(lot_pool)
+            emit(i, "false", "bid", best_bid, bids[best_bid])
+        side = "ask" if sides[i] else "bid"
+        book = asks if sides[i] else bids
+        price = best_ask + offsets[i] if sides[i] else best_bid - offsets[i]
         if price < 1:
             continue
-        if price in book and len(book) > 5 and rng.random() < 0.3 and price not in (best_ask, best_bid):
+        if deletes[i] and price in book and len(book) > 5 and price not in (best_ask, best_bid):
             del book[price]
-            emit(i, False, side, price, 0)
+            emit(i, "false", side, price, 0)
         else:
-            book[price] = int(_lots(rng, 1, scale)[0])
-            emit(i, False, side, price, book[price])
+            book[price] = next(lot_pool)
+            emit(i, "false", side, price, book[price])
     return Chunk(np.array(locals_, dtype=np.int64), lines)
 
 
