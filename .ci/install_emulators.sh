@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CACHE="${MARKET_DATA_CI_CACHE:-$PWD/.ci-cache}"
+CACHE="${EMULATOR_CACHE_DIR:-$PWD/.ci-cache}"
 BQ_VENV="$CACHE/bq-venv"
 BQ_HOME="$CACHE/bq-home"
 BQ_PACKAGES=(
@@ -80,7 +80,10 @@ install_chromium() {
     echo "install_emulators: installing Debian's chromium (for the headless browser test)"
     local sudo=""
     if [ "$(id -u)" != "0" ]; then sudo="sudo"; fi
-    if ! { $sudo apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium >/dev/null; }; then
+    # Wait for the dpkg lock instead of failing when another apt run holds it.
+    local lock=(-o DPkg::Lock::Timeout=600)
+    if ! { $sudo apt-get "${lock[@]}" update -q >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get "${lock[@]}" install -y -q --no-install-recommends chromium >/dev/null; }; then
         echo "install_emulators: ERROR: could not install chromium with apt-get; the browser test needs it" >&2
         return 1
     fi

@@ -11,12 +11,14 @@ import os
 import pickle
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pytest
 
 from market_data_assets.storage.gcs import GcsStore, parse_gs_uri
-from market_data_assets.storage.polars_io import storage_options_for
+from market_data_assets.storage.polars_io import pyarrow_filesystem_for, storage_options_for
 from market_data_assets.storage.store import StoreError, open_store
 from market_data_assets_tests.fixtures.gcs import GcsEmulator
 
@@ -270,3 +272,22 @@ def test_storage_options_for_local_and_real_gcs(monkeypatch: pytest.MonkeyPatch,
     assert '"gcs_base_url": "http://127.0.0.1:9"' in options["google_service_account_key"]
     with pytest.raises(StoreError, match="invalid GCS root"):
         storage_options_for("gs://Not_A_Bucket/x")
+
+
+def test_duckdb_reads_gs_through_a_pyarrow_dataset(store: GcsStore) -> None:
+    for part in range(3):
+        table = pa.table(
+            {"part": pa.array([part] * 100, pa.int64()), "value": [float(i) for i in range(100)]}
+        )
+        store.write_parquet(table, f"ds/day-2024-01-0{part + 1}/values.parquet", row_group_size=25)
+
+    filesystem, path = pyarrow_filesystem_for(store.uri("ds"))
+    dataset = pads.dataset(path, filesystem=filesystem, format="parquet")
+    con = duckdb.connect()
+    con.register("vals", dataset)
+    got = con.sql("SELECT part, count(*), sum(value) FROM vals WHERE value >= 90 GROUP BY part ORDER BY part")
+    expected_sum = sum(float(i) for i in range(90, 100))
+    assert got.fetchall() == [(p, 10, expected_sum) for p in range(3)]
+
+    local_fs, local_path = pyarrow_filesystem_for("/tmp/lake")
+    assert local_path == "/tmp/lake" and local_fs.type_name == "local"

@@ -11,11 +11,18 @@ account key accepts two testing fields, ``gcs_base_url`` and ``disable_oauth``: 
 emulator's URL and no OAuth sends every request there unsigned. The emulator must answer the
 XML API on that address: fake-gcs-server does when started with ``-public-host HOST:PORT``
 equal to the address clients use (the test fixture does this); without it, listing returns 404.
+
+DuckDB cannot read ``gs://`` itself here (its httpfs extension is not installable offline for the
+duckdb in the project venv), so ``pyarrow_filesystem_for`` gives the other route: a pyarrow
+``GcsFileSystem`` whose datasets DuckDB can query (``con.register``) and polars can scan
+(``pl.scan_pyarrow_dataset``), both with filter pushdown into the Parquet row groups.
 """
 
 from __future__ import annotations
 
 import json
+
+import pyarrow.fs as pafs
 
 from market_data_assets.storage.gcs import gcs_emulator_host, parse_gs_uri
 
@@ -41,3 +48,18 @@ def storage_options_for(root: str, *, emulator_host: str | None = None) -> dict[
         "private_key_id": "",
     }
     return {"google_service_account_key": json.dumps(key)}
+
+
+def pyarrow_filesystem_for(uri: str, *, emulator_host: str | None = None) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it for ``uri`` (a ``gs://`` URI or a local path)."""
+    if not uri.startswith("gs://"):
+        return pafs.LocalFileSystem(), uri
+    path = uri.removeprefix("gs://")
+    parse_gs_uri(f"gs://{path.split('/', 1)[0]}")  # the bucket; the rest may hold globs
+    emulator = emulator_host or gcs_emulator_host()
+    if not emulator:
+        return pafs.GcsFileSystem(), path
+    scheme, _, host = emulator.rpartition("://")
+    return pafs.GcsFileSystem(
+        anonymous=True, endpoint_override=host.rstrip("/"), scheme=scheme or "http"
+    ), path
