@@ -1,6 +1,5 @@
 """bq_candles: every candle and book snapshot table's (day, exchange) slice, replaced in the warehouse."""
 
-from __future__ import annotations
 
 from collections import defaultdict
 
