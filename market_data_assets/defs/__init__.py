@@ -11,5 +11,27 @@ from market_data_assets.settings import Settings, get_settings
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """The project's Definitions; resources read ``settings.py`` at run time."""
+    from market_data_assets.defs.candles import CANDLE_ASSETS
+    from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
+    from market_data_assets.defs.io_managers import LayoutIOManager
+    from market_data_assets.defs.jobs import JOBS
+    from market_data_assets.defs.quality import QUALITY_ASSETS, QUALITY_CHECKS
+    from market_data_assets.defs.raw_ticks import RAW_TICKS_ASSETS
+    from market_data_assets.defs.resources import MarketDataResource
+    from market_data_assets.defs.sensors import SCHEDULES, SENSORS
+    from market_data_assets.defs.warehouse import WAREHOUSE_ASSETS
+
     settings = settings or get_settings()
-    return dg.Definitions(assets=[], resources={})
+    market_data = MarketDataResource()
+    return dg.Definitions(
+        assets=[*INSTRUMENT_ASSETS, *RAW_TICKS_ASSETS, *CANDLE_ASSETS, *WAREHOUSE_ASSETS, *QUALITY_ASSETS],
+        asset_checks=QUALITY_CHECKS,
+        jobs=JOBS,
+        sensors=SENSORS,
+        schedules=SCHEDULES,
+        resources={
+            "market_data": market_data,
+            "layout_io_manager": LayoutIOManager(market_data=market_data),
+        },
+    )

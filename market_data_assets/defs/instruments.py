@@ -1,7 +1,5 @@
 """instrument_definitions and download_targets: what exists on a day, and what we fetch of it."""
 
-from __future__ import annotations
-
 import asyncio
 from collections import Counter
 
@@ -86,7 +84,7 @@ def _definitions_metadata(frames: dict[str, pl.DataFrame]) -> dict[str, dg.Metad
 )
 def instrument_definitions(
     context: dg.AssetExecutionContext, market_data: MarketDataResource
-) -> pl.DataFrame | dict[str, pl.DataFrame]:
+):  # one DataFrame, or dict[partition_key, DataFrame] for a multi-partition run
     parts = partitions_of_context(context)
     metadata = asyncio.run(_fetch_metadata(market_data, {p.exchange for p in parts}, context.log))
     frames = {p.key: build_definitions(p.exchange, p.day, *metadata[p.exchange]) for p in parts}
@@ -110,8 +108,8 @@ def instrument_definitions(
 def download_targets(
     context: dg.AssetExecutionContext,
     market_data: MarketDataResource,
-    instrument_definitions: pl.DataFrame | dict[str, pl.DataFrame],
-) -> pl.DataFrame | dict[str, pl.DataFrame]:
+    instrument_definitions,  # one DataFrame, or dict[partition_key, DataFrame] (multi-partition run)
+):  # one DataFrame, or dict[partition_key, DataFrame] for a multi-partition run
     parts = partitions_of_context(context)
     definitions = by_partition(instrument_definitions, [p.key for p in parts])
     config = load_targets_config(market_data.settings().targets_file)

@@ -43,7 +43,7 @@ def _path_fn(asset_key: dg.AssetKey) -> PathFn:
 class LayoutIOManager(dg.ConfigurableIOManager):
     """polars DataFrames <-> ``<area>/by_date/day-D/venue-EX/<name>.parquet`` in the object store."""
 
-    market_data: dg.ResourceDependency[MarketDataResource]
+    market_data: MarketDataResource
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | dict[str, pl.DataFrame]) -> None:
         keys = list(context.asset_partition_keys)

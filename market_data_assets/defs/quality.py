@@ -1,7 +1,5 @@
 """missing_data_report and the data-quality asset checks."""
 
-from __future__ import annotations
-
 import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -61,7 +59,7 @@ def _incidents(market_data: MarketDataResource, exchanges: set[str], log) -> dic
 )
 def missing_data_report(
     context: dg.AssetExecutionContext, market_data: MarketDataResource
-) -> pl.DataFrame | dict[str, pl.DataFrame]:
+):  # one DataFrame, or dict[partition_key, DataFrame] for a multi-partition run
     parts = partitions_of_context(context)
     store = market_data.store()
     incidents = _incidents(market_data, {p.exchange for p in parts}, context.log)

@@ -12,8 +12,6 @@ The cursor (JSON: exchange -> last day requested) makes every day requested once
 make a lost cursor harmless too (Dagster never launches a run key twice for a sensor).
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 from datetime import date, datetime, timedelta
