@@ -1,0 +1,338 @@
+"""Tardis CSV.gz -> typed, tuned Parquet, streamed in bounded memory.
+
+The fast path is polars' streaming CSV reader (it decompresses gzip lazily, in chunks: peak RSS
+stays flat however large the day) handing row batches of one row group each to pyarrow's Parquet
+writer, which can choose encodings per column (see ``parquet_writer``). Every batch is checked on
+the way through (required values present, timestamps inside the day's window) with the exact CSV
+line of the first offence. Grouped Tardis files (one ``OPTIONS`` file for thousands of options)
+are split into one file per instrument key as they stream.
+
+Nothing is written under a final name here: files land under temporary names in ``out_dir`` and
+the caller publishes each with ``store.put_file(move=True)``. On any error every temporary file of
+the conversion is removed before the exception propagates.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from market_data_assets.storage.layout import check_instrument_key
+from market_data_assets.tardis.formats import (
+    INSTRUMENT_KEY_COLUMN,
+    DataTypeSpec,
+    HeaderMismatchError,
+    check_header,
+    get_spec,
+)
+from market_data_assets.ticks.errors import (
+    BadValueError,
+    CorruptGzipError,
+    HeaderError,
+    TickFileError,
+    TimestampWindowError,
+)
+from market_data_assets.ticks.locate import find_bad_cell
+from market_data_assets.ticks.parquet_writer import KeyedParquetSink, instrument_key_array, row_group_rows
+
+LOCAL_TIMESTAMP_TOLERANCE = timedelta(minutes=1)
+"""Tardis splits daily files by ``local_timestamp``, so it must lie in [day, day+1); the minute of
+tolerance on either side absorbs a receiver clock correction at midnight, not a wrong file."""
+
+EXCHANGE_TIMESTAMP_SLACK = timedelta(hours=1)
+"""The exchange ``timestamp`` of a row may precede its day (a trade stamped 23:59:59.998 arrives
+after midnight and sits in the next day's file) or run slightly ahead of Tardis' clock. An hour
+either side is far beyond any real latency or skew yet catches a file of the wrong day and unit
+errors (nanoseconds read as microseconds land millennia away)."""
+
+_US = 1_000_000
+
+
+@dataclass(frozen=True)
+class TimestampWindow:
+    """The accepted timestamp ranges (µs since the epoch, half-open) for one partition day."""
+
+    day: date
+
+    @property
+    def _start_us(self) -> int:
+        return int(datetime.combine(self.day, time(), tzinfo=UTC).timestamp()) * _US
+
+    @property
+    def local(self) -> tuple[int, int]:
+        tol = int(LOCAL_TIMESTAMP_TOLERANCE.total_seconds()) * _US
+        return self._start_us - tol, self._start_us + 86_400 * _US + tol
+
+    @property
+    def exchange(self) -> tuple[int, int]:
+        slack = int(EXCHANGE_TIMESTAMP_SLACK.total_seconds()) * _US
+        return self._start_us - slack, self._start_us + 86_400 * _US + slack
+
+
+@dataclass(frozen=True)
+class ConvertedFile:
+    """One finished Parquet file (under a temporary name in ``out_dir``) ready to publish."""
+
+    instrument_key: str
+    data_type: str
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+    min_timestamp: datetime | None
+    """Smallest exchange ``timestamp`` in the file (UTC)."""
+    max_timestamp: datetime | None
+    source_bytes: int
+    """Size of the CSV.gz the file came from (shared by every instrument of a grouped file)."""
+
+
+@dataclass
+class ConvertedFiles(list[ConvertedFile]):
+    """The files of one conversion, plus what did not become a file.
+
+    A list (one entry per instrument key) so callers can iterate it directly; the attributes
+    report the rows of symbols the caller did not ask for and whether the day had no data at all.
+    """
+
+    source_bytes: int = 0
+    source_rows: int = 0
+    dropped_rows: int = 0
+    """Rows of symbols absent from ``key_for_symbol`` (other instruments of a grouped file)."""
+    unknown_symbols: dict[str, int] = field(default_factory=dict)
+    empty: bool = False
+    """True when the download held no rows (Tardis answers an empty gzip for a day without data)."""
+
+    def __init__(self, files: list[ConvertedFile] | None = None, **attrs: object) -> None:
+        list.__init__(self, files or [])
+        self.source_bytes = int(attrs.get("source_bytes", 0))  # type: ignore[call-overload]
+        self.source_rows = int(attrs.get("source_rows", 0))  # type: ignore[call-overload]
+        self.dropped_rows = int(attrs.get("dropped_rows", 0))  # type: ignore[call-overload]
+        self.unknown_symbols = dict(attrs.get("unknown_symbols", {}))  # type: ignore[call-overload]
+        self.empty = bool(attrs.get("empty", False))
+
+
+def convert_csv_gz(
+    src: Path,
+    data_type: str,
+    out_dir: Path,
+    key_for_symbol: Mapping[str, str],
+    day: date,
+    source_name: str,
+) -> ConvertedFiles:
+    """Convert one Tardis CSV.gz into one Parquet file per instrument key (temporary names).
+
+    ``key_for_symbol`` maps the CSV ``symbol`` value to the canonical instrument key; rows of other
+    symbols are dropped and counted. ``source_name`` names the file in error messages (e.g. the
+    dataset URL path). Raises a ``TickFileError`` subclass naming the file and line on bad input.
+    """
+    spec = get_spec(data_type)
+    for key in key_for_symbol.values():
+        check_instrument_key(key)
+    label = source_name or str(src)
+    source_bytes = src.stat().st_size
+    header = _read_header(src, label)
+    if header is None:
+        return ConvertedFiles(source_bytes=source_bytes, empty=True)
+    try:
+        check_header(data_type, header, label)
+    except HeaderMismatchError as exc:
+        raise HeaderError(label, str(exc).removeprefix(f"{label}: "), line=1) from None
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sink = KeyedParquetSink(spec, out_dir)
+    stats = _StreamStats()
+    try:
+        for batch in _batches(src, spec, label):
+            _convert_batch(batch, spec, key_for_symbol, TimestampWindow(day), label, stats, sink)
+        written = sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+
+    files = [
+        ConvertedFile(
+            instrument_key=f.instrument_key,
+            data_type=data_type,
+            path=f.path,
+            rows=f.rows,
+            bytes=f.path.stat().st_size,
+            sha256=_sha256(f.path),
+            min_timestamp=_to_datetime(f.min_timestamp_us),
+            max_timestamp=_to_datetime(f.max_timestamp_us),
+            source_bytes=source_bytes,
+        )
+        for f in written
+    ]
+    return ConvertedFiles(
+        files,
+        source_bytes=source_bytes,
+        source_rows=stats.rows,
+        dropped_rows=sum(stats.unknown.values()),
+        unknown_symbols=stats.unknown,
+        empty=stats.rows == 0,
+    )
+
+
+@dataclass
+class _StreamStats:
+    rows: int = 0
+    unknown: dict[str, int] = field(default_factory=dict)
+
+
+def _read_header(src: Path, label: str) -> list[str] | None:
+    """The header's column names, or None when the file holds no data (empty body or empty gzip)."""
+    if src.stat().st_size == 0:
+        return None
+    try:
+        with gzip.open(src, "rb") as fh:
+            first = fh.readline()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CorruptGzipError(label, f"not a readable gzip stream ({exc})", line=1) from None
+    if not first.strip():
+        return None
+    return first.decode("utf-8", errors="replace").rstrip("\r\n").split(",")
+
+
+def _batches(src: Path, spec: DataTypeSpec, label: str) -> Iterator[pl.DataFrame]:
+    """Row batches of one row group each, in file order, with CSV errors turned into ours."""
+    lf = pl.scan_csv(src, schema=spec.polars_read_schema, has_header=True)
+    try:
+        yield from lf.collect_batches(chunk_size=row_group_rows(spec), maintain_order=True)
+    except pl.exceptions.NoDataError:
+        return
+    except OSError as exc:
+        raise CorruptGzipError(
+            label, f"truncated or corrupt gzip stream ({exc})", line=_line_where_gzip_breaks(src)
+        ) from None
+    except pl.exceptions.PolarsError as exc:
+        found = find_bad_cell(src, spec)
+        if found is None:
+            raise TickFileError(label, f"cannot parse the CSV: {str(exc).splitlines()[0]}") from None
+        line, problem = found
+        raise BadValueError(label, problem, line=line) from None
+
+
+def _line_where_gzip_breaks(src: Path) -> int | None:
+    """The line being read when the gzip stream ends early or fails its checksum (slow path)."""
+    lines = 1
+    try:
+        with gzip.open(src, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                lines += chunk.count(b"\n")
+    except (OSError, EOFError, zlib.error):
+        return lines
+    return None
+
+
+def _first_true(mask: pl.Series) -> int | None:
+    if not mask.any():
+        return None
+    return int(mask.arg_true()[0])
+
+
+def _check_batch(
+    batch: pl.DataFrame, spec: DataTypeSpec, window: TimestampWindow, label: str, offset: int
+) -> None:
+    """Required values present, timestamps inside the window; errors name the CSV line."""
+    required = [c.csv_name for c in spec.columns if not c.nullable]
+    nulls = batch.select(pl.col(required).null_count()).row(0)
+    for name, count in zip(required, nulls, strict=True):
+        if count:
+            idx = _first_true(batch.get_column(name).is_null())
+            raise BadValueError(
+                label, f"column {name!r} is empty but requires a value", line=offset + idx + 2
+            )  # type: ignore[operator]
+    for name, (lo, hi), what in (
+        ("local_timestamp", window.local, "local_timestamp must lie in the file's day"),
+        ("timestamp", window.exchange, "exchange timestamp must lie within the day ± the boundary slack"),
+    ):
+        col = batch.get_column(name)
+        lo_seen, hi_seen = col.min(), col.max()
+        if lo_seen is not None and (lo_seen < lo or hi_seen >= hi):  # type: ignore[operator]
+            idx = _first_true((col < lo) | (col >= hi))
+            value = col[idx]  # type: ignore[index]
+            raise TimestampWindowError(
+                label,
+                f"{name}={value} ({_describe_us(value)}) is outside [{_describe_us(lo)}, {_describe_us(hi)}): "
+                f"{what} ({window.day}); are the timestamps in microseconds?",
+                line=offset + idx + 2,  # type: ignore[operator]
+            )
+
+
+def _convert_batch(
+    batch: pl.DataFrame,
+    spec: DataTypeSpec,
+    key_for_symbol: Mapping[str, str],
+    window: TimestampWindow,
+    label: str,
+    stats: _StreamStats,
+    sink: KeyedParquetSink,
+) -> None:
+    offset = stats.rows
+    stats.rows += batch.height
+    if batch.height == 0:
+        return
+    _check_batch(batch, spec, window, label, offset)
+
+    symbols = batch.get_column("symbol")
+    first = symbols[0]
+    if symbols.n_unique() == 1:
+        key = key_for_symbol.get(first)
+        parts = {key: batch} if key is not None else {}
+        if key is None:
+            stats.unknown[first] = stats.unknown.get(first, 0) + batch.height
+    else:
+        keyed = batch.with_columns(
+            symbols.replace_strict(dict(key_for_symbol), default=None, return_dtype=pl.String).alias(
+                INSTRUMENT_KEY_COLUMN
+            )
+        )
+        unknown = keyed.filter(pl.col(INSTRUMENT_KEY_COLUMN).is_null())
+        for sym, count in unknown.group_by("symbol").len().iter_rows():
+            stats.unknown[sym] = stats.unknown.get(sym, 0) + count
+        known = keyed.filter(pl.col(INSTRUMENT_KEY_COLUMN).is_not_null())
+        parts = {
+            k[0]: part.drop(INSTRUMENT_KEY_COLUMN)
+            for k, part in known.partition_by(
+                INSTRUMENT_KEY_COLUMN, maintain_order=True, as_dict=True
+            ).items()
+        }
+    for key, part in parts.items():
+        ts = part.get_column("timestamp")
+        sink.append(key, _to_arrow(part, spec, key), ts.min(), ts.max())  # type: ignore[arg-type]
+
+
+def _to_arrow(part: pl.DataFrame, spec: DataTypeSpec, key: str) -> pa.Table:
+    """The batch in the spec's Arrow schema: renamed, timestamps typed, small vocabularies as
+    dictionaries, plus the constant ``instrument_key`` column."""
+    table = part.to_arrow()
+    schema = spec.arrow_schema
+    arrays = [table.column(col.csv_name).cast(col.arrow_type) for col in spec.columns]
+    arrays.append(instrument_key_array(key, part.height))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _to_datetime(us: int | None) -> datetime | None:
+    if us is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def _describe_us(us: int) -> str:
+    try:
+        return _to_datetime(us).isoformat()  # type: ignore[union-attr]
+    except OverflowError:
+        return "out of range"
