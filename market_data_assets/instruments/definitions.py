@@ -20,7 +20,7 @@ from market_data_assets.instruments._rows import OnBad
 from market_data_assets.instruments.dataset_symbols import available_on, dataset_symbols_frame
 from market_data_assets.instruments.errors import InstrumentError
 from market_data_assets.instruments.keys import add_keys, resolve_collisions
-from market_data_assets.instruments.metadata import apply_changes, day_start, metadata_frame
+from market_data_assets.instruments.metadata import apply_changes, changes_frame, day_start, metadata_frame
 from market_data_assets.instruments.symbols import CURRENCY_ALIASES, parse_dataset_symbols
 from market_data_assets.storage.layout import check_exchange
 
@@ -185,8 +185,8 @@ def build_definitions(
         if column not in universe.columns:
             universe = universe.with_columns(pl.lit(None, dtype=UTC_US).alias(column))
     listed = universe.filter(_listed_on(day))
-    if "_changes" in listed.columns:
-        listed = apply_changes(listed.with_row_index("_row"), day, exchange).drop("_row")
+    if instruments is not None:
+        listed = apply_changes(listed, changes_frame(exchange, instruments), day)
 
     on_day = datasets.filter(available_on(day))
     own_types = on_day.filter(pl.col("group_type").is_null()).select("dataset_symbol", "data_types")

@@ -7,8 +7,8 @@ lenient path read every known field as text and convert it column by column, so 
 really is unusable (``"abc"`` as a tick size, an object where a number belongs) is reported with
 the exchange, the instrument id and the field instead of surfacing as a bare ``KeyError``.
 
-``changes`` (the history of non-identity fields, see TARDIS.md) is read into a typed list of
-structs and applied per day by :func:`apply_changes` as vectorized joins.
+``changes`` (the history of non-identity fields, see TARDIS.md) is read into its own long
+frame (:func:`changes_frame`) and applied per day by :func:`apply_changes` as one join.
 """
 
 from __future__ import annotations
@@ -73,15 +73,11 @@ def _typed_schema() -> dict[str, pl.DataType]:
     schema: dict[str, pl.DataType] = {f: pl.String() for f in (*TEXT_FIELDS, *TIME_FIELDS)}
     schema |= {f: pl.Float64() for f in NUMBER_FIELDS}
     schema |= {f: pl.Boolean() for f in BOOL_FIELDS}
-    change = {"until": pl.String(), **{f: pl.Float64() for f in CHANGEABLE_FIELDS}}
-    schema["changes"] = pl.List(pl.Struct(change))
     return schema
 
 
 def _text_schema() -> dict[str, pl.DataType]:
     schema: dict[str, pl.DataType] = {f: pl.String() for f in _ALL_FIELDS}
-    change = {"until": pl.String(), **{f: pl.String() for f in CHANGEABLE_FIELDS}}
-    schema["changes"] = pl.List(pl.Struct(change))
     return schema
 
 
@@ -97,21 +93,6 @@ def _locate_unusable(exchange: str, instruments: list[Any]) -> InstrumentMetadat
                 return InstrumentMetadataError(
                     f"{exchange}: instrument {ident!r}: field {field!r} has an unusable value {value!r:.80}"
                 )
-        changes = item.get("changes")
-        if changes is None:
-            continue
-        if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
-            return InstrumentMetadataError(
-                f"{exchange}: instrument {ident!r}: 'changes' must be a list of objects, got {changes!r:.80}"
-            )
-        for change in changes:
-            for field in ("until", *CHANGEABLE_FIELDS):
-                value = change.get(field)
-                if value is not None and not isinstance(value, str | int | float | bool):
-                    return InstrumentMetadataError(
-                        f"{exchange}: instrument {ident!r}: changes field {field!r} has an unusable "
-                        f"value {value!r:.80}"
-                    )
     return None
 
 
@@ -172,9 +153,15 @@ def parse_timestamps(
     frame: pl.DataFrame, column: str, exchange: str, field: str, symbol_column: str = "id"
 ) -> pl.DataFrame:
     """ISO-8601 UTC text (``2025-01-31T00:00:00.000Z``, fraction optional) -> ``timestamp[us, UTC]``."""
-    expr = pl.col(column).str.to_datetime(_ISO_FORMAT, time_unit="us", time_zone="UTC", strict=False)
-    fallback = pl.col(column).str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
-    frame = frame.with_columns(pl.coalesce(expr, fallback).alias("_ts"))
+    frame = frame.with_columns(
+        pl.col(column)
+        .str.to_datetime(_ISO_FORMAT, time_unit="us", time_zone="UTC", strict=False)
+        .alias("_ts")
+    )
+    if frame.filter(pl.col(column).is_not_null() & pl.col("_ts").is_null()).height:
+        # Rare spellings (no Z, an offset): let polars infer, only when the fast format missed.
+        fallback = pl.col(column).str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        frame = frame.with_columns(pl.coalesce("_ts", fallback).alias("_ts"))
     failed = frame.filter(pl.col(column).is_not_null() & pl.col("_ts").is_null())
     if failed.height:
         examples = [f"{s!r}: {v!r}" for s, v in failed.select(symbol_column, column).head(5).iter_rows()]
@@ -190,10 +177,10 @@ def metadata_frame(
     """Typed frame of the known metadata fields, columns renamed to definition names.
 
     Missing required fields (``REQUIRED_FIELDS``) are refused as ``on_bad`` says, naming the
-    exchange and instrument. ``changes`` stays as a typed ``_changes`` column for
-    :func:`apply_changes`.
+    exchange and instrument. ``_row`` is the record's position in ``instruments``: it links a
+    row to its ``changes`` (see :func:`changes_frame`).
     """
-    raw = _raw_frame(exchange, instruments)
+    raw = _raw_frame(exchange, instruments).with_row_index("_row")
     for field in NUMBER_FIELDS:
         raw = _to_float(raw, field, exchange, field)
     for field in BOOL_FIELDS:
@@ -210,7 +197,7 @@ def metadata_frame(
             on_bad=on_bad,
             symbol_column="id",
         )
-    frame = raw.rename({**_ALL_FIELDS, "changes": "_changes"})
+    frame = raw.rename(_ALL_FIELDS)
     return frame.with_columns(
         pl.col("tardis_type").str.strip_chars().str.to_lowercase(),
         pl.col("option_type").str.strip_chars().str.to_lowercase(),
@@ -221,36 +208,60 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
-def apply_changes(frame: pl.DataFrame, day: date, exchange: str) -> pl.DataFrame:
-    """Show each changeable field as it was at the start of ``day`` (00:00 UTC).
+def changes_frame(exchange: str, instruments: list[dict[str, Any]]) -> pl.DataFrame:
+    """All ``changes`` entries, one row each: _row, id, until (UTC), and the changeable fields.
 
-    ``changes`` entries hold the values valid BEFORE their ``until``. For each field, the value
-    on ``day`` is the one from the earliest change with ``until > day start`` that carries the
-    field, else the current top-level value. Fields are resolved independently, because an entry
-    only lists the fields that changed at that moment.
+    Only instruments that carry a history are visited in Python (a handful, typically); a polars
+    list-of-struct column over all 300K records would cost seconds for nothing.
     """
-    if "_changes" not in frame.columns:
-        return frame
-    with_changes = frame.filter(pl.col("_changes").list.len() > 0)
-    if with_changes.height == 0:
-        return frame.drop("_changes")
-    long = (
-        with_changes.select("exchange_symbol", "_row", "_changes")
-        .explode("_changes")
-        .unnest("_changes")
-        .rename({"exchange_symbol": "id"})
-    )
+    rows: dict[str, list[Any]] = {"_row": [], "id": [], "until": [], **{f: [] for f in CHANGEABLE_FIELDS}}
+    for index, item in enumerate(instruments):
+        changes = item.get("changes") if isinstance(item, dict) else None
+        if not changes:
+            continue
+        ident = item.get("id")
+        if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
+            raise InstrumentMetadataError(
+                f"{exchange}: instrument {ident!r}: 'changes' must be a list of objects, got {changes!r:.80}"
+            )
+        for change in changes:
+            rows["_row"].append(index)
+            rows["id"].append(None if ident is None else str(ident))
+            for field in ("until", *CHANGEABLE_FIELDS):
+                value = change.get(field)
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, str | int | float)
+                ):
+                    raise InstrumentMetadataError(
+                        f"{exchange}: instrument {ident!r}: changes field {field!r} has an unusable value "
+                        f"{value!r:.80}"
+                    )
+                rows[field].append(None if value is None else str(value))
+    frame = pl.DataFrame(rows, schema={"_row": pl.UInt32, **{k: pl.String for k in rows if k != "_row"}})
     for field in CHANGEABLE_FIELDS:
-        long = _to_float(long, field, exchange, f"changes.{field}")
-    long = parse_timestamps(long, "until", exchange, "changes.until")
-    missing_until = long.filter(pl.col("until").is_null())
+        frame = _to_float(frame, field, exchange, f"changes.{field}")
+    frame = parse_timestamps(frame, "until", exchange, "changes.until")
+    missing_until = frame.filter(pl.col("until").is_null())
     if missing_until.height:
         raise InstrumentMetadataError(
             f"{exchange}: 'changes' entries without 'until' in instrument(s) "
             f"{describe_symbols(missing_until['id'].unique().sort().to_list())}"
         )
+    return frame
+
+
+def apply_changes(frame: pl.DataFrame, changes: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Show each changeable field as it was at the start of ``day`` (00:00 UTC).
+
+    ``changes`` entries hold the values valid BEFORE their ``until``. For each field, the value
+    on ``day`` is the one from the earliest change with ``until > day start`` that carries the
+    field, else the current top-level value. Fields are resolved independently, because an entry
+    only lists the fields that changed at that moment. Rows are linked by ``_row``.
+    """
+    if changes.height == 0:
+        return frame
     as_of = (
-        long.filter(pl.col("until") > day_start(day))
+        changes.filter(pl.col("until") > day_start(day))
         .sort("_row", "until")
         .group_by("_row")
         .agg(pl.col(f).drop_nulls().first().alias(f"_was_{f}") for f in CHANGEABLE_FIELDS)
@@ -258,4 +269,4 @@ def apply_changes(frame: pl.DataFrame, day: date, exchange: str) -> pl.DataFrame
     frame = frame.join(as_of, on="_row", how="left")
     return frame.with_columns(
         pl.coalesce(f"_was_{f}", NUMBER_FIELDS[f]).alias(NUMBER_FIELDS[f]) for f in CHANGEABLE_FIELDS
-    ).drop([f"_was_{f}" for f in CHANGEABLE_FIELDS] + ["_changes"])
+    ).drop([f"_was_{f}" for f in CHANGEABLE_FIELDS])

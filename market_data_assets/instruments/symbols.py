@@ -11,6 +11,7 @@ The table and its conventions are documented in docs/INSTRUMENT_KEY.md.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -168,16 +169,15 @@ def _alias_currency(expr: pl.Expr) -> pl.Expr:
     return expr.replace(CURRENCY_ALIASES)
 
 
-def _apply(pattern: SymbolPattern) -> pl.Expr:
-    """Struct of canonical fields for rows of ``pattern.tardis_type`` matching it (else null base)."""
-    groups = pl.col("dataset_symbol").str.extract_groups(pattern.regex)
-    names = set(_group_names(pattern.regex))
+def _fields(pattern: SymbolPattern) -> dict[str, pl.Expr]:
+    """Canonical fields from the ``_g`` struct column that ``pattern``'s regex extracted."""
+    names = set(re.compile(pattern.regex).groupindex)
 
     def group(name: str) -> pl.Expr:
-        return groups.struct.field(name) if name in names else pl.lit(None, dtype=pl.String)
+        return pl.col("_g").struct.field(name) if name in names else pl.lit(None, dtype=pl.String)
 
     quote_given = group("quote")
-    quote = quote_given.fill_null(pl.lit(pattern.default_quote, dtype=pl.String))
+    quote = _alias_currency(quote_given.fill_null(pl.lit(pattern.default_quote, dtype=pl.String)))
     base = _alias_currency(group("base"))
     if pattern.inverse == "yes":
         inverse = pl.lit(True)
@@ -187,49 +187,54 @@ def _apply(pattern: SymbolPattern) -> pl.Expr:
         inverse = quote_given.is_null()
     else:
         inverse = pl.lit(None, dtype=pl.Boolean)
-    settlement = pl.when(inverse).then(base).when(~inverse).then(_alias_currency(quote))
-    matches = (pl.col("tardis_type") == pattern.tardis_type) & group("base").is_not_null()
     fields = {
         "base": base,
-        "quote": _alias_currency(quote),
+        "quote": quote,
         "expiry": _expiry(pattern, group("expiry")),
         "strike": group("strike").str.replace("D", ".", literal=True).cast(pl.Float64, strict=False),
         "option_type": group("cp").replace_strict({"C": "call", "P": "put"}, default=None),
         "combo_id": pl.col("dataset_symbol") if "combo" in names else pl.lit(None, dtype=pl.String),
         "inverse": inverse,
-        "settlement": settlement,
+        "settlement": pl.when(inverse).then(base).when(~inverse).then(quote),
     }
-    return pl.when(matches).then(pl.struct(**{k: v.cast(PARSED_SCHEMA[k]) for k, v in fields.items()}))
+    return {k: v.cast(PARSED_SCHEMA[k]).alias(k) for k, v in fields.items()}
 
 
-def _group_names(regex: str) -> list[str]:
-    import re
-
-    return list(re.compile(regex).groupindex)
+def _read_with(pattern: SymbolPattern, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows ``pattern`` reads, with canonical fields; rows it does not read)."""
+    extracted = frame.with_columns(pl.col("dataset_symbol").str.extract_groups(pattern.regex).alias("_g"))
+    hit = pl.col("_g").struct.field("base").is_not_null()
+    read = extracted.filter(hit).with_columns(**_fields(pattern)).drop("_g")
+    return read, extracted.filter(~hit).drop("_g")
 
 
 def parse_dataset_symbols(exchange: str, symbols: pl.DataFrame, *, on_bad: OnBad = "raise") -> pl.DataFrame:
     """Add the canonical fields (``PARSED_SCHEMA``) to a frame of ``dataset_symbol, tardis_type``.
 
-    An id no pattern of its exchange and type reads is refused as ``on_bad`` says, with a
-    ``SymbolParseError`` naming the exchange and the ids.
+    Each type's rows go through that type's patterns in order (first match wins), so a regex
+    only ever runs over the ids it is meant for. An id no pattern reads is refused as
+    ``on_bad`` says, with a ``SymbolParseError`` naming the exchange and the ids. Row order is
+    not preserved.
     """
     patterns = patterns_for(exchange)
-    if symbols.height == 0:
-        return symbols.with_columns(pl.lit(None, dtype=t).alias(n) for n, t in PARSED_SCHEMA.items())
-    parsed = pl.coalesce([_apply(p) for p in patterns]) if patterns else pl.lit(None)
-    out = symbols.with_columns(parsed.alias("_parsed"))
-    out = reject_rows(
+    nulls = [pl.lit(None, dtype=t).alias(n) for n, t in PARSED_SCHEMA.items()]
+    parts: list[pl.DataFrame] = []
+    for (tardis_type,), rows in symbols.partition_by("tardis_type", as_dict=True).items():
+        remaining = rows
+        for pattern in (p for p in patterns if p.tardis_type == tardis_type):
+            read, remaining = _read_with(pattern, remaining)
+            parts.append(read)
+        parts.append(remaining.with_columns(nulls))
+    if not parts:
+        return symbols.with_columns(nulls)
+    out = pl.concat(parts, how="vertical_relaxed")
+    return reject_rows(
         out,
-        pl.col("_parsed").struct.field("base").is_null()
-        | (
-            pl.col("tardis_type").is_in(["future", "option"])
-            & pl.col("_parsed").struct.field("expiry").is_null()
-        ),
+        pl.col("base").is_null()
+        | (pl.col("tardis_type").is_in(["future", "option"]) & pl.col("expiry").is_null()),
         exchange=exchange,
         reason="dataset symbol(s) not readable without instruments metadata (no matching pattern for their type)",
         error=SymbolParseError,
         on_bad=on_bad,
         symbol_column="dataset_symbol",
     )
-    return out.unnest("_parsed")
