@@ -47,8 +47,10 @@ def plan_requests(
         last = min(last, last_partition)
         if exchange in cursor:
             first = date.fromisoformat(cursor[exchange]) + timedelta(days=1)
+            process_from = first - timedelta(days=1)  # the cursor's day was ingested by an earlier tick
         else:
             first = max(settings.start_date, last - timedelta(days=settings.sensor_lookback_days - 1))
+            process_from = first
         day = first
         while day <= last:
             requests.append(
@@ -60,7 +62,7 @@ def plan_requests(
                 )
             )
             previous = day - timedelta(days=1)
-            if previous >= first:
+            if previous >= process_from:
                 requests.append(
                     dg.RunRequest(
                         run_key=f"process|{previous}|{exchange}",
