@@ -1,0 +1,1 @@
+../../market_data_assets/launchers/vm_startup.sh
