@@ -18,7 +18,8 @@ from typing import Literal
 import polars as pl
 
 from market_data_assets.instruments._rows import OnBad, reject_rows
-from market_data_assets.instruments.errors import SymbolParseError
+from market_data_assets.instruments.errors import SymbolParseError, UnsupportedInstrumentTypeError
+from market_data_assets.instruments.keys import SUPPORTED_TARDIS_TYPES
 
 QUOTE_CURRENCIES: tuple[str, ...] = (
     "USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "USDS", "USDE", "DAI", "PAX", "UST", "VAI",
@@ -216,6 +217,15 @@ def parse_dataset_symbols(exchange: str, symbols: pl.DataFrame, *, on_bad: OnBad
     ``on_bad`` says, with a ``SymbolParseError`` naming the exchange and the ids. Row order is
     not preserved.
     """
+    symbols = reject_rows(
+        symbols,
+        ~pl.col("tardis_type").is_in(SUPPORTED_TARDIS_TYPES),
+        exchange=exchange,
+        reason=f"instrument type not in {', '.join(SUPPORTED_TARDIS_TYPES)} (no canonical key type)",
+        error=UnsupportedInstrumentTypeError,
+        on_bad=on_bad,
+        symbol_column="dataset_symbol",
+    )
     patterns = patterns_for(exchange)
     nulls = [pl.lit(None, dtype=t).alias(n) for n, t in PARSED_SCHEMA.items()]
     parts: list[pl.DataFrame] = []
