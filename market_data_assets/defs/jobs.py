@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from market_data_assets.partitions import date_exchange_partitions
-
 INGEST_ASSETS = ("instrument_definitions", "download_targets", "raw_ticks")
 PROCESS_ASSETS = (
     "candles_15s",
@@ -23,20 +21,17 @@ PROCESS_ASSETS = (
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(*INGEST_ASSETS),
-    partitions_def=date_exchange_partitions,
     description="Definitions, targets and raw ticks of a day × exchange.",
 )
 process_job = dg.define_asset_job(
     "process_job",
     selection=dg.AssetSelection.assets(*PROCESS_ASSETS),
-    partitions_def=date_exchange_partitions,
     description="Candles, book snapshots, warehouse load and missing-data report of a day × exchange "
     "(run once the next day's raw ticks are in: they hold the day's last trades).",
 )
 daily_job = dg.define_asset_job(
     "daily_job",
     selection=dg.AssetSelection.assets(*INGEST_ASSETS, *PROCESS_ASSETS),
-    partitions_def=date_exchange_partitions,
     description="The whole graph for a day × exchange.",
 )
 JOBS = [ingest_job, process_job, daily_job]
