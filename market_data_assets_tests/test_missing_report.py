@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pyarrow as pa
@@ -64,7 +64,7 @@ def _manifest_row(data_type, dataset_symbol, key, status, rows=None, size=None, 
         "min_timestamp": None,
         "max_timestamp": None,
         "error": error,
-        "written_at": datetime(2024, 3, 6, tzinfo=timezone.utc),
+        "written_at": datetime(2024, 3, 6, tzinfo=UTC),
     }
 
 
@@ -213,8 +213,8 @@ def test_range_and_summary(gap_store):
 
 def test_incident_overlap_is_day_exact():
     inc = Incident(
-        datetime(2024, 3, 5, 23, 0, tzinfo=timezone.utc),
-        datetime(2024, 3, 6, 0, 0, tzinfo=timezone.utc),
+        datetime(2024, 3, 5, 23, 0, tzinfo=UTC),
+        datetime(2024, 3, 6, 0, 0, tzinfo=UTC),
         "x",
         "d",
     )
