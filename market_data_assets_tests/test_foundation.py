@@ -110,3 +110,13 @@ def test_definitions_load():
     from market_data_assets.definitions import defs
 
     assert defs is not None
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    from market_data_assets.settings import SETTINGS_DOC
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in SETTINGS_DOC:
+        assert f"| `{name}` |" in readme, f"README's settings table lacks {name}"
