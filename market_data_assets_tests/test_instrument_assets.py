@@ -1,0 +1,108 @@
+"""instrument_definitions and download_targets as real Dagster materializations against the sandbox."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from market_data_assets.defs.instruments import download_targets, instrument_definitions
+from market_data_assets.defs.io_managers import LayoutIOManager
+from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.storage import layout
+from market_data_assets.storage.store import open_store
+
+
+def _resources() -> dict:
+    market_data = MarketDataResource()
+    return {"market_data": market_data, "layout_io_manager": LayoutIOManager(market_data=market_data)}
+
+
+@pytest.fixture
+def tardis_env(sandbox, monkeypatch):
+    monkeypatch.setenv("TARDIS_API_URL", sandbox.api_url)
+    monkeypatch.setenv("TARDIS_DATASETS_URL", sandbox.datasets_url)
+    monkeypatch.setenv("TARDIS_API_KEY", sandbox.api_key)
+    return sandbox
+
+
+def _read(store, path: str) -> pl.DataFrame:
+    return pl.from_arrow(store.read_parquet(path))
+
+
+def test_definitions_and_targets_for_one_partition(tardis_env, tmp_path, monkeypatch):
+    root = tmp_path / "lake"
+    monkeypatch.setenv("MARKET_DATA_ROOT", str(root))
+    result = dg.materialize(
+        [instrument_definitions, download_targets], resources=_resources(), partition_key="2024-03-05|deribit"
+    )
+    assert result.success
+    store = open_store(str(root))
+    defs = _read(store, layout.instruments_path(date(2024, 3, 5), "deribit"))
+    assert defs.height > 0
+    assert defs["instrument_key"].is_unique().all()
+    assert set(defs["key_source"]) == {"metadata"}  # a key was given: metadata is used
+    assert "DERIBIT:PERP:BTC-USD" in defs["instrument_key"].to_list()
+    assert {"PERP", "FUTURE", "OPTION"} <= set(defs["instrument_type"])
+
+    targets = _read(store, layout.targets_path(date(2024, 3, 5), "deribit"))
+    assert set(targets.columns) >= {
+        "exchange",
+        "data_type",
+        "instrument_key",
+        "symbol_in_csv",
+        "dataset_symbol",
+        "grouped",
+    }
+    assert set(targets["instrument_key"]) <= set(defs["instrument_key"])
+    # BTC options ride on the grouped OPTIONS file: one download for all of them.
+    options = targets.filter(pl.col("instrument_key").str.starts_with("DERIBIT:OPTION:"))
+    assert options.height > 1 and set(options["dataset_symbol"]) == {"OPTIONS"}
+
+    mat = result.asset_materializations_for_node("instrument_definitions")[0]
+    assert mat.metadata["dagster/row_count"].value == defs.height
+    assert "instrument_key" in mat.metadata["preview"].value
+
+
+def test_without_a_key_keys_come_from_symbol_ids(tardis_env, tmp_path, monkeypatch):
+    monkeypatch.delenv("TARDIS_API_KEY")
+    monkeypatch.setenv("MARKET_DATA_ROOT", str(tmp_path / "lake"))
+    result = dg.materialize(
+        [instrument_definitions], resources=_resources(), partition_key="2024-03-01|deribit"
+    )
+    assert result.success
+    defs = _read(open_store(str(tmp_path / "lake")), layout.instruments_path(date(2024, 3, 1), "deribit"))
+    assert set(defs["key_source"]) == {"symbol_parse"}
+    assert "DERIBIT:PERP:BTC-USD" in defs["instrument_key"].to_list()
+
+
+def test_a_run_covering_several_partitions_writes_each(tardis_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("MARKET_DATA_ROOT", str(tmp_path / "lake"))
+    result = dg.materialize(
+        [instrument_definitions, download_targets],
+        resources=_resources(),
+        tags={
+            "dagster/asset_partition_range_start": "2024-03-01|bitmex",
+            "dagster/asset_partition_range_end": "2024-03-03|bitmex",
+        },
+    )
+    assert result.success
+    store = open_store(str(tmp_path / "lake"))
+    for day in (date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)):
+        assert _read(store, layout.instruments_path(day, "bitmex")).height > 0
+        assert _read(store, layout.targets_path(day, "bitmex")).height > 0
+
+
+def test_definitions_into_gcs(tardis_env, gcs_env):
+    """The same materialization with MARKET_DATA_ROOT=gs://… against the GCS emulator."""
+    result = dg.materialize(
+        [instrument_definitions], resources=_resources(), partition_key="2024-01-01|deribit"
+    )
+    assert result.success
+    store = open_store(gcs_env)
+    path = layout.instruments_path(date(2024, 1, 1), "deribit")
+    assert store.exists(path)
+    assert _read(store, path).height > 0
+    assert [o.path for o in store.list("instrument_availability/")] == [path]
