@@ -302,3 +302,32 @@ def test_unknown_type_raises_or_is_skipped_on_request() -> None:
         _build([_perp(), odd])
     frame = _build([_perp(), odd], on_bad="skip")
     assert frame["exchange_symbol"].to_list() == ["BTC-PERPETUAL"]
+
+
+# --- both sources agree on the sandbox's universe ---------------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", ["binance", "binance-futures", "deribit", "bitmex", "coinbase"])
+def test_metadata_and_symbol_parse_agree_on_sandbox_universe(exchange: str) -> None:
+    """The sandbox's pure universe functions (no HTTP): every key from metadata equals the key the
+    symbol parser derives from the public dataset id, so a paid key never renames a file."""
+    from market_data_assets.tardis.sandbox import SandboxConfig, list_dataset_symbols, list_instruments
+
+    config = SandboxConfig()
+    instruments = list_instruments(config, exchange)
+    details = {"id": exchange, "datasets": {"symbols": list_dataset_symbols(config, exchange)}}
+    for day in (date(2024, 3, 5), date(2024, 9, 10), date(2024, 12, 1)):
+        with_meta = build_definitions(exchange, day, details, instruments)
+        parsed = build_definitions(exchange, day, details, None)
+        assert with_meta.height > 0
+        assert set(with_meta["key_source"]) == {"metadata"}
+        assert set(parsed["key_source"]) == {"symbol_parse"}
+        assert (
+            with_meta.select("exchange_symbol", "instrument_key")
+            .sort("instrument_key")["instrument_key"]
+            .to_list()
+            == parsed["instrument_key"].to_list()
+        )
+        assert with_meta["instrument_key"].is_unique().all()
+        for key in with_meta["instrument_key"]:
+            check_instrument_key(key)
