@@ -172,8 +172,11 @@ class BigQueryWarehouse(Warehouse):
             f"{spec.kind.replace('_', ' ')} at {spec.timeframe}; one slice per (UTC day of {PARTITION_COLUMN}, "
             f"{EXCHANGE_COLUMN}), replaced atomically by the bq_candles asset"
         )
-        self._client.create_table(table, exists_ok=True, retry=self._retry)
-        found = self._client.get_table(table.reference, retry=self._retry)
+        try:
+            found = self._client.get_table(table.reference, retry=self._retry)
+        except gexc.NotFound:
+            self._client.create_table(table, exists_ok=True, retry=self._retry)
+            found = self._client.get_table(table.reference, retry=self._retry)
         problems = []
         names = [f.name for f in found.schema]
         if names != spec.schema.names:
@@ -254,6 +257,11 @@ class BigQueryWarehouse(Warehouse):
                 f"(uploading local files is not supported)"
             )
         self._ensure(spec)
+        params = self._params(day, exchange)
+        if not uris:
+            # Nothing to stage: one DML statement is atomic on its own.
+            job = self._query(f"DELETE FROM {self.table_ref(spec.name)} WHERE {self._SLICE_FILTER}", params)
+            return LoadResult(spec.name, day, exchange, 0, 0, int(job.num_dml_affected_rows or 0))
         staging_name = (
             f"_staging_{spec.name}_{day:%Y%m%d}_{exchange.replace('-', '_')}_{uuid.uuid4().hex[:12]}"
         )
@@ -261,7 +269,6 @@ class BigQueryWarehouse(Warehouse):
         staging = bigquery.Table(staging_id, schema=bigquery_schema(spec.schema, all_nullable=True))
         staging.expires = datetime.now(UTC) + self._staging_ttl
         self._client.create_table(staging, retry=self._retry)
-        params = self._params(day, exchange)
         try:
             self._load(spec, staging_id, uris, f"{table} {day} {exchange}")
             staged = self._check_staged(spec, staging_id, params, day, exchange)
