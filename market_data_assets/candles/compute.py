@@ -94,16 +94,16 @@ def trade_features(trades: pl.LazyFrame, grid: DayGrid, source: str = "trades") 
     return (
         t.lazy()
         .with_columns(
-            _bucket(grid.timeframe.us).set_sorted(),
+            _bucket(grid.timeframe.us),
             # The squared log return from the previous trade of the day belongs to this trade.
             pl.col(PRICE).log().diff().pow(2).fill_null(0.0).alias("realized_variance"),
             (pl.col(PRICE) * pl.col(AMOUNT)).alias("notional"),
             pl.when(is_buy).then(pl.col(AMOUNT)).otherwise(0.0).alias("buy_volume"),
             pl.when(is_sell).then(pl.col(AMOUNT)).otherwise(0.0).alias("sell_volume"),
-            is_buy.cast(pl.Int64).alias("buy_count"),
-            is_sell.cast(pl.Int64).alias("sell_count"),
+            is_buy.alias("buy_count"),
+            is_sell.alias("sell_count"),
         )
-        .group_by(BUCKET, maintain_order=True)
+        .group_by(BUCKET)
         .agg(
             pl.col(PRICE).first().alias("open"),
             pl.col(PRICE).max().alias("high"),
@@ -114,8 +114,8 @@ def trade_features(trades: pl.LazyFrame, grid: DayGrid, source: str = "trades") 
             pl.len().cast(pl.Int64).alias("trade_count"),
             pl.col("buy_volume").sum(),
             pl.col("sell_volume").sum(),
-            pl.col("buy_count").sum(),
-            pl.col("sell_count").sum(),
+            pl.col("buy_count").sum().cast(pl.Int64),
+            pl.col("sell_count").sum().cast(pl.Int64),
             pl.col("realized_variance").sum(),
             pl.col(AMOUNT).max().alias("max_trade_amount"),
         )
