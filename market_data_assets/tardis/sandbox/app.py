@@ -38,6 +38,7 @@ from market_data_assets.tardis.sandbox.universe import (
     SymbolGroup,
     exchange_info,
     exchange_universe,
+    gc_paused,
     incidents,
     iso,
     known_exchange,
@@ -85,7 +86,8 @@ class SandboxState:
             hit = self._json.get(key)
         if hit is not None:
             return hit
-        body = json.dumps(build(), separators=(",", ":")).encode()
+        with gc_paused():
+            body = json.dumps(build(), separators=(",", ":")).encode()
         with self._lock:
             if len(self._json) > 64:
                 self._json.clear()
@@ -225,7 +227,7 @@ async def instrument(request: web.Request) -> web.Response:
         return _error(404, f"Invalid 'exchange' param provided: '{exchange}'")
     if exchange not in FREE_INSTRUMENTS_EXCHANGES and not _authorized(state, request):
         return _error(401, "Instruments metadata API requires a valid API key (Authorization: Bearer KEY)")
-    uni = state.universe(exchange)
+    uni = await _in_thread(state.universe, exchange)  # first build of a large universe takes a while
     inst = uni.by_id.get(symbol)
     if inst is None:
         found = uni.by_dataset_id.get(symbol)
@@ -262,7 +264,7 @@ async def dataset(request: web.Request) -> web.Response:
             f"{exchange} data for {day.isoformat()} is not exported yet "
             f"(exportedUntil {iso(state.exported_until)})",
         )
-    target = state.universe(exchange).by_dataset_id.get(symbol)
+    target = (await _in_thread(state.universe, exchange)).by_dataset_id.get(symbol)
     if target is None:
         return _error(404, f"Invalid 'symbol' param provided: '{symbol}' is not a {exchange} dataset symbol")
     if data_type not in target.data_types:
@@ -316,6 +318,11 @@ async def _stream(request: web.Request, response: web.Response, rule: FaultRule)
     return stream
 
 
+def _seconds_text(seconds: float) -> str:
+    """``3`` for whole seconds (Tardis's form), ``0.25`` otherwise; never an exponent."""
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:.6f}".rstrip("0")
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -326,7 +333,9 @@ async def fault_and_log_middleware(request: web.Request, handler: Handler) -> we
         return await handler(request)
     rule = state.faults.pick(request.path)
     if rule is not None and rule.kind in ("429", "500", "503"):
-        headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.http_status == 429 else None
+        # Tardis sends whole seconds (what tardis-dev parses); a fractional value is a sandbox
+        # extension that keeps retry tests fast and is written as a plain decimal ("0.1").
+        headers = {"Retry-After": _seconds_text(rule.retry_after)} if rule.http_status == 429 else None
         _record(state, request, rule.http_status, rule.kind)
         return _error(rule.http_status, f"sandbox fault injected: {rule.kind}", headers)
     if rule is not None and rule.kind == "reset":
