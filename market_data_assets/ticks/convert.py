@@ -220,16 +220,25 @@ def _batches(src: Path, spec: DataTypeSpec, label: str) -> Iterator[pl.DataFrame
         raise BadValueError(label, problem, line=line) from None
 
 
-def _line_where_gzip_breaks(src: Path) -> int | None:
-    """The line being read when the gzip stream ends early or fails its checksum (slow path)."""
+def _line_where_gzip_breaks(src: Path) -> int:
+    """The line being read when the gzip stream ends early or fails its checksum (slow path).
+
+    ``zlib`` rather than ``gzip``: it hands out every byte it could inflate before the break,
+    where ``gzip.read`` drops the last partial chunk with its ``EOFError``.
+    """
     lines = 1
+    inflater = zlib.decompressobj(wbits=31)
     try:
-        with gzip.open(src, "rb") as fh:
+        with src.open("rb") as fh:
             while chunk := fh.read(1 << 20):
-                lines += chunk.count(b"\n")
-    except (OSError, EOFError, zlib.error):
-        return lines
-    return None
+                while chunk:
+                    if inflater.eof:  # the next member of a multi-member gzip
+                        inflater = zlib.decompressobj(wbits=31)
+                    lines += inflater.decompress(chunk).count(b"\n")
+                    chunk = inflater.unused_data
+    except zlib.error:
+        pass
+    return lines
 
 
 def _first_true(mask: pl.Series) -> int | None:
