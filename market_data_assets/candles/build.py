@@ -24,7 +24,6 @@ from market_data_assets.candles.schema import CANDLE_SCHEMA, book_level_columns,
 from market_data_assets.candles.sources import (
     BOOK_SOURCES_FOR_SNAPSHOTS,
     list_exchange_day,
-    local_paths,
     open_instrument_day,
     scan_ticks,
 )
@@ -94,8 +93,7 @@ def build_base_candles(store: ObjectStore, day: date, exchange: str, log: Log | 
     files = list_exchange_day(store, day, exchange)
     summary = BuildSummary(day, exchange, (tf.name,), complete_through_midnight=files.next_day_present)
     for key in files.keys("trades"):
-        with open_instrument_day(store, files, key) as ticks:
-            df = compute_candles(ticks, day, key, exchange, tf)
+        df = compute_candles(open_instrument_day(store, files, key), day, key, exchange, tf)
         if df is None:
             summary.skipped.append(key)
             continue
@@ -159,8 +157,8 @@ def build_book_snapshots(
         book_type = files.first_available(BOOK_SOURCES_FOR_SNAPSHOTS, key)
         assert book_type is not None
         depth = int(book_type.rsplit("_", 1)[1])
-        with local_paths(store, files.paths(book_type, key)) as local:
-            snaps = snapshots_of_day(scan_ticks(local, [TS, *book_level_columns(depth)]), day, depth)
+        scan = scan_ticks(store, files.paths(book_type, key), [TS, *book_level_columns(depth)])
+        snaps = snapshots_of_day(scan, day, depth)
         if snaps.height == 0:
             summary.skipped.append(key)
             continue

@@ -68,9 +68,11 @@ class DayGrid:
 
 def ticks_of_day(ticks: pl.LazyFrame, grid: DayGrid, columns: list[pl.Expr]) -> pl.DataFrame:
     """The rows stamped inside the day, ordered by exchange time (stable: file order breaks ties)."""
+    # Filter on the stored column itself so the bounds reach Parquet row-group statistics.
+    lo, hi = (pl.lit(v, pl.Int64).cast(pl.Datetime("us", "UTC")) for v in (grid.start_us, grid.end_us))
     t = (
-        ticks.select(pl.col(TS).cast(pl.Int64).alias(_T), *columns)
-        .filter((pl.col(_T) >= grid.start_us) & (pl.col(_T) < grid.end_us))
+        ticks.filter((pl.col(TS) >= lo) & (pl.col(TS) < hi))
+        .select(pl.col(TS).cast(pl.Int64).alias(_T), *columns)
         .collect()
     )
     if not t[_T].is_sorted():

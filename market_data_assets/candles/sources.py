@@ -12,11 +12,8 @@ moments of D may still be missing, and the asset says so (see docs/CANDLES.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 import polars as pl
 
@@ -36,7 +33,8 @@ from market_data_assets.storage.layout import (
     raw_ticks_dir,
     raw_ticks_path,
 )
-from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.storage.polars_io import storage_options_for
+from market_data_assets.storage.store import ObjectStore
 from market_data_assets.tardis.formats import get_spec
 
 BOOK_SOURCES_FOR_FEATURES: tuple[str, ...] = ("book_snapshot_5", "book_snapshot_25", "quotes")
@@ -96,24 +94,18 @@ def list_exchange_day(
     return ExchangeDayFiles(day, exchange, files, present)
 
 
-@contextmanager
-def local_paths(store: ObjectStore, paths: list[str]) -> Iterator[list[Path]]:
-    """Local files for ``paths``: the files themselves in a local store, staged copies otherwise."""
-    if isinstance(store, LocalStore):
-        yield [Path(store.uri(p)) for p in paths]
-        return
-    with ExitStack() as stack:
-        out = []
-        for p in paths:
-            tmp = stack.enter_context(store.staged_file(suffix=".parquet"))
-            store.get_file(p, tmp)
-            out.append(tmp)
-        yield out
+def scan_ticks(store: ObjectStore, paths: list[str], columns: list[str]) -> pl.LazyFrame:
+    """The files concatenated in order (day file first), only ``columns`` read.
 
-
-def scan_ticks(files: list[Path], columns: list[str]) -> pl.LazyFrame:
-    """The files concatenated in order (day file first), only ``columns`` read."""
-    return pl.concat([pl.scan_parquet(f).select(columns) for f in files], how="vertical_relaxed")
+    Scanned in place (a local file or ``gs://`` through polars' object store), so the filter on
+    the day's time range reaches the Parquet row-group statistics: of the next day's file only
+    the first row groups, the ones that can hold ticks stamped before midnight, are fetched.
+    """
+    options = storage_options_for(store.root)
+    return pl.concat(
+        [pl.scan_parquet(store.uri(p), storage_options=options).select(columns) for p in paths],
+        how="vertical_relaxed",
+    )
 
 
 def _quotes_as_top_of_book() -> dict[str, str]:
@@ -122,35 +114,28 @@ def _quotes_as_top_of_book() -> dict[str, str]:
     return {q: next(b for b in TOP_OF_BOOK if b.startswith(q + "_")) for q in quote_names}
 
 
-@contextmanager
-def open_instrument_day(
-    store: ObjectStore, files: ExchangeDayFiles, key: str
-) -> Iterator[InstrumentDayTicks]:
-    """Lazy frames over one instrument's files of D and D+1; staged copies live until exit."""
-    with ExitStack() as stack:
+def open_instrument_day(store: ObjectStore, files: ExchangeDayFiles, key: str) -> InstrumentDayTicks:
+    """Lazy frames over one instrument's files of D and D+1 (nothing is read until collected)."""
 
-        def scan(data_type: str, columns: list[str]) -> pl.LazyFrame | None:
-            paths = files.paths(data_type, key)
-            if not paths:
-                return None
-            local = stack.enter_context(local_paths(store, paths))
-            return scan_ticks(local, columns)
+    def scan(data_type: str, columns: list[str]) -> pl.LazyFrame | None:
+        paths = files.paths(data_type, key)
+        return scan_ticks(store, paths, columns) if paths else None
 
-        trades = scan("trades", [TS, PRICE, AMOUNT, SIDE])
-        if trades is None:
-            raise FileNotFoundError(f"no trades file for {key} on {files.day} or the day after")
-        book_type = files.first_available(BOOK_SOURCES_FOR_FEATURES, key)
-        book = None
-        if book_type == "quotes":
-            rename = _quotes_as_top_of_book()
-            book = scan("quotes", [TS, *rename])
-            book = book.rename(rename) if book is not None else None
-        elif book_type is not None:
-            book = scan(book_type, [TS, *TOP_OF_BOOK])
-        yield InstrumentDayTicks(
-            trades=trades,
-            book=book,
-            derivative_ticker=scan("derivative_ticker", [TS, *DERIVATIVE_FIELDS]),
-            liquidations=scan("liquidations", [TS, AMOUNT, SIDE]),
-            source=", ".join(store.uri(p) for p in files.paths("trades", key)),
-        )
+    trades = scan("trades", [TS, PRICE, AMOUNT, SIDE])
+    if trades is None:
+        raise FileNotFoundError(f"no trades file for {key} on {files.day} or the day after")
+    book_type = files.first_available(BOOK_SOURCES_FOR_FEATURES, key)
+    book = None
+    if book_type == "quotes":
+        rename = _quotes_as_top_of_book()
+        book = scan("quotes", [TS, *rename])
+        book = book.rename(rename) if book is not None else None
+    elif book_type is not None:
+        book = scan(book_type, [TS, *TOP_OF_BOOK])
+    return InstrumentDayTicks(
+        trades=trades,
+        book=book,
+        derivative_ticker=scan("derivative_ticker", [TS, *DERIVATIVE_FIELDS]),
+        liquidations=scan("liquidations", [TS, AMOUNT, SIDE]),
+        source=", ".join(store.uri(p) for p in files.paths("trades", key)),
+    )
