@@ -202,14 +202,20 @@ def test_book_snapshots_are_ordered_and_uncrossed(sandbox: RunningSandbox) -> No
         assert asks[0] > bids[0]
 
 
-def test_incremental_book_replays_into_an_uncrossed_book(sandbox: RunningSandbox) -> None:
-    _, *rows = _rows(sandbox, "binance-futures", "incremental_book_L2", date(2024, 6, 1), "BTCUSDT")
-    assert rows[0][4] == "true"
+def _replay(rows: list[list[str]]) -> list[int]:
+    """Apply L2 rows (a snapshot after updates resets the book); return each snapshot's local time.
+
+    Asserts the book is uncrossed after every message (rows sharing a local_timestamp).
+    """
     book: dict[str, dict[float, float]] = {"bid": {}, "ask": {}}
-    snapshot_rows = 0
+    snapshots: list[int] = []
+    previous_snapshot = False
     for i, (_, _, _, local, is_snapshot, side, price, amount) in enumerate(rows):
-        if is_snapshot == "true":
-            snapshot_rows += 1
+        snapshot = is_snapshot == "true"
+        if snapshot and not previous_snapshot:
+            book = {"bid": {}, "ask": {}}
+            snapshots.append(int(local))
+        previous_snapshot = snapshot
         if float(amount) == 0:
             book[side].pop(float(price), None)
         else:
@@ -217,7 +223,25 @@ def test_incremental_book_replays_into_an_uncrossed_book(sandbox: RunningSandbox
         last_of_message = i + 1 == len(rows) or rows[i + 1][3] != local
         if last_of_message and book["bid"] and book["ask"]:
             assert max(book["bid"]) < min(book["ask"]), f"crossed book after local_timestamp {local}"
-    assert snapshot_rows == 50
+    return snapshots
+
+
+def test_incremental_book_replays_into_an_uncrossed_book(sandbox: RunningSandbox) -> None:
+    day = date(2024, 6, 1)
+    _, *rows = _rows(sandbox, "binance-futures", "incremental_book_L2", day, "BTCUSDT")
+    assert rows[0][4] == "true"
+    assert sum(r[4] == "true" for r in rows) == 50  # 25 levels a side
+    assert _replay(rows) == [int(rows[0][3])]
+    assert int(rows[0][3]) - _midnight_us(day) < 1_000_000, "the day opens with a snapshot"
+
+
+def test_book_restarts_with_a_snapshot_after_an_outage(sandbox: RunningSandbox) -> None:
+    details = _json(sandbox, "/v1/exchanges/binance-futures", key=None)
+    report = next(r for r in details["incidentReports"] if r["from"].startswith("2024-06-03"))
+    end = _us(datetime.strptime(report["to"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC))
+    _, *rows = _rows(sandbox, "binance-futures", "incremental_book_L2", date(2024, 6, 3), "BTCUSDT")
+    first, after_outage = _replay(rows)
+    assert first < end <= after_outage < end + 10 * 60 * 1_000_000
 
 
 # ----------------------------------------------------------------------------------------------
@@ -617,3 +641,14 @@ def test_exported_until_moves_at_runtime(sandbox: RunningSandbox) -> None:
     )
     assert _json(sandbox, "/v1/exchanges/bitmex")["datasets"]["exportedUntil"] == "2025-01-10T00:00:00.000Z"
     assert sandbox.exported_until == date(2025, 1, 10)
+
+
+def test_sandbox_env_points_the_settings_at_the_sandbox(sandbox_env: RunningSandbox) -> None:
+    from market_data_assets.settings import Settings
+
+    settings = Settings.from_env()
+    assert settings.tardis_api_url == sandbox_env.api_url
+    assert settings.tardis_datasets_url == sandbox_env.datasets_url
+    assert settings.tardis_api_key.reveal() == KEY
+    listed = _json(sandbox_env, "/v1/exchanges", key=None)
+    assert listed and "sandbox-key" not in repr(sandbox_env) + repr(sandbox_env.config)

@@ -235,6 +235,10 @@ def _quote_ticks(inst: Instrument, mid: np.ndarray, grid: _Grid) -> tuple[np.nda
 # event timing
 
 
+def _us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
 def _window(inst: Instrument, exchange: str, day: date) -> tuple[int, int] | None:
     """[start, end) µs of ``day`` in which the instrument trades (None when it does not)."""
     start = day_start_us(day)
@@ -465,6 +469,9 @@ def _incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, da
     ts, local = _sample_times(rng, a, b, max(1, _scaled_count(per_day, a, b)) + 1, day)
     if len(ts) == 0:
         return Chunk.empty()
+    # the day opens with the initial snapshot right after the window starts (real files: 00:00:00.2)
+    first = min(int(ts[0]), (-(-a // 1000) + int(rng.integers(50, 400))) * 1000)
+    ts[0], local[0] = first, min(int(local[0]), first + int(rng.integers(1_000, 200_000)))
     grid = _grid(inst, ts)
     bid0, ask0 = _quote_ticks(inst, mid_prices(config, inst, day, ts), grid)
     depth = _levels_available(inst, _BOOK_DEPTH)
@@ -505,8 +512,17 @@ def _incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, da
         emit(0, "true", "bid", level, bids[level])
         level -= snapshot_gaps[depth + k]
     best_bids, best_asks = bid0.tolist(), ask0.tolist()
+    # after a collector outage Tardis's feed reconnects and starts again with a full snapshot
+    reconnects = sorted(_us(incident.end) for incident in incidents(exchange) if a < _us(incident.end) <= b)
     for i in range(1, n):
         best_bid, best_ask = best_bids[i], best_asks[i]
+        if reconnects and local_l[i] >= reconnects[0]:
+            while reconnects and local_l[i] >= reconnects[0]:
+                reconnects.pop(0)
+            for p in sorted(asks):
+                emit(i, "true", "ask", p, asks[p])
+            for p in sorted(bids, reverse=True):
+                emit(i, "true", "bid", p, bids[p])
         for p in sorted(p for p in asks if p < best_ask):  # the market moved up through these asks
             del asks[p]
             emit(i, "false", "ask", p, 0)
