@@ -7,8 +7,9 @@ through the store itself (one Parquet per instrument, many per partition), so it
 Day boundary: Tardis files are split by ``local_timestamp``, so the last trades of day D can sit in
 file D+1. ``candles_15s`` of D therefore depends on ``raw_ticks`` of D *and* D+1 (identity on the
 exchange). When D+1 is not downloaded yet, D is built anyway and marked
-``complete_through_midnight = false``; the automation condition below rebuilds it once D+1's raw
-ticks materialize (and the roll-ups follow their finer parent the same way).
+``complete_through_midnight = false`` (metadata and every file). The ``tardis_new_days`` sensor
+(defs/sensors.py) runs the processing of D only once D+1 is ingested, and requests it again at that
+point, so such a partition is rebuilt, complete, when D+1's raw ticks arrive.
 """
 
 from collections.abc import Callable
@@ -46,14 +47,6 @@ DAY_AND_NEXT_DAY = dg.MultiPartitionMapping(
     }
 )
 """candles_15s(D, ex) reads raw_ticks(D, ex) and raw_ticks(D+1, ex): D's late trades sit in file D+1."""
-
-REBUILD_WHEN_UPSTREAM_UPDATES = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-    & ~dg.AutomationCondition.backfill_in_progress()
-).with_label("rebuild when raw ticks of D or D+1 (or the finer candles) update")
-"""Builds a day as soon as its ticks land and rebuilds it when D+1's ticks arrive (then complete)."""
 
 _BACKFILL = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
 
@@ -113,7 +106,6 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
         group_name="candles",
         kinds={"polars", "parquet"},
         backfill_policy=_BACKFILL,
-        automation_condition=REBUILD_WHEN_UPSTREAM_UPDATES,
         owners=["team:market-data"],
         description=(
             f"{tf.name} candles with microstructure features for every instrument that traded on the day: "
@@ -139,7 +131,6 @@ CANDLE_TIMEFRAME_ASSETS: list[dg.AssetsDefinition] = [_candle_asset(tf) for tf i
     group_name="candles",
     kinds={"polars", "parquet"},
     backfill_policy=_BACKFILL,
-    automation_condition=REBUILD_WHEN_UPSTREAM_UPDATES,
     owners=["team:market-data"],
     description=(
         "The order book (5 levels, or 25 where book_snapshot_25 is downloaded) as of each bucket's END, for "
