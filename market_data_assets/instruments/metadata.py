@@ -187,7 +187,11 @@ def metadata_frame(
         raw = _to_bool(raw, field, exchange, field)
     for field in TIME_FIELDS:
         raw = parse_timestamps(raw, field, exchange, field)
-    for field in REQUIRED_FIELDS:
+    missing = pl.any_horizontal(
+        pl.col(f).is_null() | (pl.col(f).cast(pl.String).str.strip_chars() == "") for f in REQUIRED_FIELDS
+    )
+    has_gaps = raw.select(missing.any()).item()
+    for field in REQUIRED_FIELDS if has_gaps else ():  # one pass when all is well, named errors if not
         raw = reject_rows(
             raw,
             pl.col(field).is_null() | (pl.col(field).cast(pl.String).str.strip_chars() == ""),

@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from market_data_assets.instruments.dataset_symbols import available_on, dataset_symbols_frame
+from market_data_assets.instruments.dataset_symbols import GROUP_TYPES, available_on, dataset_symbols_frame
 from market_data_assets.instruments.errors import TargetsConfigError
 from market_data_assets.instruments.keys import SUPPORTED_TARDIS_TYPES
 from market_data_assets.storage.layout import LayoutError, check_exchange, check_instrument_key
@@ -204,6 +204,11 @@ def empty_targets() -> pl.DataFrame:
 
 def _group_offers(exchange: str, exchange_details: dict[str, Any], day: date) -> pl.DataFrame:
     """(tardis_type, data_type) -> grouped dataset id, for groups available on ``day``."""
+    datasets = exchange_details.get("datasets") if isinstance(exchange_details, dict) else None
+    symbols = datasets.get("symbols") if isinstance(datasets, dict) else None
+    if isinstance(symbols, list):  # only the few group entries matter here, not 300K options
+        groups = [s for s in symbols if isinstance(s, dict) and str(s.get("id", "")).upper() in GROUP_TYPES]
+        exchange_details = {"datasets": {"symbols": groups}}
     return (
         dataset_symbols_frame(exchange, exchange_details)
         .filter(pl.col("group_type").is_not_null() & available_on(day))
