@@ -234,6 +234,7 @@ def test_parquet_file_is_tuned_typed_and_has_statistics(tmp_path: Path, tardis_s
     col = {pq.ParquetFile(f.path).metadata.row_group(0).column(i).path_in_schema: i for i in range(9)}
     meta = pq.ParquetFile(f.path).metadata.row_group(0)
     assert "DELTA_BINARY_PACKED" in meta.column(col["local_timestamp"]).encodings
+    assert "DELTA_BYTE_ARRAY" in meta.column(col["id"]).encodings
     assert "RLE_DICTIONARY" not in meta.column(col["id"]).encodings
     assert "RLE_DICTIONARY" in meta.column(col["side"]).encodings
     assert meta.column(col["price"]).compression == "ZSTD"
