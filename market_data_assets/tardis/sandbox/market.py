@@ -32,6 +32,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 import numpy as np
+import polars as pl
 
 from market_data_assets.tardis.formats import get_spec
 from market_data_assets.tardis.sandbox.config import SandboxConfig
@@ -75,6 +76,27 @@ def format_units(values: Sequence[int] | np.ndarray, decimals: int) -> list[str]
         q, r = divmod(v, scale)
         out.append(str(q) if r == 0 else f"{q}.{r:0{decimals}d}".rstrip("0"))
     return out
+
+
+def _decimal_text(column: pl.Expr, decimals: int) -> pl.Expr:
+    """Vectorized ``format_units``: negative values become empty cells."""
+    if decimals == 0:
+        text = column.cast(pl.String)
+    else:
+        scale = 10**decimals
+        whole = (column // scale).cast(pl.String)
+        frac = (column % scale).cast(pl.String).str.zfill(decimals).str.strip_chars_end("0")
+        text = pl.when(frac == "").then(whole).otherwise(pl.concat_str([whole, pl.lit("."), frac]))
+    return pl.when(column < 0).then(pl.lit("")).otherwise(text)
+
+
+def _csv_cells(columns: dict[str, tuple[np.ndarray, int]]) -> list[str]:
+    """Comma-joined decimal text of integer-unit columns, row by row (polars: ~3x Python's speed)."""
+    frame = pl.DataFrame({name: values.astype(np.int64) for name, (values, _) in columns.items()})
+    joined = frame.select(
+        pl.concat_str([_decimal_text(pl.col(n), d) for n, (_, d) in columns.items()], separator=",")
+    )
+    return joined.to_series().to_list()
 
 
 def format_float(x: float | None, places: int) -> str:
@@ -440,22 +462,17 @@ def _book_snapshots(config: SandboxConfig, exchange: str, inst: Instrument, day:
     ask_amt = _lots(rng, len(ts) * shown, scale).reshape(len(ts), shown) * grid.lot_units[:, None]
     bid_amt = _lots(rng, len(ts) * shown, scale).reshape(len(ts), shown) * grid.lot_units[:, None]
     pd, ad = grid.price_decimals, grid.amount_decimals
-    ask_p = np.array(format_units(asks.ravel(), pd), dtype=object).reshape(asks.shape)
-    bid_p = np.array(format_units(bids.ravel(), pd), dtype=object).reshape(bids.shape)
-    ask_a = np.array(format_units(ask_amt.ravel(), ad), dtype=object).reshape(asks.shape)
-    bid_a = np.array(format_units(bid_amt.ravel(), ad), dtype=object).reshape(bids.shape)
+    cells: dict[str, tuple[np.ndarray, int]] = {}
+    for i in range(shown):
+        bid_price = np.where(bid_ok[:, i], bids[:, i], -1)  # -1: no such level -> empty cell
+        cells[f"a{i}"] = (asks[:, i], pd)
+        cells[f"A{i}"] = (ask_amt[:, i], ad)
+        cells[f"b{i}"] = (bid_price, pd)
+        cells[f"B{i}"] = (np.where(bid_ok[:, i], bid_amt[:, i], -1), ad)
+    rows = _csv_cells(cells)
+    missing = "," * 4 * (depth - shown)
     pre = _prefix(exchange, inst, ts, local)
-    missing = ",,,," * (depth - shown)
-    lines = []
-    for r, p in enumerate(pre):
-        cells = []
-        for i in range(shown):
-            if bid_ok[r, i]:
-                cells.append(f"{ask_p[r, i]},{ask_a[r, i]},{bid_p[r, i]},{bid_a[r, i]}")
-            else:
-                cells.append(f"{ask_p[r, i]},{ask_a[r, i]},,")
-        lines.append(p + ",".join(cells) + ("," + missing[:-1] if missing else ""))
-    return Chunk(local, lines)
+    return Chunk(local, [f"{p}{r}{missing}" for p, r in zip(pre, rows, strict=True)])
 
 
 def _incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Chunk:
@@ -486,16 +503,16 @@ def _incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, da
     ts_l, local_l = ts.tolist(), local.tolist()
     pd, ad = grid.price_decimals, grid.amount_decimals
     head = f"{exchange},{inst.dataset_id},"
-    lines: list[str] = []
-    locals_: list[int] = []
+    events: list[int] = []
+    heads: list[str] = []  # "is_snapshot,side"
+    prices: list[int] = []
+    amounts: list[int] = []
 
     def emit(i: int, snapshot: str, side: str, price_ticks: int, lots: int) -> None:
-        price, amount = (
-            format_units([price_ticks * tick_units[i]], pd)[0],
-            format_units([lots * lot_units[i]], ad)[0],
-        )
-        lines.append(f"{head}{ts_l[i]},{local_l[i]},{snapshot},{side},{price},{amount}")
-        locals_.append(local_l[i])
+        events.append(i)
+        heads.append(f"{snapshot},{side}")
+        prices.append(price_ticks * tick_units[i])
+        amounts.append(lots * lot_units[i])
 
     bids: dict[int, int] = {}
     asks: dict[int, int] = {}
@@ -546,7 +563,9 @@ def _incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, da
         else:
             book[price] = next(lot_pool)
             emit(i, "false", side, price, book[price])
-    return Chunk(np.array(locals_, dtype=np.int64), lines)
+    cells = _csv_cells({"p": (np.array(prices), pd), "a": (np.array(amounts), ad)})
+    lines = [f"{head}{ts_l[i]},{local_l[i]},{h},{c}" for i, h, c in zip(events, heads, cells, strict=True)]
+    return Chunk(local[np.array(events, dtype=np.int64)], lines)
 
 
 def _funding_times(exchange: str, ts: np.ndarray) -> np.ndarray | None:
