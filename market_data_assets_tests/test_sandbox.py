@@ -535,8 +535,10 @@ def test_error_faults_fire_exactly_n_times(sandbox_fresh: RunningSandbox) -> Non
     assert [_get(sb, path)[0] for _ in range(2)] == [500, 200]
     path = _dataset_path("deribit", "trades", date(2024, 6, 1), "BTC-PERPETUAL")
     assert [_get(sb, path)[0] for _ in range(2)] == [503, 200]
+    sb.add_fault(path_glob="/v1/exchanges/*", kind="500", status=502, times=1)
+    assert _get(sb, "/v1/exchanges/bitmex")[0] == 502
     log = sb.requests
-    assert [r.status for r in log] == [429, 429, 200, 500, 200, 503, 200]
+    assert [r.status for r in log] == [429, 429, 200, 500, 200, 503, 200, 502]
     assert [r.fault for r in log][:3] == ["429", "429", None]
     assert not any(r.had_auth for r in log)
 

@@ -46,6 +46,9 @@ from market_data_assets.tardis.sandbox.universe import (
 
 EMPTY_GZIP = gzip.compress(b"", mtime=0)
 _GZIP_CACHE_BYTES = 256 * 1024 * 1024
+_GZIP_LEVEL = 1
+"""Level 1 compresses 6x faster than the default 6 for files ~17% larger: the sandbox's time goes
+into serving, and clients only need a valid gzip stream (mtime=0 keeps the bytes reproducible)."""
 
 
 @dataclass
@@ -72,7 +75,7 @@ class SandboxState:
                 self._bodies.move_to_end(key)
                 return self._bodies[key]
         csv = generate_csv(self.config, exchange, data_type, day, symbol)
-        body = gzip.compress(csv, compresslevel=6, mtime=0) if csv else EMPTY_GZIP
+        body = gzip.compress(csv, compresslevel=_GZIP_LEVEL, mtime=0) if csv else EMPTY_GZIP
         with self._lock:
             self._bodies[key] = body
             self._bodies_size += len(body)
