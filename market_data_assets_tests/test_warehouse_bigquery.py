@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -242,3 +243,34 @@ def test_a_local_lake_cannot_feed_bigquery(lake: Lake, tmp_path) -> None:
         lake.wh.replace_slice(
             "candles_1m", DAY1, "binance", [local.uri(layout.candles_path(DAY1, "1m", BTC))]
         )
+
+
+def test_concurrent_replaces_of_one_days_exchanges_all_land(lake: Lake) -> None:
+    """Parallel runs swap slices of the same table and day: conflicting transactions are retried."""
+    exchanges = {"binance": BTC, "deribit": DERIBIT_PERP, "bitmex": "BITMEX:PERP:BTC-USD"}
+    assert lake.wh.count("candles_1m", DAY1, "binance") == 0  # creates the table before the race
+
+    def replace(ex: str, uri: str) -> int:
+        """A warehouse of its own per thread, as separate runs would have."""
+        wh = BigQueryWarehouse(
+            lake.emulator.client(),
+            lake.wh.project,
+            lake.wh.dataset,
+            retry=lake.emulator.retry,
+            job_timeout=60,
+        )
+        try:
+            return wh.replace_slice("candles_1m", DAY1, ex, [uri]).rows
+        finally:
+            wh.close()
+
+    for round_ in range(2):
+        data = {
+            ex: candle_table(ex, DAY1, key, 5 + round_ * 3 + i, seed=round_)
+            for i, (ex, key) in enumerate(exchanges.items())
+        }
+        uris = [lake.put(t, f"r{round_}/{ex}.parquet") for ex, t in data.items()]
+        with ThreadPoolExecutor(len(exchanges)) as pool:
+            assert list(pool.map(replace, exchanges, uris)) == [t.num_rows for t in data.values()]
+        for ex, t in data.items():
+            assert lake.rows("candles_1m", DAY1, ex, CANDLE_SCHEMA.names) == expected(t), (round_, ex)

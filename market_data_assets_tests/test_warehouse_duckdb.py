@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -233,3 +236,42 @@ def test_open_warehouse_choices_and_their_errors(tmp_path: Path) -> None:
         open_warehouse(Settings(root="gs://bucket/lake"), gcs)
     with pytest.raises(WarehouseError, match="reads the lake's Parquet files from a local folder"):
         explicit.source_uri(gcs, layout.candles_path(DAY1, "1m", BTC))
+
+
+def _hold_write_lock(db: Path) -> subprocess.Popen:
+    """Another process with the warehouse file open (DuckDB allows one writing process)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; con = duckdb.connect({str(db)!r}); print('open', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def test_a_warehouse_file_locked_by_another_process_is_waited_for_then_reported(tmp_path: Path) -> None:
+    db = tmp_path / "locked.duckdb"
+    DuckDBWarehouse(db).ensure_tables()
+    data = write(tmp_path / "a.parquet", candle_table("binance", DAY1, BTC, 6))
+
+    holder = _hold_write_lock(db)
+    try:
+        with pytest.raises(WarehouseError, match=r"locked\.duckdb stayed locked by another process for 1 s"):
+            DuckDBWarehouse(db, lock_timeout=1).replace_slice("candles_1m", DAY1, "binance", [data])
+        # Released while a load is (or is about to start) waiting: the load goes through.
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(
+                DuckDBWarehouse(db, lock_timeout=60).replace_slice, "candles_1m", DAY1, "binance", [data]
+            )
+            holder.communicate("", timeout=30)
+            assert pending.result(timeout=60).rows == 6
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    assert total_rows(db, "candles_1m") == 6

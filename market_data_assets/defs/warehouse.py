@@ -1,6 +1,5 @@
 """bq_candles: every candle and book snapshot table's (day, exchange) slice, replaced in the warehouse."""
 
-
 from collections import defaultdict
 
 import dagster as dg

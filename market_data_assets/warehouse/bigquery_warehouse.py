@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import bigquery
-from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from market_data_assets.storage.store import ObjectStore
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN
@@ -62,17 +62,31 @@ _JOB_RETRY_REASONS = frozenset(
 )
 
 
+_CONFLICT_MESSAGES = (
+    "concurrent update",  # BigQuery: "Transaction is aborted due to concurrent update against table ..."
+    "failed to commit ducklake transaction",  # local-bigquery's spelling of the same conflict
+)
+
+
 def _replace_should_retry(exc: BaseException) -> bool:
     """Retry the (idempotent) swap on a concurrent-update abort, and on BigQuery's transient job errors."""
     if isinstance(exc, gexc.RetryError) and exc.cause is not None:
         exc = exc.cause
-    if "concurrent update" in str(exc).lower():
+    message = str(exc).lower()
+    if any(m in message for m in _CONFLICT_MESSAGES):
         return True
     errors = getattr(exc, "errors", None) or []
     return bool(errors) and errors[0].get("reason") in _JOB_RETRY_REASONS
 
 
-REPLACE_JOB_RETRY: Retry = DEFAULT_JOB_RETRY.with_predicate(_replace_should_retry)
+REPLACE_JOB_RETRY: Retry = Retry(
+    predicate=_replace_should_retry,
+    initial=0.25,
+    maximum=16.0,
+    multiplier=2.0,
+    timeout=600.0,
+)
+"""Conflicts clear as soon as the other transaction commits: start retrying quickly, back off to 16 s."""
 
 
 def _q(identifier: str) -> str:

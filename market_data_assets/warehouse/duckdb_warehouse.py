@@ -76,7 +76,14 @@ class DuckDBWarehouse(Warehouse):
             stop=tenacity.stop_after_delay(self._lock_timeout),
             reraise=True,
         )
-        con = opener(duckdb.connect, str(self.path))
+        try:
+            con = opener(duckdb.connect, str(self.path))
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc):
+                raise
+            raise WarehouseError(
+                f"{self.path} stayed locked by another process for {self._lock_timeout:.0f} s: {exc}"
+            ) from exc
         try:
             con.execute("SET TimeZone = 'UTC'")
             yield con
