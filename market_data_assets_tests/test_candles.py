@@ -272,6 +272,21 @@ def test_non_positive_price_is_a_clear_error_naming_the_file(store: LocalStore) 
     assert not Path(store.uri(candles_dir(DAY, "15s"))).exists()
 
 
+def test_unreadable_tick_file_is_a_clear_error_naming_it(store: LocalStore) -> None:
+    import pyarrow as pa
+
+    bad = pa.table(
+        {"timestamp": pa.array([at(1)], pa.int64()).cast(pa.timestamp("us", tz="UTC")), "price": [1.0]}
+    )
+    store.write_parquet(bad, raw_ticks_path(DAY, "trades", BTC))  # no amount, no side
+    with pytest.raises(
+        TickDataError,
+        match=r"cannot build BINANCE:SPOT_PAIR:BTC-USDT from .*trades/BINANCE:SPOT_PAIR:BTC-USDT\.parquet",
+    ):
+        build_base_candles(store, DAY, EXCHANGE)
+    assert not Path(store.uri(candles_dir(DAY, "15s"))).exists()
+
+
 def test_written_files_have_the_published_schema(built: LocalStore) -> None:
     store = built
     for tf in TIMEFRAMES:

@@ -10,7 +10,8 @@ and coarser timeframes inherit it from the finer files they are rolled up from.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -18,11 +19,12 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.candles.book_snapshots import book_snapshots_for_timeframe, snapshots_of_day
-from market_data_assets.candles.compute import TS, compute_candles
+from market_data_assets.candles.compute import TS, TickDataError, compute_candles
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_level_columns, book_snapshot_schema
 from market_data_assets.candles.sources import (
     BOOK_SOURCES_FOR_SNAPSHOTS,
+    ExchangeDayFiles,
     list_exchange_day,
     open_instrument_day,
     scan_ticks,
@@ -81,6 +83,19 @@ def _delete_stale(store: ObjectStore, folder: str, exchange: str, keep: set[str]
     return deleted
 
 
+@contextmanager
+def _naming_inputs(
+    store: ObjectStore, files: ExchangeDayFiles, key: str, data_types: tuple[str, ...] | None = None
+) -> Iterator[None]:
+    """Re-raise a polars failure on unreadable ticks (missing column, wrong type) naming the files."""
+    try:
+        yield
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        types = data_types or tuple(files.files)
+        paths = [store.uri(p) for dt in types for p in files.paths(dt, key)]
+        raise TickDataError(f"cannot build {key} from {', '.join(paths)}: {exc}") from exc
+
+
 def _preview(df: pl.DataFrame, rows: int = 5) -> pl.DataFrame:
     cols = ["instrument_key", "timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
     traded = df.filter(pl.col("trade_count") > 0)
@@ -93,7 +108,8 @@ def build_base_candles(store: ObjectStore, day: date, exchange: str, log: Log | 
     files = list_exchange_day(store, day, exchange)
     summary = BuildSummary(day, exchange, (tf.name,), complete_through_midnight=files.next_day_present)
     for key in files.keys("trades"):
-        df = compute_candles(open_instrument_day(store, files, key), day, key, exchange, tf)
+        with _naming_inputs(store, files, key):
+            df = compute_candles(open_instrument_day(store, files, key), day, key, exchange, tf)
         if df is None:
             summary.skipped.append(key)
             continue
@@ -158,7 +174,8 @@ def build_book_snapshots(
         assert book_type is not None
         depth = int(book_type.rsplit("_", 1)[1])
         scan = scan_ticks(store, files.paths(book_type, key), [TS, *book_level_columns(depth)])
-        snaps = snapshots_of_day(scan, day, depth)
+        with _naming_inputs(store, files, key, (book_type,)):
+            snaps = snapshots_of_day(scan, day, depth)
         if snaps.height == 0:
             summary.skipped.append(key)
             continue

@@ -149,9 +149,11 @@ def book_features(book: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
     )
     dur = pl.when(valid).then(pl.col("_dur")).otherwise(0)
     return (
-        pl.concat([snaps, starts])
+        # Both inputs are ordered by time: a linear merge, no sort. Ties between a snapshot and a
+        # bucket start need no rule, as the bucket start carries the last snapshot at that instant.
+        snaps.select(starts.columns)
+        .merge_sorted(starts, key=_T)
         .lazy()
-        .sort(_T, maintain_order=True)
         .with_columns((pl.col(_T).shift(-1).fill_null(grid.end_us) - pl.col(_T)).alias("_dur"))
         .with_columns(
             _bucket(grid.timeframe.us),
