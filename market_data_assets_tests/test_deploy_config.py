@@ -202,7 +202,13 @@ def test_local_yaml_loads_a_sqlite_instance_with_the_default_launcher(
 
 
 @pytest.mark.parametrize(
-    "script", ["deploy/vm/startup.sh", "deploy/orchestration/deploy_vms.sh", "deploy/vm/build_image.sh"]
+    "script",
+    [
+        "deploy/vm/startup.sh",
+        "deploy/vm/build_image.sh",
+        "deploy/orchestration/deploy_vms.sh",
+        "deploy/orchestration/orchestrator_startup.sh",
+    ],
 )
 def test_shell_scripts_parse(script: str) -> None:
     result = subprocess.run(["bash", "-n", str(REPO_ROOT / script)], capture_output=True, text=True)
