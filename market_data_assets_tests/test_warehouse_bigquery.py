@@ -19,10 +19,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
+from market_data_assets.settings import Settings
 from market_data_assets.storage import layout
 from market_data_assets.storage.gcs import GcsStore
 from market_data_assets.storage.store import LocalStore, open_store
-from market_data_assets.warehouse import StagedSlice, WarehouseError, load_slice
+from market_data_assets.warehouse import StagedSlice, WarehouseError, load_slice, open_warehouse
 from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
 from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, get_table
 from market_data_assets_tests.fixtures.bigquery import BigQueryEmulator
@@ -274,3 +275,26 @@ def test_concurrent_replaces_of_one_days_exchanges_all_land(lake: Lake) -> None:
             assert list(pool.map(replace, exchanges, uris)) == [t.num_rows for t in data.values()]
         for ex, t in data.items():
             assert lake.rows("candles_1m", DAY1, ex, CANDLE_SCHEMA.names) == expected(t), (round_, ex)
+
+
+def test_open_warehouse_reaches_the_emulator_through_the_environment(
+    gcs_env: str, bigquery_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = f"mda_env_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MARKET_DATA_WAREHOUSE", f"bigquery://{bigquery_emulator.project}/{dataset}")
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.endpoint)
+    settings = Settings.from_env()
+    store = open_store(settings.root)
+    store.write_parquet(candle_table("binance", DAY1, BTC, 7), layout.candles_path(DAY1, "1m", BTC))
+
+    wh = open_warehouse(settings, store)
+    try:
+        assert isinstance(wh, BigQueryWarehouse) and wh.uri == f"bigquery://test-project/{dataset}"
+        load = load_slice(wh, store, DAY1, "binance", [get_table("candles_1m")])
+        assert load.rows == 7 and wh.count("candles_1m", DAY1, "binance") == 7
+        assert wh.location == "US"
+    finally:
+        wh.close()
+        bigquery_emulator.client().delete_dataset(
+            f"{bigquery_emulator.project}.{dataset}", delete_contents=True, not_found_ok=True
+        )

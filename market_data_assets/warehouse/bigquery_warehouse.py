@@ -274,7 +274,11 @@ class BigQueryWarehouse(Warehouse):
         params = self._params(day, exchange)
         if not uris:
             # Nothing to stage: one DML statement is atomic on its own.
-            job = self._query(f"DELETE FROM {self.table_ref(spec.name)} WHERE {self._SLICE_FILTER}", params)
+            job = self._query(
+                f"DELETE FROM {self.table_ref(spec.name)} WHERE {self._SLICE_FILTER}",
+                params,
+                job_retry=REPLACE_JOB_RETRY,
+            )
             return LoadResult(spec.name, day, exchange, 0, 0, int(job.num_dml_affected_rows or 0))
         staging_name = (
             f"_staging_{spec.name}_{day:%Y%m%d}_{exchange.replace('-', '_')}_{uuid.uuid4().hex[:12]}"
