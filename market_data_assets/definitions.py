@@ -1,9 +1,15 @@
 """``defs``: the one Definitions object — assets, checks, sensors, jobs and resources."""
 
-from __future__ import annotations
+import warnings
 
 import dagster as dg
+from dagster_shared.utils.warnings import BetaWarning, PreviewWarning
 
-from market_data_assets.defs import build_definitions
+# We use backfill policies and partitioned asset checks knowingly; keep `dagster dev` and the
+# CLI free of a warning per asset.
+warnings.filterwarnings("ignore", category=BetaWarning)
+warnings.filterwarnings("ignore", category=PreviewWarning)
+
+from market_data_assets.defs import build_definitions  # noqa: E402
 
 defs: dg.Definitions = build_definitions()

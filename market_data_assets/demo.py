@@ -146,12 +146,15 @@ def _summary(root: Path, start: date, days: int, exchanges: list[str]) -> None:
         print(f"  {area:<26} {len(objects):>6} files {sum(o.size for o in objects) / 1e6:>9.2f} MB")
 
     from market_data_assets.settings import Settings
-    from market_data_assets.warehouse import open_warehouse
+    from market_data_assets.warehouse import WAREHOUSE_TABLES, open_warehouse
 
     warehouse = open_warehouse(Settings.from_env(), store)
     print(f"\nwarehouse {warehouse.uri}:")
-    for table, rows in warehouse.table_row_counts().items():
+    days_range = [start + timedelta(days=i) for i in range(days)]
+    for table in WAREHOUSE_TABLES:
+        rows = sum(warehouse.count(table, d, ex) for d in days_range for ex in exchanges)
         print(f"  {table:<26} {rows:>9,} rows")
+    warehouse.close()
 
     report = report_for_range(store, start, start + timedelta(days=days - 1), exchanges)
     gaps = report.filter(pl.col("status").is_in(GAP_STATUSES))
