@@ -5,7 +5,7 @@ this package root stays free of the google-cloud-bigquery import.
 """
 
 from market_data_assets.warehouse.base import LoadResult, StagedSlice, Warehouse, WarehouseError
-from market_data_assets.warehouse.factory import open_warehouse, warehouse_uri
+from market_data_assets.warehouse.factory import open_warehouse
 from market_data_assets.warehouse.loader import SliceLoad, load_slice, slice_paths
 from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, get_table
 
@@ -20,5 +20,4 @@ __all__ = [
     "load_slice",
     "open_warehouse",
     "slice_paths",
-    "warehouse_uri",
 ]

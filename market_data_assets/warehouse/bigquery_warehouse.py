@@ -342,7 +342,7 @@ class BigQueryWarehouse(Warehouse):
     ) -> int:
         job = self._query(
             f"SELECT COUNT(*) AS n, COUNTIF(NOT COALESCE({self._SLICE_FILTER}, FALSE)) AS outside, "
-            f"ANY_VALUE(IF(NOT COALESCE({self._SLICE_FILTER}, FALSE), "
+            f"MIN(IF(NOT COALESCE({self._SLICE_FILTER}, FALSE), "
             f"CONCAT(IFNULL({_q(EXCHANGE_COLUMN)}, 'NULL'), ' ', IFNULL(CAST({_q(PARTITION_COLUMN)} AS STRING), 'NULL'), "
             f"' ', IFNULL({_q(INSTRUMENT_KEY_COLUMN)}, 'NULL')), NULL)) AS example FROM {_q(staging_id)}",
             params,

@@ -17,16 +17,6 @@ DUCKDB_FILE_NAME = "warehouse.duckdb"
 DEFAULT_BIGQUERY_LOCATION = "US"
 
 
-def warehouse_uri(settings: Settings) -> str:
-    """The warehouse's URI as metadata shows it, without opening anything."""
-    value = settings.warehouse
-    if value == "duckdb":
-        if settings.is_gcs:
-            return f"duckdb://(none: MARKET_DATA_ROOT={settings.root} is not a folder)"
-        return f"duckdb://{Path(settings.root).expanduser().resolve() / DUCKDB_FILE_NAME}"
-    return value
-
-
 def open_warehouse(
     settings: Settings, store: ObjectStore, *, location: str = DEFAULT_BIGQUERY_LOCATION
 ) -> Warehouse:
