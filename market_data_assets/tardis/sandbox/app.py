@@ -19,6 +19,8 @@ import asyncio
 import gzip
 import hmac
 import json
+import socket
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -300,15 +302,29 @@ def _record(state: SandboxState, request: web.Request, status: int, fault: str |
     )
 
 
+def _reset(request: web.Request) -> None:
+    """Drop the connection with a TCP RST (SO_LINGER 0), as a crashed proxy or peer would."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 async def _stream(request: web.Request, response: web.Response, rule: FaultRule) -> web.StreamResponse:
-    """Send ``response`` slowly (kind slow) or only a prefix before dropping the connection (truncate)."""
+    """Deliver ``response`` with a fault: ``reset`` sends the headers then resets the connection,
+    ``truncate`` sends half the body then closes, ``slow`` trickles the body over ``delay``."""
     body = bytes(response.body or b"")  # type: ignore[arg-type]
     stream = web.StreamResponse(status=response.status, headers=response.headers)
     stream.content_length = len(body)
     await stream.prepare(request)
+    if rule.kind == "reset":  # aiohttp may still hold the headers: the client sees a reset either way
+        _reset(request)
+        return stream
     if rule.kind == "truncate":
-        await stream.write(body[: max(1, len(body) // 2)] if body else b"")
-        await stream.drain()
+        await stream.write(body[: max(1, len(body) // 2)] if body else b"")  # write() drains
         if request.transport is not None:
             request.transport.abort()
         return stream
@@ -341,13 +357,13 @@ async def fault_and_log_middleware(request: web.Request, handler: Handler) -> we
         headers = {"Retry-After": _seconds_text(rule.retry_after)} if rule.http_status == 429 else None
         _record(state, request, rule.http_status, rule.kind)
         return _error(rule.http_status, f"sandbox fault injected: {rule.kind}", headers)
-    if rule is not None and rule.kind == "reset":
-        _record(state, request, 0, rule.kind)
-        if request.transport is not None:
-            request.transport.abort()
-        raise asyncio.CancelledError  # nothing more to send on an aborted connection
     response = await handler(request)
-    _record(state, request, response.status, rule.kind if rule else None)
+    _record(
+        state,
+        request,
+        0 if rule is not None and rule.kind == "reset" else response.status,
+        rule and rule.kind,
+    )
     if rule is not None and isinstance(response, web.Response):
         return await _stream(request, response, rule)
     return response

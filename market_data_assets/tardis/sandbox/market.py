@@ -368,7 +368,7 @@ def _trades(
     for i in np.nonzero(same)[0]:
         latency[i] = latency[i - 1]
     day_end = day_start_us(day) + US_PER_DAY
-    if b == day_end and not liquidations:
+    if b == day_end and not liquidations and inst.type != "option":
         # the day's last trade reaches the collector after midnight: it belongs to the next file
         ts[-1] = day_end - 1000 * int(rng.integers(1, 60))
         latency[-1] = 100_000 + int(rng.integers(0, 150_000))
