@@ -106,10 +106,34 @@ def test_layout_paths_and_rejections():
         assert p.count("/") == 4
 
 
-def test_definitions_load():
+def test_definitions_load_with_every_asset_check_job_and_sensor():
     from market_data_assets.definitions import defs
 
-    assert defs is not None
+    timeframes = ("15s", "1m", "5m", "15m", "1h", "4h", "24h")
+    assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == {
+        "instrument_definitions",
+        "download_targets",
+        "raw_ticks",
+        *(f"candles_{tf}" for tf in timeframes),
+        "book_snapshots",
+        "bq_candles",
+        "missing_data_report",
+    }
+    graph = defs.resolve_asset_graph()
+    checks = {k.name for k in graph.asset_check_keys}
+    assert checks == {
+        "raw_ticks_complete",
+        "instrument_keys_unique",
+        "candle_volume_matches_raw_trades",
+        "candle_timestamps_inside_day",
+    }
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "process_job", "daily_job"}
+    assert defs.resolve_sensor_def("tardis_new_days") is not None
+    # Every asset says what it is in the UI.
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, key
+        assert node.group_name != "default", key
 
 
 def test_readme_documents_every_setting():
