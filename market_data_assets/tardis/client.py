@@ -24,7 +24,6 @@ import os
 import random
 import time
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -35,6 +34,7 @@ from urllib.parse import quote
 
 import aiohttp
 from aiolimiter import AsyncLimiter
+from isal import isal_zlib
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
@@ -113,11 +113,13 @@ class _GzipStreamCheck:
     """Decompresses a (possibly multi-member) gzip stream as it arrives, keeping only counts.
 
     A file is trusted only when the stream ends exactly at a member's trailer (whose CRC32 and
-    length zlib checks): a body cut anywhere, or one with bytes that are not gzip, fails here.
+    length the inflater checks): a body cut anywhere, or one with bytes that are not gzip, fails
+    here. ISA-L's inflate (python-isal, zlib's API) is used because verifying is the client's main
+    CPU cost: it inflates about 2.5x faster than zlib.
     """
 
     def __init__(self) -> None:
-        self._inflater = zlib.decompressobj(wbits=31)
+        self._inflater = isal_zlib.decompressobj(wbits=31)
         self.compressed = 0
         self.decompressed = 0
 
@@ -125,7 +127,7 @@ class _GzipStreamCheck:
         self.compressed += len(data)
         while data:
             if self._inflater.eof:  # another gzip member follows the previous one
-                self._inflater = zlib.decompressobj(wbits=31)
+                self._inflater = isal_zlib.decompressobj(wbits=31)
             self.decompressed += len(self._inflater.decompress(data, _MAX_INFLATE))
             data = self._inflater.unused_data if self._inflater.eof else self._inflater.unconsumed_tail
 
@@ -345,7 +347,7 @@ class TardisClient:
                             part.unlink()
             except TardisError:
                 raise
-            except zlib.error as exc:
+            except isal_zlib.error as exc:
                 failure = TardisIntegrityError(f"{what}: body is not a valid gzip stream ({exc})")
             except aiohttp.ClientPayloadError as exc:
                 failure = TardisIntegrityError(f"{what}: body cut short ({self._describe(exc)})")
