@@ -187,6 +187,14 @@ def test_terminate_deletes_the_vm_and_the_run_ends_canceled(
     assert launcher.terminate(run.run_id) is False  # already finished
 
 
+def test_terminate_without_a_vm_cancels_the_run_itself(gce_instance: GceTestInstance) -> None:
+    g = gce_instance
+    run = launch(g, "shard_file", "2024-01-04|deribit")
+    g.fake.preempt(run.tags[GCE_INSTANCE_TAG])  # the VM never booted and is gone
+    assert g.instance.run_launcher.terminate(run.run_id) is False
+    assert g.instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+
+
 def test_run_monitoring_fails_a_run_whose_vm_vanished(gce_instance: GceTestInstance, tmp_path: Path) -> None:
     g = gce_instance
     run, vm = _start_blocking_run(g, tmp_path)

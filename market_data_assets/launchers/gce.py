@@ -23,6 +23,7 @@ import base64
 import os
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Self
 
 from dagster import (
@@ -227,7 +228,7 @@ class GceRunLauncher(RunLauncher, ConfigurableClass):
         config = self._vm_config
         if self._env_vars:
             extra = parse_env_vars(self._env_vars, env)
-            config = VmConfig(**{**config.__dict__, "env": {**config.env, **extra}})
+            config = replace(config, env={**config.env, **extra})
         instance = build_instance(
             config,
             run_id=run.run_id,
@@ -266,21 +267,23 @@ class GceRunLauncher(RunLauncher, ConfigurableClass):
 
     def terminate(self, run_id: str) -> bool:
         """Delete the run's VM. The guest's shutdown sends SIGTERM to the worker, which reports the run
-        CANCELED; if the VM dies too fast for that, run monitoring's cancel timeout finishes the job."""
+        CANCELED; if the VM dies too fast for that, run monitoring's cancel timeout finishes the job.
+        If the VM is already gone, no worker is left to report anything, so the run is marked CANCELED here.
+        """
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
             return False
         self._instance.report_run_canceling(run)
         project, zone, name = self._vm_of(run)
-        deleted = self.compute.delete_instance(project, zone, name)
-        self._instance.report_engine_event(
-            f"Deleting GCE VM {name} in {project}/{zone} to terminate the run."
-            if deleted
-            else f"GCE VM {name} in {project}/{zone} was already gone.",
-            run,
-            cls=self.__class__,
+        if self.compute.delete_instance(project, zone, name):
+            self._instance.report_engine_event(
+                f"Deleting GCE VM {name} in {project}/{zone} to terminate the run.", run, cls=self.__class__
+            )
+            return True
+        self._instance.report_run_canceled(
+            run, message=f"GCE VM {name} in {project}/{zone} was already gone."
         )
-        return deleted
+        return False
 
     @property
     def supports_check_run_worker_health(self) -> bool:
