@@ -35,7 +35,6 @@ from market_data_assets.launchers.run_tags import (
 )
 from market_data_assets_tests import launcher_test_defs
 from market_data_assets_tests.fixtures.dagster_instance import (
-    REPO_ROOT,
     TARDIS_KEY_VALUE,
     TARDIS_SECRET,
     TEST_PROJECT,
@@ -227,8 +226,3 @@ def test_health_follows_vm_state(gce_instance: GceTestInstance) -> None:
     untagged = g.create_asset_run("shard_file", "2024-01-01|deribit").with_status(DagsterRunStatus.STARTED)
     assert launcher.check_run_worker_health(untagged).status == WorkerStatus.UNKNOWN
     assert "get-serial-port-output" in (launcher.get_run_worker_debug_info(started) or "")
-
-
-def test_launch_runs_from_the_repo_checkout_path() -> None:
-    """The code pointer the VM loads must be importable from the configured workdir (the repo root)."""
-    assert (REPO_ROOT / "market_data_assets_tests" / "launcher_test_defs.py").is_file()

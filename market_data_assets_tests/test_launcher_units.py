@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from google.cloud import compute_v1
 
 from market_data_assets.launchers.gce import parse_env_vars
 from market_data_assets.launchers.run_tags import exchange_of_partition_key, exchange_of_run_tags
@@ -27,7 +28,12 @@ CONFIG = VmConfig(project="p-1", zone="europe-west1-b", source_image="projects/p
 RUN_ID = "8fec0701-b20a-4178-8387-17a8d07ce071"
 
 
-def _instance(config: VmConfig = CONFIG, tags: dict[str, str] | None = None, args: str = "eJw=", env=None):
+def _instance(
+    config: VmConfig = CONFIG,
+    tags: dict[str, str] | None = None,
+    args: str = "eJw=",
+    env: dict[str, str] | None = None,
+) -> compute_v1.Instance:
     return build_instance(
         config,
         run_id=RUN_ID,
