@@ -15,15 +15,13 @@ the pure generators exported here without HTTP.
 
 from market_data_assets.tardis.sandbox.app import EMPTY_GZIP
 from market_data_assets.tardis.sandbox.config import DEFAULT_SANDBOX_EXCHANGES, SandboxConfig
+from market_data_assets.tardis.sandbox.exchanges import incidents
 from market_data_assets.tardis.sandbox.faults import FAULT_KINDS, FaultRule, RequestRecord
-from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv, params_at
+from market_data_assets.tardis.sandbox.instruments import GROUP_BY_TYPE
+from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv
+from market_data_assets.tardis.sandbox.pricing import params_at
 from market_data_assets.tardis.sandbox.server import RunningSandbox, start_sandbox
-from market_data_assets.tardis.sandbox.universe import (
-    GROUP_BY_TYPE,
-    incidents,
-    list_dataset_symbols,
-    list_instruments,
-)
+from market_data_assets.tardis.sandbox.universe import list_dataset_symbols, list_instruments
 
 __all__ = [
     "DEFAULT_SANDBOX_EXCHANGES",

@@ -32,17 +32,19 @@ from aiohttp import web
 
 from market_data_assets.tardis.formats import DATA_TYPES
 from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.faults import FaultInjector, FaultRule, RequestRecord
-from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv
-from market_data_assets.tardis.sandbox.universe import (
+from market_data_assets.tardis.sandbox.exchanges import (
     FREE_INSTRUMENTS_EXCHANGES,
-    ExchangeUniverse,
-    SymbolGroup,
     exchange_info,
-    exchange_universe,
-    gc_paused,
     incidents,
     iso,
+)
+from market_data_assets.tardis.sandbox.faults import FaultInjector, FaultRule, RequestRecord
+from market_data_assets.tardis.sandbox.instruments import SymbolGroup
+from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv
+from market_data_assets.tardis.sandbox.universe import (
+    ExchangeUniverse,
+    exchange_universe,
+    gc_paused,
     known_exchange,
 )
 

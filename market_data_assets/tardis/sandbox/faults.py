@@ -57,7 +57,7 @@ class RequestRecord:
     method: str
     path: str
     status: int
-    """HTTP status sent; 0 when the connection was reset before any response."""
+    """HTTP status sent; 0 when the connection was reset (kind "reset")."""
     had_auth: bool
     query: str = ""
     fault: str | None = None

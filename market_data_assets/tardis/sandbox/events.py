@@ -1,0 +1,95 @@
+"""When messages happen and what every row shares: trading windows, timestamps, latencies, lot sizes.
+
+Exchange timestamps have millisecond precision (as the real feeds), local timestamps microsecond
+precision; a message's ``local_timestamp`` is its exchange timestamp plus a collector latency.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import numpy as np
+
+from market_data_assets.tardis.sandbox.exchanges import exchange_info
+from market_data_assets.tardis.sandbox.instruments import Instrument
+from market_data_assets.tardis.sandbox.prices import US_PER_DAY, day_start_us
+
+
+def us_of(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def trading_window(inst: Instrument, exchange: str, day: date) -> tuple[int, int] | None:
+    """[start, end) µs of ``day`` in which the instrument trades (None when it does not)."""
+    start = day_start_us(day)
+    end = start + US_PER_DAY
+    if day < exchange_info(exchange).available_since:
+        return None
+    a = max(start, int(inst.listing.timestamp() * 1_000_000))
+    b = end if inst.available_to is None else min(end, int(inst.available_to.timestamp() * 1_000_000))
+    return (a, b) if b - a >= 1_000_000 else None
+
+
+def event_times(rng: np.random.Generator, a: int, b: int, n: int) -> np.ndarray:
+    """``n`` sorted exchange timestamps (whole milliseconds, as real feeds) in [a, b)."""
+    a_ms, b_ms = -(-a // 1000), b // 1000
+    if n <= 0 or b_ms <= a_ms:
+        return np.zeros(0, dtype=np.int64)
+    ms = np.sort(rng.integers(a_ms, b_ms, n))
+    return ms.astype(np.int64) * 1000
+
+
+def latency_us(rng: np.random.Generator, n: int, low: int = 2_000, high: int = 250_000) -> np.ndarray:
+    return rng.integers(low, high, n).astype(np.int64)
+
+
+def scaled_count(base: float, a: int, b: int) -> int:
+    return int(round(base * (b - a) / US_PER_DAY))
+
+
+@dataclass
+class Chunk:
+    """Rows of one instrument destined for one file: CSV lines and their local timestamps."""
+
+    local: np.ndarray
+    lines: list[str]
+
+    @staticmethod
+    def empty() -> Chunk:
+        return Chunk(np.zeros(0, dtype=np.int64), [])
+
+
+def row_prefix(exchange: str, inst: Instrument, ts: np.ndarray, local: np.ndarray) -> list[str]:
+    head = f"{exchange},{inst.dataset_id},"
+    return [f"{head}{t},{lt}," for t, lt in zip(ts.tolist(), local.tolist(), strict=True)]
+
+
+def draw_lots(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+    return np.maximum(1, np.round(rng.lognormal(math.log(max(scale, 1.0)), 1.0, n))).astype(np.int64)
+
+
+REFERENCE_PRICE = {"BTC": 50_000.0, "ETH": 3_000.0, "SOL": 100.0, "WIF": 2.0, "MATIC": 0.7, "POL": 0.5}
+
+
+def lot_scale(inst: Instrument) -> float:
+    """Typical trade size in lots: a few thousand USD of notional (options: a few contracts)."""
+    if inst.type == "option":
+        return 5.0
+    if inst.inverse or inst.contract_type == "quanto_perpetual":
+        return max(1.0, 3_000.0 / inst.amount_increment) if inst.inverse else 30.0
+    base_amount = 3_000.0 / REFERENCE_PRICE.get(inst.base, 1.0)
+    return max(1.0, base_amount / inst.amount_increment)
+
+
+def sample_times(
+    rng: np.random.Generator, a: int, b: int, n: int, day: date
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exchange and local timestamps of non-trade messages; they never spill into the next day."""
+    day_end = day_start_us(day) + US_PER_DAY
+    ts = event_times(rng, a, min(b, day_end - 1_000_000), n)
+    # sorted so that message order = local order (book updates must replay in file order);
+    # the k-th smallest of ts + latency is still >= the k-th smallest ts
+    local = np.sort(ts + latency_us(rng, len(ts), 1_000, 200_000))
+    return ts, local
