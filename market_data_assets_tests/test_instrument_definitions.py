@@ -331,3 +331,17 @@ def test_metadata_and_symbol_parse_agree_on_sandbox_universe(exchange: str) -> N
         assert with_meta["instrument_key"].is_unique().all()
         for key in with_meta["instrument_key"]:
             check_instrument_key(key)
+
+
+def test_malformed_exchange_details_are_named() -> None:
+    bad_types = _details({"id": "BTC-PERPETUAL", "type": "perpetual", "availableSince": "2019-01-01T00:00:00.000Z",
+                          "dataTypes": "trades"})  # fmt: skip
+    with pytest.raises(InstrumentMetadataError, match="deribit.*'BTC-PERPETUAL'.*'dataTypes'"):
+        build_definitions("deribit", date(2024, 1, 2), bad_types, None)
+    no_type = _details({"id": "BTC-PERPETUAL", "availableSince": "2019-01-01T00:00:00.000Z", "dataTypes": []})
+    with pytest.raises(InstrumentMetadataError, match="deribit.*without id/type/availableSince"):
+        build_definitions("deribit", date(2024, 1, 2), no_type, None)
+    # numbers where strings belong are read leniently (the id 123 becomes "123")
+    numeric = _details({"id": 123, "type": "spot", "availableSince": "2019-01-01T00:00:00.000Z"})
+    with pytest.raises(Exception, match="deribit.*'123'"):
+        build_definitions("deribit", date(2024, 1, 2), numeric, None)  # "123" is no Deribit spot id
