@@ -84,11 +84,12 @@ async def _fetch(urls: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, A
         return await client.exchange_details(EXCHANGE), await client.instruments(EXCHANGE)
 
 
-def synthetic_universe(n_options: int = 300_000) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Deribit-shaped metadata and exchange details: daily expiries from 2019, 100 strikes x C/P."""
+def synthetic_universe(day: date, n_options: int = 300_000) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Deribit-shaped metadata and exchange details: one expiry per day (BTC and ETH, 75 strikes,
+    calls and puts, each listed 30 days ahead) ending two weeks after ``day``."""
     instruments: list[dict[str, Any]] = []
     symbols: list[dict[str, Any]] = []
-    expiry = date(2019, 4, 1)
+    expiry = day + timedelta(days=14) - timedelta(days=n_options // 300)
     while len(instruments) < n_options:
         for base, first in (("BTC", 5000), ("ETH", 100)):
             for k in range(75):
@@ -217,7 +218,7 @@ def main() -> None:
         fetch_s = time.perf_counter() - t
         source = "sandbox over HTTP (SandboxConfig(large_deribit=True))"
     except ImportError as why:
-        details, instruments = synthetic_universe()
+        details, instruments = synthetic_universe(args.day)
         source = f"synthetic generator ({why})"
     finally:
         if proc is not None:

@@ -74,6 +74,8 @@ def test_binance_spot_btcusdt() -> None:
     record = _meta(exchange="binance", id="BTCUSDT", baseCurrency="BTC", quoteCurrency="USDT", type="spot")
     assert key_for_instrument(record) == "BINANCE:SPOT_PAIR:BTC-USDT"
     assert key_for_dataset_symbol("binance", "BTCUSDT", "spot") == "BINANCE:SPOT_PAIR:BTC-USDT"
+    minimal = {"id": "btcusdt", "baseCurrency": "BTC", "quoteCurrency": "USDT", "type": "spot"}
+    assert key_for_instrument(minimal, "binance") == "BINANCE:SPOT_PAIR:BTC-USDT"
 
 
 # --- every real metadata sample ---------------------------------------------------------------

@@ -229,7 +229,9 @@ def key_for_instrument(instrument: dict[str, Any], exchange: str | None = None) 
         exchange = instrument.get("exchange")
     if not isinstance(exchange, str):
         raise InstrumentError(f"no exchange given for instrument {instrument!r:.80}")
-    meta = _canonical_from_metadata(metadata_frame(exchange, [instrument]))
+    # availableSince is required in a universe (it orders collisions) but not for one key.
+    record = {"availableSince": "1970-01-01T00:00:00.000Z", **instrument}
+    meta = _canonical_from_metadata(metadata_frame(exchange, [record]))
     return add_keys(meta, exchange)["instrument_key"][0]
 
 
