@@ -42,8 +42,9 @@ def _as_datetime(value: TimeLike) -> datetime:
     return datetime.combine(value, time(), tzinfo=UTC)
 
 
-def _days(start: datetime, end: datetime, extra_after: int = 0) -> list[date]:
-    first, last = start.date(), (end - timedelta(microseconds=1)).date() + timedelta(days=extra_after)
+def _days(start: datetime, end: datetime, slack: timedelta = timedelta(0)) -> list[date]:
+    """Days whose file can hold a timestamp in ``[start, end)``: a file of day F holds [F - slack, F+1 + slack)."""
+    first, last = (start - slack).date(), (end + slack - timedelta(microseconds=1)).date()
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
@@ -71,10 +72,10 @@ def _scan_keyed(
     keys: Sequence[str],
     start: datetime,
     end: datetime,
-    extra_days_after: int = 0,
+    slack: timedelta = timedelta(0),
 ) -> pl.LazyFrame | None:
     wanted: dict[str, list[str]] = {}
-    for day in _days(start, end, extra_days_after):
+    for day in _days(start, end, slack):
         wanted[folder_of(day)] = [path_of(day, k) for k in keys]
     paths = _existing(store, wanted)
     if not paths:
@@ -127,8 +128,10 @@ def scan_ticks(
     """Raw ticks of ``keys`` with exchange ``timestamp`` in ``[start, end)``.
 
     Tardis files are split by local_timestamp, so a day's last ticks can sit in the next day's
-    file: the scan includes the file after the range's last day.
+    file: the scan includes every file whose day ± the converter's boundary slack overlaps the range.
     """
+    from market_data_assets.ticks.convert import EXCHANGE_TIMESTAMP_SLACK
+
     store = _store(root)
     layout.check_data_type(data_type)
     lf = _scan_keyed(
@@ -138,7 +141,7 @@ def scan_ticks(
         _check_keys(keys),
         _as_datetime(start),
         _as_datetime(end),
-        extra_days_after=1,
+        slack=EXCHANGE_TIMESTAMP_SLACK,
     )
     if lf is None:
         from market_data_assets.tardis.formats import get_spec

@@ -10,7 +10,9 @@ pytest_plugins = [
     "market_data_assets_tests.fixtures.sandbox",
     "market_data_assets_tests.fixtures.gcs",
     "market_data_assets_tests.fixtures.bigquery",
+    "market_data_assets_tests.fixtures.pipeline",
     "market_data_assets_tests.fixtures.dagster_instance",
+    "market_data_assets_tests.fixtures.webserver",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,89 @@
+"""The asset checks pass on what the pipeline wrote, and fail on a lake that has a hole or a wrong candle."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from market_data_assets.defs.quality import (
+    candle_volume_matches_raw_trades,
+    instrument_keys_unique,
+    raw_ticks_complete,
+)
+from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.storage import layout
+
+
+def test_checks_pass_on_the_pipelines_output(pipeline_lake):
+    evaluations = {e.check_name: e for e in pipeline_lake.process_result.get_asset_check_evaluations()}
+    assert {"candle_volume_matches_raw_trades", "candle_timestamps_inside_day"} <= set(evaluations)
+    assert all(e.passed for e in evaluations.values()), evaluations
+    assert evaluations["candle_volume_matches_raw_trades"].metadata["instruments_compared"].value > 0
+
+
+def _run_check(check, root, partition_key: str) -> dg.AssetCheckEvaluation:
+    """Execute one check (only the check) in a real run against the lake at ``root``."""
+    from market_data_assets.defs.candles import CANDLE_ASSETS
+    from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
+    from market_data_assets.defs.io_managers import LayoutIOManager
+    from market_data_assets.defs.raw_ticks import RAW_TICKS_ASSETS
+
+    market_data = MarketDataResource(root=str(root))
+    defs = dg.Definitions(
+        assets=[*INSTRUMENT_ASSETS, *RAW_TICKS_ASSETS, *CANDLE_ASSETS],
+        asset_checks=[check],
+        jobs=[dg.define_asset_job("check_only", selection=dg.AssetSelection.checks(check))],
+        resources={"market_data": market_data, "layout_io_manager": LayoutIOManager(market_data=market_data)},
+    )
+    # A check-only selection has no asset to infer the partitions from (Dagster refuses partition_key=),
+    # so the run carries the partition as tags, as a launched partitioned run does.
+    day, exchange = partition_key.split("|")
+    tags = {
+        "dagster/partition": partition_key,
+        "dagster/partition/date": day,
+        "dagster/partition/exchange": exchange,
+    }
+    result = defs.resolve_job_def("check_only").execute_in_process(tags=tags, raise_on_error=False)
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+@pytest.fixture
+def lake_copy(pipeline_lake, tmp_path):
+    root = tmp_path / "lake"
+    shutil.copytree(pipeline_lake.root, root)
+    return root
+
+
+def test_raw_ticks_check_fails_on_a_missing_file(pipeline_lake, lake_copy):
+    key = f"{pipeline_lake.day}|bitmex"
+    assert _run_check(raw_ticks_complete, lake_copy, key).passed
+    victim = layout.raw_ticks_path(pipeline_lake.day, "trades", "BITMEX:PERP:BTC-USD")
+    (lake_copy / victim).unlink()
+    evaluation = _run_check(raw_ticks_complete, lake_copy, key)
+    assert not evaluation.passed
+    assert evaluation.metadata["problems"].value == 1
+    assert "BITMEX:PERP:BTC-USD" in evaluation.metadata["problem_files"].value
+
+
+def test_volume_check_fails_on_a_wrong_candle(pipeline_lake, lake_copy):
+    key = f"{pipeline_lake.day}|bitmex"
+    path = lake_copy / layout.candles_path(pipeline_lake.day, "24h", "BITMEX:PERP:BTC-USD")
+    pl.read_parquet(path).with_columns(pl.col("volume") + 1.0).write_parquet(path)
+    evaluation = _run_check(candle_volume_matches_raw_trades, lake_copy, key)
+    assert not evaluation.passed
+    assert evaluation.metadata["mismatches"].value[0]["instrument_key"] == "BITMEX:PERP:BTC-USD"
+
+
+def test_key_uniqueness_check_fails_on_duplicates(pipeline_lake, lake_copy):
+    key = f"{pipeline_lake.day}|bitmex"
+    assert _run_check(instrument_keys_unique, lake_copy, key).passed
+    path = lake_copy / layout.instruments_path(pipeline_lake.day, "bitmex")
+    df = pl.read_parquet(path)
+    pl.concat([df, df.head(1)]).write_parquet(path)
+    evaluation = _run_check(instrument_keys_unique, lake_copy, key)
+    assert not evaluation.passed
+    assert evaluation.metadata["duplicate_keys"].value == [f"{key}: {df['instrument_key'][0]}"]
