@@ -345,3 +345,14 @@ def test_malformed_exchange_details_are_named() -> None:
     numeric = _details({"id": 123, "type": "spot", "availableSince": "2019-01-01T00:00:00.000Z"})
     with pytest.raises(Exception, match="deribit.*'123'"):
         build_definitions("deribit", date(2024, 1, 2), numeric, None)  # "123" is no Deribit spot id
+
+
+def test_empty_inputs_give_typed_empty_frames() -> None:
+    nothing = {"datasets": {"symbols": []}}
+    for instruments in (None, []):
+        frame = build_definitions("deribit", date(2024, 1, 2), nothing, instruments)
+        assert frame.height == 0 and frame.schema == DEFINITIONS_SCHEMA
+    only_details = build_definitions(
+        "deribit", date(2024, 1, 2), _details(_entry("BTC-PERPETUAL", "perpetual")), []
+    )
+    assert only_details["key_source"].to_list() == ["symbol_parse"]
