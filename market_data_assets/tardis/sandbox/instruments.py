@@ -26,6 +26,13 @@ GROUP_BY_TYPE: dict[str, str] = {
 }
 
 
+def _js_number(value: object) -> object:
+    """Integral floats as ints (``0`` not ``0.0``), as Tardis's JavaScript API prints them."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 @dataclass(slots=True, eq=False)
 class Instrument:
     """One tradable instrument as the sandbox knows it (metadata + what drives its prices).
@@ -89,11 +96,11 @@ class Instrument:
         if self.expiry is not None:
             out["expiry"] = iso(self.expiry)
         out.update(
-            priceIncrement=self.price_increment,
-            amountIncrement=self.amount_increment,
-            minTradeAmount=self.min_trade_amount,
-            makerFee=self.maker_fee,
-            takerFee=self.taker_fee,
+            priceIncrement=_js_number(self.price_increment),
+            amountIncrement=_js_number(self.amount_increment),
+            minTradeAmount=_js_number(self.min_trade_amount),
+            makerFee=_js_number(self.maker_fee),
+            takerFee=_js_number(self.taker_fee),
         )
         for key, value in (
             ("inverse", self.inverse),
@@ -104,9 +111,9 @@ class Instrument:
             ("optionType", self.option_type),
         ):
             if value is not None:
-                out[key] = value
+                out[key] = _js_number(value)
         if self.changes:
-            out["changes"] = [dict(c) for c in self.changes]
+            out["changes"] = [{k: _js_number(v) for k, v in c.items()} for c in self.changes]
         return out
 
     def symbol_entry(self) -> dict[str, object]:
