@@ -598,14 +598,19 @@ def test_slow_fault_delivers_the_full_body_late(sandbox: RunningSandbox) -> None
     assert [r.fault for r in sandbox.requests if r.path == path][-2:] == ["slow", "slow"]
 
 
-def test_probability_faults_are_seeded_and_reproducible(make_sandbox) -> None:
-    patterns = []
-    for _ in range(2):
+def test_probability_faults_are_seeded_and_independent_of_arrival_order(make_sandbox) -> None:
+    paths = [f"/v1/exchanges/{ex}" for ex in ("bitmex", "deribit", "coinbase")]
+    outcomes = []
+    for order in (paths, paths[::-1]):  # concurrent clients interleave differently on every run
         sb = make_sandbox(SandboxConfig(seed=5, trades_per_day=10))
-        sb.add_fault(path_glob="/v1/exchanges", kind="503", probability=0.5)
-        patterns.append([_get(sb, "/v1/exchanges")[0] for _ in range(20)])
-    assert patterns[0] == patterns[1]
-    assert set(patterns[0]) == {200, 503}
+        sb.add_fault(path_glob="/v1/exchanges/*", kind="503", probability=0.5)
+        seen = {p: [_get(sb, p)[0] for _ in range(8)] for p in order}
+        outcomes.append({p: seen[p] for p in paths})
+    assert outcomes[0] == outcomes[1]
+    assert {s for statuses in outcomes[0].values() for s in statuses} == {200, 503}
+    other_seed = make_sandbox(SandboxConfig(seed=6, trades_per_day=10))
+    other_seed.add_fault(path_glob="/v1/exchanges/*", kind="503", probability=0.5)
+    assert {p: [_get(other_seed, p)[0] for _ in range(8)] for p in paths} != outcomes[0]
 
 
 def test_faults_and_log_over_http(sandbox_fresh: RunningSandbox) -> None:

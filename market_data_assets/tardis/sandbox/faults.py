@@ -1,8 +1,9 @@
 """Fault injection and the request log of the sandbox.
 
 A fault rule matches request paths by glob (``fnmatch``) and fires either for the first ``times``
-matching requests (deterministic, for tests) or with a ``probability`` drawn from a seeded random
-stream (reproducible soak runs), or on every match when neither is given. The first rule that
+matching requests (deterministic, for tests) or with a ``probability`` decided by a hash of
+(seed, rule, path, occurrence) so soak runs are reproducible even with concurrent clients, or on
+every match when neither is given. The first rule that
 fires wins. Rules and the log are shared between the server thread and the test thread, so every
 access holds a lock.
 """
@@ -10,7 +11,7 @@ access holds a lock.
 from __future__ import annotations
 
 import fnmatch
-import random
+import hashlib
 import threading
 from dataclasses import asdict, dataclass, field
 
@@ -34,6 +35,8 @@ class FaultRule:
     delay: float = 0.0
     """Seconds a "slow" body takes in total (sent in pieces)."""
     fired: int = 0
+    serial: int = field(default=-1, init=False, repr=False)
+    """Position among the rules added since the last clear (keys the probability draws)."""
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -76,16 +79,32 @@ class FaultInjector:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._random = random.Random(self.seed)
+        self._seen: dict[tuple[int, str], int] = {}
+        self._added = 0
 
     def add(self, rule: FaultRule) -> None:
         with self._lock:
             self.rules.append(rule)
+            rule.serial = self._added
+            self._added += 1
 
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
-            self._random = random.Random(self.seed)
+            self._seen.clear()
+            self._added = 0
+
+    def _draw(self, rule: FaultRule, path: str) -> float:
+        """Uniform [0, 1) from (seed, rule, path, how often this rule saw this path).
+
+        Not one shared random stream: with concurrent clients the arrival order varies, yet the
+        n-th request for a given URL meets the same fate on every run.
+        """
+        key = (rule.serial, path)
+        nth = self._seen.get(key, 0)
+        self._seen[key] = nth + 1
+        digest = hashlib.blake2b(f"{self.seed}|{key[0]}|{path}|{nth}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64
 
     def pick(self, path: str) -> FaultRule | None:
         """The rule that fires for this request, if any (consumes one of its ``times``)."""
@@ -96,7 +115,7 @@ class FaultInjector:
                 if rule.times is not None:
                     if rule.fired >= rule.times:
                         continue
-                elif rule.probability is not None and self._random.random() >= rule.probability:
+                elif rule.probability is not None and self._draw(rule, path) >= rule.probability:
                     continue
                 rule.fired += 1
                 return rule
