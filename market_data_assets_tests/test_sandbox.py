@@ -82,6 +82,8 @@ _CANDIDATES: tuple[tuple[str, str], ...] = (
     ("identifier", r"[0-9A-Za-z][0-9A-Za-z-]*"),
     ("text", r"[^,]+"),
 )
+_US_TIMESTAMP = re.compile(dict(_CANDIDATES)["us_timestamp"])
+_DECIMAL = re.compile(dict(_CANDIDATES)["decimal"])
 _REAL_FILES = {
     "trades": ("bitmex_trades_XBTUSD.csv", "bitmex", "XBTUSD"),
     "quotes": ("huobi-dm-swap_quotes_BTC-USD.csv", "bitmex", "XBTUSD"),
@@ -187,6 +189,14 @@ def test_every_data_type_file_has_the_spec_header_and_consistent_rows(sandbox: R
             assert ",".join(header) == expected_headers[data_type]
             assert rows, (exchange, data_type)
             assert all(len(r) == len(header) for r in rows)
+            for row in rows:
+                for column, value in zip(header[2:], row[2:], strict=True):
+                    if column in ("id", "side", "type", "underlying_index") or value == "":
+                        continue
+                    if column in ("timestamp", "local_timestamp", "funding_timestamp", "expiration"):
+                        assert _US_TIMESTAMP.fullmatch(value), (data_type, column, value)
+                    else:
+                        assert _DECIMAL.fullmatch(value), (data_type, column, value)
             if data_type in ("quotes", "book_ticker"):
                 assert all(float(r[5]) > float(r[6]) for r in rows), "ask above bid"
 
