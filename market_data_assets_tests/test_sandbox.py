@@ -395,10 +395,13 @@ def test_auth_rule_for_datasets_and_instruments(sandbox: RunningSandbox) -> None
     assert _get(sandbox, "/v1/instruments/deribit", KEY)[0] == 200
 
 
-def test_no_key_configured_makes_every_route_free(make_sandbox) -> None:
-    free = make_sandbox(SandboxConfig(api_key=None, trades_per_day=10))
+def test_no_key_and_an_exchange_subset(make_sandbox) -> None:
+    free = make_sandbox(SandboxConfig(api_key=None, trades_per_day=10, exchanges=("bitmex", "deribit")))
     assert _get(free, _dataset_path("bitmex", "trades", date(2024, 5, 2), "XBTUSD"))[0] == 200
     assert _get(free, "/v1/instruments/deribit")[0] == 200
+    assert [e["id"] for e in _json(free, "/v1/exchanges")] == ["bitmex", "deribit"]
+    assert _get(free, "/v1/exchanges/binance")[0] == 404
+    assert _get(free, _dataset_path("binance", "trades", date(2024, 5, 1), "BTCUSDT"))[0] == 404
 
 
 @pytest.mark.parametrize(
