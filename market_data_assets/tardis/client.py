@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EMPTY_GZIP = bytes.fromhex("1f8b08000000000000ff030000000000000000")
+EMPTY_GZIP = gzip.compress(b"", mtime=0)
 """A complete gzip stream of zero bytes: what an empty day is stored as when Tardis sends no body at all."""
 
 _CHUNK = 1 << 16
@@ -177,7 +178,7 @@ class TardisClient:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._max_retry_after = max(300.0, backoff_max) if max_retry_after is None else max_retry_after
-        self._backoff = wait_exponential_jitter(initial=backoff_base, max=backoff_max, jitter=backoff_base)
+        self._backoff = wait_exponential_jitter(multiplier=backoff_base, max=backoff_max, jitter=backoff_base)
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._limiter: AsyncLimiter | None = None
