@@ -94,7 +94,6 @@ class ConvertedFile:
     """Size of the CSV.gz the file came from (shared by every instrument of a grouped file)."""
 
 
-@dataclass
 class ConvertedFiles(list[ConvertedFile]):
     """The files of one conversion, plus what did not become a file.
 
@@ -102,21 +101,32 @@ class ConvertedFiles(list[ConvertedFile]):
     report the rows of symbols the caller did not ask for and whether the day had no data at all.
     """
 
-    source_bytes: int = 0
-    source_rows: int = 0
-    dropped_rows: int = 0
-    """Rows of symbols absent from ``key_for_symbol`` (other instruments of a grouped file)."""
-    unknown_symbols: dict[str, int] = field(default_factory=dict)
-    empty: bool = False
-    """True when the download held no rows (Tardis answers an empty gzip for a day without data)."""
+    def __init__(
+        self,
+        files: list[ConvertedFile] | None = None,
+        *,
+        source_bytes: int = 0,
+        source_rows: int = 0,
+        unknown_symbols: Mapping[str, int] | None = None,
+        empty: bool = False,
+    ) -> None:
+        super().__init__(files or [])
+        self.source_bytes = source_bytes
+        self.source_rows = source_rows
+        self.unknown_symbols: dict[str, int] = dict(unknown_symbols or {})
+        """Rows per symbol absent from ``key_for_symbol`` (other instruments of a grouped file)."""
+        self.empty = empty
+        """True when the download held no rows (Tardis answers an empty gzip for a day without data)."""
 
-    def __init__(self, files: list[ConvertedFile] | None = None, **attrs: object) -> None:
-        list.__init__(self, files or [])
-        self.source_bytes = int(attrs.get("source_bytes", 0))  # type: ignore[call-overload]
-        self.source_rows = int(attrs.get("source_rows", 0))  # type: ignore[call-overload]
-        self.dropped_rows = int(attrs.get("dropped_rows", 0))  # type: ignore[call-overload]
-        self.unknown_symbols = dict(attrs.get("unknown_symbols", {}))  # type: ignore[call-overload]
-        self.empty = bool(attrs.get("empty", False))
+    @property
+    def dropped_rows(self) -> int:
+        return sum(self.unknown_symbols.values())
+
+    def __repr__(self) -> str:
+        return (
+            f"ConvertedFiles({list.__repr__(self)}, source_rows={self.source_rows}, "
+            f"dropped_rows={self.dropped_rows}, empty={self.empty})"
+        )
 
 
 def convert_csv_gz(
@@ -175,7 +185,6 @@ def convert_csv_gz(
         files,
         source_bytes=source_bytes,
         source_rows=stats.rows,
-        dropped_rows=sum(stats.unknown.values()),
         unknown_symbols=stats.unknown,
         empty=stats.rows == 0,
     )
