@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_data_assets.storage.layout import raw_manifest_path
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
 from market_data_assets.tardis.client import TardisClient
 from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig, generate_csv
 from market_data_assets.ticks.manifest import MANIFEST_SCHEMA, read_manifest
@@ -91,7 +91,7 @@ GROUPS = 8  # 7 single-symbol downloads + 1 grouped OPTIONS download
 
 def run(
     sandbox: RunningSandbox,
-    store: LocalStore,
+    store: ObjectStore,
     *,
     force: bool = False,
     max_retries: int = 6,
@@ -118,7 +118,7 @@ def dataset_requests(sandbox: RunningSandbox) -> Counter[str]:
     return Counter(r.path for r in sandbox.requests if r.path.endswith(".csv.gz"))
 
 
-def stored_hashes(store: LocalStore) -> dict[str, str]:
+def stored_hashes(store: ObjectStore) -> dict[str, str]:
     manifest = read_manifest(store, DAY, EXCHANGE).to_pylist()
     return {r["path"]: r["sha256"] for r in manifest if r["status"] == "ok"}
 
@@ -266,3 +266,19 @@ def test_killed_run_resumes_without_redoing_finished_files(
     assert forced.skipped == 0 and len(dataset_requests(sandbox)) == GROUPS
     assert stored_hashes(store) == stored_hashes(clean_run[0])
     assert store.exists(raw_manifest_path(DAY, EXCHANGE))
+
+
+@pytest.mark.emulator
+def test_gcs_root_gets_the_same_files_and_resumes(
+    gcs_env: str, make_sandbox: Callable[..., RunningSandbox], clean_run: tuple[LocalStore, RawTicksResult]
+) -> None:
+    sandbox = make_sandbox(CONFIG)
+    store = open_store(gcs_env)
+    first = run(sandbox, store)
+    assert first.failures == [] and first.skipped == 0
+    assert stored_hashes(store) == stored_hashes(clean_run[0])
+    assert all(store.exists(path) for path in stored_hashes(store))
+
+    sandbox.clear_requests()
+    second = run(sandbox, store)
+    assert second.skipped == GROUPS and not dataset_requests(sandbox)
