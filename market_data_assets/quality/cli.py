@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.end < args.start:
+        print(f"error: --end {args.end} is before start {args.start}", file=sys.stderr)
+        return 2
     settings = Settings.from_env()
     store = open_store(args.root or settings.root)
     exchanges = args.exchange or list(settings.exchanges)
