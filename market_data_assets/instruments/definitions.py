@@ -86,7 +86,11 @@ KEY_SOURCE_SYMBOL_PARSE = "symbol_parse"
 
 def _normalized_dataset_id(expr: pl.Expr) -> pl.Expr:
     """Tardis's dataset-id rule: upper-case, ``/`` and ``:`` replaced by ``-``."""
-    return expr.str.to_uppercase().str.replace_all(r"[/:]", "-")
+    return (
+        expr.str.to_uppercase()
+        .str.replace_all("/", "-", literal=True)
+        .str.replace_all(":", "-", literal=True)
+    )
 
 
 def _canonical_from_metadata(meta: pl.DataFrame) -> pl.DataFrame:

@@ -127,10 +127,8 @@ def add_keys(frame: pl.DataFrame, exchange: str, *, on_bad: OnBad = "raise") -> 
     pair = pl.concat_str(pl.col("_base"), pl.lit("-"), pl.col("_quote"))
     yymmdd = pl.col("expiry").dt.convert_time_zone("UTC").dt.strftime("%y%m%d")
     combo_id = sanitize_expr(pl.col("combo_id"))
-    combo_tail = (
-        combo_id.str.strip_prefix(pl.concat_str(pair, pl.lit("-")))
-        .str.strip_prefix(pl.concat_str(pl.col("_base"), pl.lit("-")))
-        .str.strip_prefix(pl.concat_str(pl.col("_base"), pl.lit(".")))
+    combo_tail = combo_id.str.strip_prefix(pl.concat_str(pair, pl.lit("-"))).str.strip_prefix(
+        pl.concat_str(pl.col("_base"), pl.lit("-"))
     )
     option_suffix = pl.col("option_type").replace_strict(OPTION_SUFFIX, default=None, return_dtype=pl.String)
     symbol = (

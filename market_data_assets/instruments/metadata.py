@@ -51,7 +51,8 @@ NUMBER_FIELDS: dict[str, str] = {
     "contractMultiplier": "contract_multiplier",
     "strikePrice": "strike",
 }
-BOOL_FIELDS: dict[str, str] = {"inverse": "inverse", "active": "active"}
+BOOL_FIELDS: dict[str, str] = {"inverse": "inverse"}
+"""``active`` is not read: it describes the export date, not the day being built."""
 
 CHANGEABLE_FIELDS: tuple[str, ...] = (
     "priceIncrement",
