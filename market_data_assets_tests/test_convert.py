@@ -350,3 +350,42 @@ def test_file_of_another_day_and_exchange_timestamp_slack(tmp_path: Path, tardis
     assert_fails_cleanly(
         tmp_path, src, "options_chain", date(2020, 6, 8), TimestampWindowError, "line 2", "timestamp"
     )
+
+
+def test_sink_flushes_early_under_its_row_budget_and_keeps_order(tmp_path: Path) -> None:
+    """Thousands of thin instruments: buffers are written early as small row groups, in order."""
+    from market_data_assets.tardis.formats import get_spec
+    from market_data_assets.ticks.parquet_writer import KeyedParquetSink, instrument_key_array
+
+    spec = get_spec("trades")
+    sink = KeyedParquetSink(spec, tmp_path, max_buffered_rows=50)
+    keys = [f"DERIBIT:OPTION:O-{i}" for i in range(7)]
+    sent: dict[str, list[str]] = {k: [] for k in keys}
+    start = datetime(2024, 3, 5, tzinfo=UTC)
+    for step in range(60):
+        key = keys[step * 5 % 7]
+        ids = [f"{step}-{j}" for j in range(step % 4 + 1)]
+        sent[key] += ids
+        n = len(ids)
+        table = pa.Table.from_arrays(
+            [
+                pa.array(["deribit"] * n).dictionary_encode().cast(pa.dictionary(pa.int32(), pa.string())),
+                pa.array([key] * n).dictionary_encode().cast(pa.dictionary(pa.int32(), pa.string())),
+                pa.array([start + timedelta(seconds=step)] * n, pa.timestamp("us", tz="UTC")),
+                pa.array([start + timedelta(seconds=step)] * n, pa.timestamp("us", tz="UTC")),
+                pa.array(ids),
+                pa.array(["buy"] * n).dictionary_encode().cast(pa.dictionary(pa.int32(), pa.string())),
+                pa.array([1.5] * n),
+                pa.array([2.0] * n),
+                instrument_key_array(key, n),
+            ],
+            schema=spec.arrow_schema,
+        )
+        sink.append(key, table, step, step)
+    files = sink.close()
+    assert [f.instrument_key for f in files] == list(dict.fromkeys(keys[s * 5 % 7] for s in range(60)))
+    for f in files:
+        assert pq.read_table(f.path).column("id").to_pylist() == sent[f.instrument_key]
+        assert f.rows == len(sent[f.instrument_key])
+    groups = sum(pq.ParquetFile(f.path).metadata.num_row_groups for f in files)
+    assert groups > len(files), "the budget forced early, smaller row groups"
