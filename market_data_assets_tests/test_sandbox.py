@@ -41,7 +41,8 @@ def _get(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
 
 
 def _dataset_path(exchange: str, data_type: str, day: date, symbol: str) -> str:
@@ -626,27 +627,36 @@ def test_probability_faults_are_seeded_and_independent_of_arrival_order(make_san
     assert {p: [_get(other_seed, p)[0] for _ in range(8)] for p in paths} != outcomes[0]
 
 
+def _control(sandbox: RunningSandbox, method: str, path: str, payload: object = None) -> tuple[int, bytes]:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(sandbox.url + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
 def test_faults_and_log_over_http(sandbox_fresh: RunningSandbox) -> None:
     sb = sandbox_fresh
-    spec = json.dumps({"kind": "500", "path_glob": "/v1/exchanges", "times": 1}).encode()
-    request = urllib.request.Request(sb.url + "/_sandbox/faults", data=spec, method="POST")
-    assert urllib.request.urlopen(request).status == 201
-    bad = urllib.request.Request(sb.url + "/_sandbox/faults", data=b'{"kind": "teapot"}', method="POST")
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(bad)
-    assert caught.value.code == 400
+    spec = {"kind": "500", "path_glob": "/v1/exchanges", "times": 1}
+    assert _control(sb, "POST", "/_sandbox/faults", spec)[0] == 201
+    assert _control(sb, "POST", "/_sandbox/faults", {"kind": "teapot"})[0] == 400
     assert _get(sb, "/v1/exchanges")[0] == 500
     sb.add_fault(kind="503")  # every request, until cleared
     assert _get(sb, "/v1/exchanges")[0] == 503
-    urllib.request.urlopen(urllib.request.Request(sb.url + "/_sandbox/faults", method="DELETE"))
+    assert _control(sb, "DELETE", "/_sandbox/faults")[0] == 204
     assert _get(sb, "/v1/exchanges", KEY)[0] == 200
-    log = json.loads(urllib.request.urlopen(sb.url + "/_sandbox/requests").read())
+    log = json.loads(_control(sb, "GET", "/_sandbox/requests")[1])
     assert [(r["path"], r["status"], r["had_auth"]) for r in log] == [
         ("/v1/exchanges", 500, False),
         ("/v1/exchanges", 503, False),
         ("/v1/exchanges", 200, True),
     ]
     assert KEY not in json.dumps(log)
+    assert _control(sb, "DELETE", "/_sandbox/requests")[0] == 204
+    assert sb.requests == []
 
 
 def test_exported_until_moves_at_runtime(sandbox: RunningSandbox) -> None:
@@ -661,10 +671,8 @@ def test_exported_until_moves_at_runtime(sandbox: RunningSandbox) -> None:
     after = {s["id"] for s in details["datasets"]["symbols"]}
     assert before < after, "options listed in the new days appear"
     # and over HTTP
-    payload = json.dumps({"exportedUntil": "2025-01-10"}).encode()
-    urllib.request.urlopen(
-        urllib.request.Request(sandbox.url + "/_sandbox/exported-until", data=payload, method="POST")
-    )
+    assert _control(sandbox, "POST", "/_sandbox/exported-until", {"exportedUntil": "2025-01-10"})[0] == 200
+    assert _control(sandbox, "POST", "/_sandbox/exported-until", {"exportedUntil": "soon"})[0] == 400
     assert _json(sandbox, "/v1/exchanges/bitmex")["datasets"]["exportedUntil"] == "2025-01-10T00:00:00.000Z"
     assert sandbox.exported_until == date(2025, 1, 10)
 

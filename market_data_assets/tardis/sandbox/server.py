@@ -140,6 +140,8 @@ def start_sandbox(
         try:
             loop.run_forever()
         finally:
+            # let file generations still running in worker threads finish, then close
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     thread = threading.Thread(target=serve, name=f"tardis-sandbox-{port}", daemon=True)
