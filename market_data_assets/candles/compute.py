@@ -208,6 +208,13 @@ def liquidation_features(liquidations: pl.LazyFrame, grid: DayGrid) -> pl.DataFr
 
 _ZERO_FILLED = tuple(c.name for c in CANDLE_COLUMNS if c.rollup is Rollup.SUM)
 _CARRIED = ("close", *DERIVATIVE_FIELDS)
+"""As-of-bucket-end values: an empty bucket carries the previous bucket's value."""
+_DERIVED_LATER = frozenset(
+    c.name for c in CANDLE_COLUMNS if c.rollup in (Rollup.RATIO, Rollup.KEY, Rollup.TIMEFRAME, Rollup.BUCKET)
+)
+"""Columns no feature frame provides: identity, bucket label and ratios are derived in assembly."""
+_POLARS_TYPES: dict[str, pl.DataType] = dict(pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema)
+"""Polars dtype of each candle column, for the all-null columns of a missing data type."""
 
 
 def ratio_expressions() -> list[pl.Expr]:
@@ -255,16 +262,6 @@ def assemble_candles(grid: DayGrid, key: str, exchange: str, features: list[pl.D
         .with_columns(identity_columns(key, exchange, grid.timeframe.name))
         .select(CANDLE_SCHEMA.names)
     )
-
-
-_DERIVED_LATER = frozenset(
-    [
-        c.name
-        for c in CANDLE_COLUMNS
-        if c.rollup in (Rollup.RATIO, Rollup.KEY, Rollup.TIMEFRAME, Rollup.BUCKET)
-    ]
-)
-_POLARS_TYPES: dict[str, pl.DataType] = dict(pl.Schema(pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema))
 
 
 @dataclass(frozen=True)
