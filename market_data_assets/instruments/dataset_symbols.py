@@ -68,16 +68,24 @@ def _data_types_column(exchange: str, symbols: list[Any]) -> pl.Series:
     )
 
 
-def dataset_symbols_frame(exchange: str, exchange_details: dict[str, Any]) -> pl.DataFrame:
-    """Columns: dataset_symbol, tardis_type, available_since, available_to, data_types, group_type.
-
-    ``group_type`` is null for an instrument's own file and the carried instrument type for a
-    grouped file. Malformed details raise ``InstrumentMetadataError`` naming the exchange.
-    """
+def _symbols_list(exchange: str, exchange_details: dict[str, Any]) -> list[Any]:
     datasets = exchange_details.get("datasets") if isinstance(exchange_details, dict) else None
     symbols = datasets.get("symbols") if isinstance(datasets, dict) else None
     if not isinstance(symbols, list):
         raise InstrumentMetadataError(f"{exchange}: exchange details carry no 'datasets.symbols' list")
+    return symbols
+
+
+def dataset_symbols_frame(exchange: str, exchange_details: dict[str, Any]) -> pl.DataFrame:
+    """Columns: dataset_symbol, tardis_type, available_since, available_to, group_type, _index.
+
+    ``group_type`` is null for an instrument's own file and the carried instrument type for a
+    grouped file; ``_index`` is the entry's position in ``datasets.symbols``, which
+    :func:`with_data_types` uses to read the data types of just the rows a caller keeps (a
+    day's few thousand, not Deribit's 300K). Malformed details raise
+    ``InstrumentMetadataError`` naming the exchange.
+    """
+    symbols = _symbols_list(exchange, exchange_details)
     try:
         raw = pl.from_dicts(symbols, schema=DATASET_SYMBOLS_SCHEMA, strict=False) if symbols else None
     except Exception as exc:  # noqa: BLE001 - named below
@@ -86,8 +94,6 @@ def dataset_symbols_frame(exchange: str, exchange_details: dict[str, Any]) -> pl
         ) from exc
     if raw is None:
         raw = pl.DataFrame(schema=DATASET_SYMBOLS_SCHEMA)
-    # Not pyarrow: it silently reads a string "trades" as the list ["t", "r", ...].
-    raw = raw.with_columns(_data_types_column(exchange, symbols))
     bad = raw.filter(pl.col("id").is_null() | pl.col("type").is_null() | pl.col("availableSince").is_null())
     if bad.height:
         raise InstrumentMetadataError(
@@ -95,18 +101,33 @@ def dataset_symbols_frame(exchange: str, exchange_details: dict[str, Any]) -> pl
         )
     raw = parse_timestamps(raw, "availableSince", exchange, "datasets.symbols.availableSince")
     raw = parse_timestamps(raw, "availableTo", exchange, "datasets.symbols.availableTo")
-    frame = raw.select(
-        pl.col("id").str.to_uppercase().str.replace_all(r"[/:]", "-").alias("dataset_symbol"),
-        pl.col("type").str.strip_chars().str.to_lowercase().alias("tardis_type"),
-        pl.col("availableSince").alias("available_since"),
-        pl.col("availableTo").alias("available_to"),
-        "data_types",
-    ).unique(subset="dataset_symbol", keep="first", maintain_order=True)
+    frame = (
+        raw.with_row_index("_index")
+        .select(
+            pl.col("id")
+            .str.to_uppercase()
+            .str.replace_all("/", "-", literal=True)
+            .str.replace_all(":", "-", literal=True)
+            .alias("dataset_symbol"),
+            pl.col("type").str.strip_chars().str.to_lowercase().alias("tardis_type"),
+            pl.col("availableSince").alias("available_since"),
+            pl.col("availableTo").alias("available_to"),
+            "_index",
+        )
+        .unique(subset="dataset_symbol", keep="first", maintain_order=True)
+    )
     return frame.with_columns(
         pl.col("dataset_symbol")
         .replace_strict(GROUP_TYPES, default=None, return_dtype=pl.String)
         .alias("group_type")
     )
+
+
+def with_data_types(exchange: str, exchange_details: dict[str, Any], frame: pl.DataFrame) -> pl.DataFrame:
+    """Add ``data_types`` (list of str) to rows of :func:`dataset_symbols_frame`, by ``_index``."""
+    symbols = _symbols_list(exchange, exchange_details)
+    entries = [symbols[i] for i in frame["_index"].to_list()]
+    return frame.with_columns(_data_types_column(exchange, entries))
 
 
 def available_on(day: date) -> pl.Expr:

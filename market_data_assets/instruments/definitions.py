@@ -17,7 +17,11 @@ from typing import Any
 import polars as pl
 
 from market_data_assets.instruments._rows import OnBad
-from market_data_assets.instruments.dataset_symbols import available_on, dataset_symbols_frame
+from market_data_assets.instruments.dataset_symbols import (
+    available_on,
+    dataset_symbols_frame,
+    with_data_types,
+)
 from market_data_assets.instruments.errors import InstrumentError
 from market_data_assets.instruments.keys import add_keys, resolve_collisions
 from market_data_assets.instruments.metadata import apply_changes, changes_frame, day_start, metadata_frame
@@ -192,7 +196,7 @@ def build_definitions(
     if instruments is not None:
         listed = apply_changes(listed, changes_frame(exchange, instruments), day)
 
-    on_day = datasets.filter(available_on(day))
+    on_day = with_data_types(exchange, exchange_details, datasets.filter(available_on(day)))
     own_types = on_day.filter(pl.col("group_type").is_null()).select("dataset_symbol", "data_types")
     groups = (
         on_day.filter(pl.col("group_type").is_not_null())

@@ -25,7 +25,12 @@ from typing import Any
 import polars as pl
 import yaml
 
-from market_data_assets.instruments.dataset_symbols import GROUP_TYPES, available_on, dataset_symbols_frame
+from market_data_assets.instruments.dataset_symbols import (
+    GROUP_TYPES,
+    available_on,
+    dataset_symbols_frame,
+    with_data_types,
+)
 from market_data_assets.instruments.errors import TargetsConfigError
 from market_data_assets.instruments.keys import SUPPORTED_TARDIS_TYPES
 from market_data_assets.storage.layout import LayoutError, check_exchange, check_instrument_key
@@ -207,11 +212,13 @@ def _group_offers(exchange: str, exchange_details: dict[str, Any], day: date) ->
     datasets = exchange_details.get("datasets") if isinstance(exchange_details, dict) else None
     symbols = datasets.get("symbols") if isinstance(datasets, dict) else None
     if isinstance(symbols, list):  # only the few group entries matter here, not 300K options
-        groups = [s for s in symbols if isinstance(s, dict) and str(s.get("id", "")).upper() in GROUP_TYPES]
-        exchange_details = {"datasets": {"symbols": groups}}
+        entries = [s for s in symbols if isinstance(s, dict) and str(s.get("id", "")).upper() in GROUP_TYPES]
+        exchange_details = {"datasets": {"symbols": entries}}
+    groups = dataset_symbols_frame(exchange, exchange_details).filter(
+        pl.col("group_type").is_not_null() & available_on(day)
+    )
     return (
-        dataset_symbols_frame(exchange, exchange_details)
-        .filter(pl.col("group_type").is_not_null() & available_on(day))
+        with_data_types(exchange, exchange_details, groups)
         .select(
             pl.col("group_type").alias("tardis_type"),
             pl.col("dataset_symbol").alias("group_symbol"),
