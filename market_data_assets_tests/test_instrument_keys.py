@@ -274,3 +274,21 @@ def test_collision_keys_are_stable_across_days() -> None:
         "DERIBIT:FUTURE:BTC-USD-241227"
     ]
     assert "BTC-27DEC24-A" not in early["exchange_symbol"].to_list()
+
+
+def test_split_ambiguity_collides_and_is_resolved() -> None:
+    """`A-B`/`C` and `A`/`B-C` spell the same SYMBOL: a collision even though base/quote differ."""
+    records = [
+        _meta(exchange="kraken", id="AB_C", baseCurrency="A-B", quoteCurrency="C", type="spot"),
+        _meta(exchange="kraken", id="A_BC", baseCurrency="A", quoteCurrency="B-C", type="spot",
+              availableSince="2024-02-01T00:00:00.000Z"),
+    ]  # fmt: skip
+    details = {"datasets": {"symbols": []}}
+    frame = build_definitions("kraken", date(2024, 3, 1), details, records)
+    assert dict(zip(frame["exchange_symbol"], frame["instrument_key"], strict=True)) == {
+        "AB_C": "KRAKEN:SPOT_PAIR:A-B-C",
+        "A_BC": "KRAKEN:SPOT_PAIR:A-B-C.2",
+    }
+    # before the second one lists, the first still has the plain key; on no day do they swap
+    alone = build_definitions("kraken", date(2024, 1, 15), details, records)
+    assert alone["instrument_key"].to_list() == ["KRAKEN:SPOT_PAIR:A-B-C"]

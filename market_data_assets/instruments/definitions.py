@@ -144,26 +144,53 @@ def _listed_on(day: date) -> pl.Expr:
     )
 
 
-def _keyed_universe(
-    exchange: str, datasets: pl.DataFrame, instruments: list[dict[str, Any]] | None, on_bad: OnBad
-) -> pl.DataFrame:
-    """Every instrument of the exchange (all days), keyed, collisions resolved.
+_IDENTITY = ("tardis_type", "_expiry_day", "strike", "option_type")
 
-    Resolving over the whole universe, not one day, keeps each instrument's key the same on
-    every day it is listed.
+
+def _collision_candidates(frame: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The day's instruments plus every instrument that could share a key with one of them.
+
+    Two instruments can only produce the same key if they agree on type, expiry day, strike and
+    option type (all spelled in the key); base and quote are left out on purpose, because
+    ``A-B`` + ``C`` and ``A`` + ``B-C`` spell the same SYMBOL. Keying this subset instead of
+    all 300K Deribit options gives exactly the keys a whole-universe pass gives the day's rows.
     """
+    for column in ("expiry", "listing", "strike", "option_type"):
+        if column not in frame.columns:
+            dtype = (
+                UTC_US
+                if column in ("expiry", "listing")
+                else (pl.Float64 if column == "strike" else pl.String)
+            )
+            frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    frame = frame.with_columns(pl.col("expiry").dt.date().alias("_expiry_day"))
+    listed = frame.filter(_listed_on(day)).select(_IDENTITY).unique()
+    return frame.join(listed, on=list(_IDENTITY), how="semi", nulls_equal=True).drop("_expiry_day")
+
+
+def _keyed_candidates(
+    exchange: str, day: date, datasets: pl.DataFrame, instruments: list[dict[str, Any]] | None, on_bad: OnBad
+) -> pl.DataFrame:
+    """The instruments that matter for ``day`` (see ``_collision_candidates``), keyed, collisions
+    resolved by the whole-universe rule, so each instrument keeps its key on every day."""
     singles = datasets.filter(pl.col("group_type").is_null())
     parts: list[pl.DataFrame] = []
     if instruments is not None:
-        meta = _canonical_from_metadata(metadata_frame(exchange, instruments, on_bad=on_bad))
-        parts.append(add_keys(meta, exchange, on_bad=on_bad))
+        meta = metadata_frame(exchange, instruments, on_bad=on_bad)
+        candidates = _canonical_from_metadata(_collision_candidates(meta, day))
+        parts.append(add_keys(candidates, exchange, on_bad=on_bad))
         # Dataset ids without metadata (rare) are still described, from their symbol; the
         # metadata is authoritative, so ids no parser reads are skipped with a warning.
-        extra = singles.filter(~pl.col("dataset_symbol").is_in(meta["dataset_symbol"].implode()))
+        covered = meta.select(
+            _normalized_dataset_id(pl.coalesce("dataset_id", "exchange_symbol"))
+        ).to_series()
+        extra = singles.filter(~pl.col("dataset_symbol").is_in(covered.implode()))
         if extra.height:
-            parts.append(add_keys(_canonical_from_symbols(exchange, extra, "skip"), exchange, on_bad="skip"))
+            parsed = _collision_candidates(_canonical_from_symbols(exchange, extra, "skip"), day)
+            parts.append(add_keys(parsed, exchange, on_bad="skip"))
     else:
-        parts.append(add_keys(_canonical_from_symbols(exchange, singles, on_bad), exchange, on_bad=on_bad))
+        parsed = _collision_candidates(_canonical_from_symbols(exchange, singles, on_bad), day)
+        parts.append(add_keys(parsed, exchange, on_bad=on_bad))
     universe = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
     return resolve_collisions(universe)
 
@@ -188,11 +215,7 @@ def build_definitions(
     if not isinstance(day, date):
         raise InstrumentError(f"{exchange}: day must be a date, got {day!r}")
     datasets = dataset_symbols_frame(exchange, exchange_details)
-    universe = _keyed_universe(exchange, datasets, instruments, on_bad)
-    for column in ("expiry", "listing"):
-        if column not in universe.columns:
-            universe = universe.with_columns(pl.lit(None, dtype=UTC_US).alias(column))
-    listed = universe.filter(_listed_on(day))
+    listed = _keyed_candidates(exchange, day, datasets, instruments, on_bad).filter(_listed_on(day))
     if instruments is not None:
         listed = apply_changes(listed, changes_frame(exchange, instruments), day)
 
