@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -331,11 +332,33 @@ def _convert_batch(
 def _to_arrow(part: pl.DataFrame, spec: DataTypeSpec, key: str) -> pa.Table:
     """The batch in the spec's Arrow schema: renamed, timestamps typed, small vocabularies as
     dictionaries, plus the constant ``instrument_key`` column."""
-    table = part.to_arrow()
-    schema = spec.arrow_schema
-    arrays = [table.column(col.csv_name).cast(col.arrow_type) for col in spec.columns]
+    plain = [c.csv_name for c in spec.columns if c.kind != "category"]
+    table = part.select(plain).to_arrow()
+    arrays = [
+        _category_array(part.get_column(col.csv_name))
+        if col.kind == "category"
+        else table.column(col.csv_name).cast(col.arrow_type)
+        for col in spec.columns
+    ]
     arrays.append(instrument_key_array(key, part.height))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=spec.arrow_schema)
+
+
+_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
+def _category_array(series: pl.Series) -> pa.Array | pa.ChunkedArray:
+    """A small-vocabulary column as a dictionary array.
+
+    Measured per 131k-row batch: a column with one value (exchange, symbol of a single-instrument
+    file) built directly is ~100x cheaper than hashing it, and ``dictionary_encode`` beats a cast.
+    """
+    first = series[0]
+    if first is not None and series.null_count() == 0 and (series == first).all():
+        return pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(series.len(), dtype=np.int32)), pa.array([first], pa.string())
+        )
+    return series.to_arrow().dictionary_encode().cast(_DICTIONARY)
 
 
 def _sha256(path: Path) -> str:
