@@ -686,3 +686,17 @@ def test_sandbox_env_points_the_settings_at_the_sandbox(sandbox_env: RunningSand
     assert settings.tardis_api_key.reveal() == KEY
     listed = _json(sandbox_env, "/v1/exchanges", key=None)
     assert listed and "sandbox-key" not in repr(sandbox_env) + repr(sandbox_env.config)
+
+
+def test_response_cache_is_bounded_by_bytes_and_keeps_recent_entries() -> None:
+    from market_data_assets.tardis.sandbox.app import ByteLru
+
+    cache = ByteLru(max_bytes=100)
+    cache.put(("a",), b"x" * 40)
+    cache.put(("b",), b"x" * 40)
+    assert cache.get(("a",)) is not None  # "a" is now the most recent
+    cache.put(("c",), b"x" * 40)  # 120 bytes: the least recent ("b") goes
+    assert cache.get(("b",)) is None
+    assert cache.get(("a",)) == b"x" * 40 and cache.get(("c",)) == b"x" * 40
+    cache.put(("huge",), b"x" * 500)  # bigger than the bound: kept alone, everything else evicted
+    assert cache.get(("huge",)) is not None and cache.get(("a",)) is None and cache.get(("c",)) is None

@@ -49,10 +49,37 @@ from market_data_assets.tardis.sandbox.universe import (
 )
 
 EMPTY_GZIP = gzip.compress(b"", mtime=0)
-_GZIP_CACHE_BYTES = 256 * 1024 * 1024
 _GZIP_LEVEL = 1
 """Level 1 compresses 6x faster than the default 6 for files ~17% larger: the sandbox's time goes
 into serving, and clients only need a valid gzip stream (mtime=0 keeps the bytes reproducible)."""
+
+
+class ByteLru:
+    """A thread-safe LRU of response bodies bounded by their total size (the large Deribit
+    details are ~100 MB each; a sensor test moving exportedUntil day by day must not pile them up)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> bytes | None:
+        with self._lock:
+            body = self._items.get(key)
+            if body is not None:
+                self._items.move_to_end(key)
+            return body
+
+    def put(self, key: tuple[object, ...], body: bytes) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._size -= len(old) if old is not None else 0
+            self._items[key] = body
+            self._size += len(body)
+            while self._size > self._max_bytes and len(self._items) > 1:
+                _, evicted = self._items.popitem(last=False)
+                self._size -= len(evicted)
 
 
 @dataclass
@@ -62,43 +89,30 @@ class SandboxState:
     config: SandboxConfig
     exported_until: date
     faults: FaultInjector
-    _bodies: OrderedDict[tuple[str, ...], bytes] = field(default_factory=OrderedDict)
-    _bodies_size: int = 0
-    _json: dict[tuple[object, ...], bytes] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _bodies: ByteLru = field(default_factory=lambda: ByteLru(256 * 1024 * 1024))
+    _json: ByteLru = field(default_factory=lambda: ByteLru(512 * 1024 * 1024))
 
     def universe(self, exchange: str) -> ExchangeUniverse:
         c = self.config
         return exchange_universe(c.seed, c.large_deribit, exchange, self.exported_until)
 
     def gzip_body(self, exchange: str, data_type: str, day: date, symbol: str) -> bytes:
-        """The gzip bytes of one daily file (mtime=0: byte-identical on every call), LRU-cached."""
+        """The gzip bytes of one daily file (mtime=0: byte-identical on every call), cached."""
         key = (exchange, data_type, day.isoformat(), symbol)
-        with self._lock:
-            if key in self._bodies:
-                self._bodies.move_to_end(key)
-                return self._bodies[key]
-        csv = generate_csv(self.config, exchange, data_type, day, symbol)
-        body = gzip.compress(csv, compresslevel=_GZIP_LEVEL, mtime=0) if csv else EMPTY_GZIP
-        with self._lock:
-            self._bodies[key] = body
-            self._bodies_size += len(body)
-            while self._bodies_size > _GZIP_CACHE_BYTES and len(self._bodies) > 1:
-                _, old = self._bodies.popitem(last=False)
-                self._bodies_size -= len(old)
+        body = self._bodies.get(key)
+        if body is None:
+            csv = generate_csv(self.config, exchange, data_type, day, symbol)
+            body = gzip.compress(csv, compresslevel=_GZIP_LEVEL, mtime=0) if csv else EMPTY_GZIP
+            self._bodies.put(key, body)
         return body
 
     def cached_json(self, key: tuple[object, ...], build: Callable[[], object]) -> bytes:
-        with self._lock:
-            hit = self._json.get(key)
-        if hit is not None:
-            return hit
-        with gc_paused():
-            body = json.dumps(build(), separators=(",", ":")).encode()
-        with self._lock:
-            if len(self._json) > 64:
-                self._json.clear()
-            self._json[key] = body
+        """``build()`` serialized once per key (keys include exportedUntil where it matters)."""
+        body = self._json.get(key)
+        if body is None:
+            with gc_paused():
+                body = json.dumps(build(), separators=(",", ":")).encode()
+            self._json.put(key, body)
         return body
 
 
