@@ -76,7 +76,7 @@ class ExchangeUniverse:
     by_id: dict[str, Instrument] = field(repr=False)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=16)  # a large Deribit universe holds ~50 MB of lookups
 def exchange_universe(seed: int, large: bool, exchange: str, exported_until: date) -> ExchangeUniverse:
     """The instruments of ``exchange`` visible at ``exported_until`` (cached: built once per value)."""
     with gc_paused():
