@@ -44,11 +44,11 @@ def rows_in_duckdb(db: Path) -> dict[tuple[str, str, str], int]:
     with duckdb.connect(str(db), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'market_data_analytics'"
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
         ).fetchall()]  # fmt: skip
         for table in tables:
             for day, exchange, n in con.execute(
-                f"SELECT CAST(timestamp AS DATE), exchange, count(*) FROM market_data_analytics.{table} GROUP BY 1, 2"
+                f"SELECT CAST(timestamp AS DATE), exchange, count(*) FROM {table} GROUP BY 1, 2"
             ).fetchall():
                 out[(table, day.isoformat(), exchange)] = n
     return out
@@ -89,7 +89,7 @@ def test_bq_candles_loads_one_partition_into_duckdb_and_rerun_is_idempotent(lake
     assert metadata["dagster/row_count"].value == sum(expected.values())
     rows_by_table = metadata["rows_by_table"].value
     assert {t: n for t, n in rows_by_table.items() if n} == expected and len(rows_by_table) == 14
-    assert '"market_data_analytics"."candles_1m"' in metadata["tables"].value
+    assert '"main"."candles_1m"' in metadata["tables"].value
 
 
 def test_bq_candles_definition_wiring() -> None:

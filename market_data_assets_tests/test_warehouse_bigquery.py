@@ -203,7 +203,10 @@ def test_failure_inside_the_transaction_rolls_the_delete_back(lake: Lake) -> Non
 
 def test_rows_outside_the_slice_are_refused(lake: Lake) -> None:
     wrong_day = candle_table("binance", DAY2, BTC, 4)
-    with pytest.raises(WarehouseError, match=r"4 of 4 staged rows are outside the slice.*e\.g\. binance 2024-01-03 00:00:00\+00 BINANCE:SPOT_PAIR:BTC-USDT"):
+    with pytest.raises(
+        WarehouseError,
+        match=r"4 of 4 staged rows are outside the slice.*e\.g\. binance 2024-01-03 00:00:00\+00 BINANCE:SPOT_PAIR:BTC-USDT",
+    ):
         lake.wh.replace_slice("candles_1m", DAY1, "binance", [lake.put(wrong_day, "x/wrong.parquet")])
     assert lake.wh.count("candles_1m", DAY1, "binance") == 0
 

@@ -43,7 +43,7 @@ def read_slice(db: Path, table: str, day: date, exchange: str) -> pa.Table:
     with duckdb.connect(str(db), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         return con.sql(
-            f"SELECT * FROM market_data_analytics.{table} WHERE exchange = ? "
+            f"SELECT * FROM {table} WHERE exchange = ? "
             f"AND timestamp >= CAST(? AS TIMESTAMPTZ) AND timestamp < CAST(? AS TIMESTAMPTZ)",
             params=[exchange, start + "+00:00", end + "+00:00"],
         ).to_arrow_table()
@@ -51,7 +51,7 @@ def read_slice(db: Path, table: str, day: date, exchange: str) -> pa.Table:
 
 def total_rows(db: Path, table: str) -> int:
     with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(f"SELECT count(*) FROM market_data_analytics.{table}").fetchone()[0]
+        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 @pytest.fixture
@@ -73,6 +73,10 @@ def test_reload_keeps_rows_and_values(wh: DuckDBWarehouse, tmp_path: Path) -> No
     assert total_rows(wh.path, "candles_1m") == 42
     expected = canonical_rows(pa.concat_tables([btc, eth]), CANDLE_SCHEMA.names)
     assert canonical_rows(read_slice(wh.path, "candles_1m", DAY1, "binance"), CANDLE_SCHEMA.names) == expected
+    # BigQuery's spelling works once the file is attached under the dataset's name.
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{wh.path}' AS market_data_analytics (READ_ONLY)")
+        assert con.execute("SELECT count(*) FROM market_data_analytics.candles_1m").fetchone() == (42,)
 
 
 def test_replacing_one_slice_leaves_other_days_exchanges_and_tables_untouched(

@@ -25,8 +25,8 @@ BOOK_SNAPSHOTS_ASSET_KEY = dg.AssetKey("book_snapshots")
     description=(
         "The partition's candles and book snapshots of every timeframe in the warehouse tables "
         "`candles_<tf>` and `book_snapshots_<tf>` (BigQuery dataset `market_data_analytics`, DAY-partitioned "
-        "on timestamp, clustered by exchange, instrument_type, instrument_key; DuckDB schema of the same "
-        "name locally). Each table's (day, exchange) slice is replaced atomically from the lake's Parquet "
+        "on timestamp, clustered by exchange, instrument_type, instrument_key; the same table names in "
+        "`<root>/warehouse.duckdb` locally). Each table's (day, exchange) slice is replaced atomically from the lake's Parquet "
         "files: re-running never duplicates or loses rows."
     ),
 )

@@ -1,7 +1,9 @@
 """The local warehouse: the same tables as BigQuery, in one DuckDB file.
 
-Tables live in the DuckDB schema ``market_data_analytics`` (the BigQuery dataset's name), so
-``SELECT ... FROM market_data_analytics.candles_1m`` runs unchanged against either warehouse.
+Tables keep their names in the file's default schema (``main``), so ``SELECT ... FROM candles_1m``
+works in any DuckDB session on the file. To spell them as in BigQuery, attach the file under the
+dataset's name: ``ATTACH 'warehouse.duckdb' AS market_data_analytics`` makes
+``market_data_analytics.candles_1m`` resolve to the same table.
 DuckDB has no partitions or clustering; its per-row-group min/max on ``timestamp`` prunes a
 day's slice, which is all the slice filter needs.
 
@@ -31,7 +33,6 @@ from market_data_assets.warehouse.base import (
     slice_bounds,
 )
 from market_data_assets.warehouse.schema import (
-    DEFAULT_DATASET,
     EXCHANGE_COLUMN,
     PARTITION_COLUMN,
     WAREHOUSE_TABLES,
@@ -41,6 +42,9 @@ from market_data_assets.warehouse.schema import (
     get_table,
     quote_duckdb,
 )
+
+DUCKDB_SCHEMA = "main"
+"""Where the tables live in the DuckDB file: its default schema, so unqualified names work."""
 
 _SLICE_FILTER = f"{quote_duckdb(EXCHANGE_COLUMN)} = $exchange AND {quote_duckdb(PARTITION_COLUMN)} >= $start AND {quote_duckdb(PARTITION_COLUMN)} < $end"
 
@@ -52,9 +56,7 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
-    def __init__(
-        self, path: str | Path, *, schema: str = DEFAULT_DATASET, lock_timeout: float = 120.0
-    ) -> None:
+    def __init__(self, path: str | Path, *, schema: str = DUCKDB_SCHEMA, lock_timeout: float = 120.0) -> None:
         self.path = Path(path).expanduser().resolve()
         self.schema = schema
         self.uri = f"duckdb://{self.path}"

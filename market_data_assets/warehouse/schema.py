@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from google.cloud.bigquery import SchemaField
 
 DEFAULT_DATASET = "market_data_analytics"
-"""BigQuery dataset (and DuckDB schema) that holds the tables unless the URI names another."""
+"""BigQuery dataset that holds the tables unless the URI names another (DuckDB: the file's main schema)."""
 
 PARTITION_COLUMN = "timestamp"
 """Tables are DAY-partitioned on this column; a slice is one day of it."""
