@@ -7,6 +7,7 @@ client code): a downloaded file is right when it gunzips (stdlib ``gzip``) to ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 from datetime import date
 from pathlib import Path
@@ -147,6 +148,32 @@ def test_download_many_yields_as_files_complete_with_all_requests_in_flight(
     requested_at_first, results = asyncio.run(go())
     assert requested_at_first == 6
     assert all(r.ok for r in results) and len(results) == 6
+
+
+def test_closing_download_many_early_cancels_the_rest_and_leaves_no_partial_files(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    fast = DownloadRequest("binance", "trades", date(2024, 4, 9), "BTCUSDT")
+    slow = [
+        DownloadRequest("binance", "trades", date(2024, 4, 9), s) for s in ("ETHUSDT", "SOLUSDT", "WIFUSDT")
+    ]
+    for req in slow:  # bodies in ten pieces 0.5 s apart: the fast file ends long before them
+        sandbox.add_fault(path_glob=_url_path(req), kind="slow", times=1, delay=5.0)
+
+    async def go() -> DownloadResult:
+        async with (
+            _client(sandbox) as client,
+            contextlib.aclosing(client.download_many([*slow, fast], lambda r: _dest(tmp_path, r))) as results,
+        ):
+            async for result in results:
+                return result
+        raise AssertionError("no result")
+
+    first = asyncio.run(go())
+
+    assert first.request == fast and first.ok
+    assert [p.name for p in tmp_path.rglob("*.gz")] == [_dest(tmp_path, fast).name]
+    assert _leftovers(tmp_path) == []
 
 
 def test_empty_day_is_a_valid_empty_gzip_flagged_empty(sandbox: RunningSandbox, tmp_path: Path) -> None:

@@ -278,10 +278,12 @@ class TardisClient:
         All symbols and days run at once (within ``concurrency`` and ``requests_per_minute``);
         ``reqs`` is consumed lazily, a window ahead, so millions of requests cost no more memory
         than a few dozen. A failed file is a result with ``error`` set and never stops the others.
-        Leaving the loop early cancels what is still running (their partial files are deleted).
+        Closing the generator early (``contextlib.aclosing`` around a loop that breaks) cancels
+        what is still running and deletes their partial files.
         """
         requests = iter(reqs)
-        window = self._concurrency * 2
+        # Ahead of the connection limit, so files waiting out a backoff do not leave slots idle.
+        window = self._concurrency * 4
         pending: set[asyncio.Task[DownloadResult]] = set()
         exhausted = False
         try:
