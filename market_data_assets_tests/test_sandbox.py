@@ -700,3 +700,32 @@ def test_response_cache_is_bounded_by_bytes_and_keeps_recent_entries() -> None:
     assert cache.get(("a",)) == b"x" * 40 and cache.get(("c",)) == b"x" * 40
     cache.put(("huge",), b"x" * 500)  # bigger than the bound: kept alone, everything else evicted
     assert cache.get(("huge",)) is not None and cache.get(("a",)) is None and cache.get(("c",)) is None
+
+
+@pytest.mark.parametrize("rows", [7, 2000])  # the plain-Python path and the polars path
+def test_number_text_is_exact_shortest_decimal(rows: int) -> None:
+    from decimal import Decimal
+
+    import numpy as np
+
+    from market_data_assets.tardis.sandbox.textformat import Cells, join_cells
+
+    rng = np.random.default_rng(rows)
+    units = rng.integers(0, 10**10, rows)
+    units[:3] = [0, 10**5, 123_450_000]
+    floats = rng.normal(0, 50, rows)
+    present = rng.random(rows) > 0.3
+    got = join_cells([Cells("call"), Cells(units, 5), Cells(floats, 3, present=present)], rows)
+
+    def expected(value: Decimal) -> str:
+        text = format(value, "f")
+        text = text.rstrip("0").rstrip(".") if "." in text else text
+        return "0" if text in ("-0", "") else text
+
+    for i, line in enumerate(got):
+        kind, unit_text, float_text = line.split(",")
+        assert kind == "call"
+        assert unit_text == expected(Decimal(int(units[i])).scaleb(-5))
+        want = expected(Decimal(round(float(floats[i]) * 1000)).scaleb(-3)) if present[i] else ""
+        assert float_text == want
+    assert got[0].split(",")[1] == "0" and got[1].split(",")[1] == "1" and got[2].split(",")[1] == "1234.5"

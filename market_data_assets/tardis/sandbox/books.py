@@ -26,7 +26,7 @@ from market_data_assets.tardis.sandbox.exchanges import incidents
 from market_data_assets.tardis.sandbox.instruments import Instrument
 from market_data_assets.tardis.sandbox.prices import rng_for
 from market_data_assets.tardis.sandbox.pricing import mid_prices, price_grid, quote_ticks
-from market_data_assets.tardis.sandbox.textformat import csv_cells
+from market_data_assets.tardis.sandbox.textformat import Cells, join_cells
 
 BOOK_DEPTH = 25
 
@@ -58,14 +58,16 @@ def book_snapshots(config: SandboxConfig, exchange: str, inst: Instrument, day: 
     ask_amt = draw_lots(rng, len(ts) * shown, scale).reshape(len(ts), shown) * grid.lot_units[:, None]
     bid_amt = draw_lots(rng, len(ts) * shown, scale).reshape(len(ts), shown) * grid.lot_units[:, None]
     pd, ad = grid.price_decimals, grid.amount_decimals
-    cells: dict[str, tuple[np.ndarray, int]] = {}
+    columns: list[Cells] = []
     for i in range(shown):
-        bid_price = np.where(bid_ok[:, i], bids[:, i], -1)  # -1: no such level -> empty cell
-        cells[f"a{i}"] = (asks[:, i], pd)
-        cells[f"A{i}"] = (ask_amt[:, i], ad)
-        cells[f"b{i}"] = (bid_price, pd)
-        cells[f"B{i}"] = (np.where(bid_ok[:, i], bid_amt[:, i], -1), ad)
-    rows = csv_cells(cells)
+        ok = bid_ok[:, i]
+        columns += [
+            Cells(asks[:, i], pd),
+            Cells(ask_amt[:, i], ad),
+            Cells(bids[:, i], pd, present=ok),  # a book thinner than its depth: empty cells
+            Cells(bid_amt[:, i], ad, present=ok),
+        ]
+    rows = join_cells(columns, len(ts))
     missing = "," * 4 * (depth - shown)
     pre = row_prefix(exchange, inst, ts, local)
     return Chunk(local, [f"{p}{r}{missing}" for p, r in zip(pre, rows, strict=True)])
@@ -161,6 +163,6 @@ def incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, day
         else:
             book[price] = next(lot_pool)
             emit(i, "false", side, price, book[price])
-    cells = csv_cells({"p": (np.array(prices), pd), "a": (np.array(amounts), ad)})
+    cells = join_cells([Cells(np.array(prices), pd), Cells(np.array(amounts), ad)], len(prices))
     lines = [f"{head}{ts_l[i]},{local_l[i]},{h},{c}" for i, h, c in zip(events, heads, cells, strict=True)]
     return Chunk(local[np.array(events, dtype=np.int64)], lines)

@@ -48,7 +48,7 @@ from market_data_assets.tardis.sandbox.exchanges import incidents
 from market_data_assets.tardis.sandbox.instruments import Instrument, SymbolGroup
 from market_data_assets.tardis.sandbox.prices import US_PER_DAY, day_index, day_start_us, index_at, rng_for
 from market_data_assets.tardis.sandbox.pricing import mid_prices, option_marks, price_grid, quote_ticks
-from market_data_assets.tardis.sandbox.textformat import format_float, format_units
+from market_data_assets.tardis.sandbox.textformat import Cells, format_float, format_units, join_cells
 from market_data_assets.tardis.sandbox.universe import all_instruments, horizon_for, known_exchange
 
 
@@ -219,41 +219,39 @@ def _options_chain(config: SandboxConfig, exchange: str, inst: Instrument, day: 
     underlying_index = f"SYN.{inst.base}-{inst.id.split('-')[1]}"
     strike = format_float(float(inst.strike or 0), 4)
     pd, ad = grid.price_decimals, grid.amount_decimals
+    n = len(ts)
+    has_bid = (bid >= 2) & (rng.random(n) > 0.1)  # deep OTM options often show no bid
+    has_ask = rng.random(n) > 0.05
+    iv = marks.iv * 100
+    open_interest = round(float(rng.lognormal(3, 1))) * float(grid.lot_units[0]) / 10**ad
+    last = np.maximum(1, np.round(marks.price / grid.tick)).astype(np.int64) * grid.tick_units
+    cells = join_cells(
+        [
+            Cells(inst.option_type or ""),
+            Cells(strike),
+            Cells(str(expiration)),
+            Cells(format_float(open_interest, 1)),
+            Cells(last, pd),
+            Cells(bid * grid.tick_units, pd, present=has_bid),
+            Cells(draw_lots(rng, n, 20) * grid.lot_units, ad, present=has_bid),
+            Cells(iv - 2.5, 2, present=has_bid),
+            Cells(ask * grid.tick_units, pd, present=has_ask),
+            Cells(draw_lots(rng, n, 20) * grid.lot_units, ad, present=has_ask),
+            Cells(iv + 2.5, 2, present=has_ask),
+            Cells(marks.price, 8),
+            Cells(iv, 2),
+            Cells(underlying_index),
+            Cells(marks.underlying, 2),
+            Cells(marks.delta, 5),
+            Cells(marks.gamma, 5),
+            Cells(marks.vega, 5),
+            Cells(marks.theta, 5),
+            Cells(marks.rho, 5),
+        ],
+        n,
+    )
     pre = row_prefix(exchange, inst, ts, local)
-    oi = np.round(rng.lognormal(3, 1)) * float(grid.lot_units[0]) / 10**ad
-    lines = []
-    for r, p in enumerate(pre):
-        has_bid = bid[r] >= 2 and rng.random() > 0.1  # deep OTM options often show no bid
-        has_ask = rng.random() > 0.05
-        bid_price = format_units([bid[r] * grid.tick_units[r]], pd)[0] if has_bid else ""
-        ask_price = format_units([ask[r] * grid.tick_units[r]], pd)[0] if has_ask else ""
-        bid_amount = format_units([draw_lots(rng, 1, 20)[0] * grid.lot_units[r]], ad)[0] if has_bid else ""
-        ask_amount = format_units([draw_lots(rng, 1, 20)[0] * grid.lot_units[r]], ad)[0] if has_ask else ""
-        iv = float(marks.iv[r]) * 100
-        cells = [
-            inst.option_type or "",
-            strike,
-            str(expiration),
-            format_float(oi, 1),
-            format_units([max(1, round(float(marks.price[r]) / grid.tick[r])) * grid.tick_units[r]], pd)[0],
-            bid_price,
-            bid_amount,
-            format_float(iv - 2.5, 2) if has_bid else "",
-            ask_price,
-            ask_amount,
-            format_float(iv + 2.5, 2) if has_ask else "",
-            format_float(float(marks.price[r]), 8),
-            format_float(iv, 2),
-            underlying_index,
-            format_float(float(marks.underlying[r]), 2),
-            format_float(float(marks.delta[r]), 5),
-            format_float(float(marks.gamma[r]), 5),
-            format_float(float(marks.vega[r]), 5),
-            format_float(float(marks.theta[r]), 5),
-            format_float(float(marks.rho[r]), 5),
-        ]
-        lines.append(p + ",".join(cells))
-    return Chunk(local, lines)
+    return Chunk(local, [p + c for p, c in zip(pre, cells, strict=True)])
 
 
 Generator = Callable[[SandboxConfig, str, Instrument, date], Chunk]
