@@ -11,6 +11,14 @@ the pure generators exported here without HTTP.
     os.environ["TARDIS_API_URL"] = sandbox.api_url
     ...
     sandbox.stop()
+
+Pure generators (no server needed; the server serves exactly these):
+- ``generate_csv(config, exchange, data_type, day, symbol) -> bytes``: one daily file, uncompressed
+  (``b""`` for a day without data); ``symbol`` is a dataset id or a group (``OPTIONS``, ...).
+- ``list_instruments(config, exchange, exported_until=None)``: instruments-API objects.
+- ``list_dataset_symbols(config, exchange, exported_until=None)``: ``datasets.symbols`` entries.
+- ``incidents(exchange)``: the exchange's incident windows.
+See README.md next to this file for the universe, the size knob, and fault injection.
 """
 
 from market_data_assets.tardis.sandbox.app import EMPTY_GZIP
@@ -19,7 +27,6 @@ from market_data_assets.tardis.sandbox.exchanges import incidents
 from market_data_assets.tardis.sandbox.faults import FAULT_KINDS, FaultRule, RequestRecord
 from market_data_assets.tardis.sandbox.instruments import GROUP_BY_TYPE
 from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv
-from market_data_assets.tardis.sandbox.pricing import params_at
 from market_data_assets.tardis.sandbox.server import RunningSandbox, start_sandbox
 from market_data_assets.tardis.sandbox.universe import list_dataset_symbols, list_instruments
 
@@ -37,6 +44,5 @@ __all__ = [
     "incidents",
     "list_dataset_symbols",
     "list_instruments",
-    "params_at",
     "start_sandbox",
 ]
