@@ -14,6 +14,7 @@ import http.client
 import io
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -606,6 +607,9 @@ def test_slow_fault_delivers_the_full_body_late(sandbox: RunningSandbox) -> None
     sandbox.add_fault(path_glob=path, kind="slow", times=1, delay=3.0)
     with pytest.raises(asyncio.TimeoutError):
         asyncio.run(fetch(0.5))
+    deadline = time.monotonic() + 10  # the server saw (and spent the rule on) that request
+    while not any(r.fault == "slow" for r in sandbox.requests) and time.monotonic() < deadline:
+        time.sleep(0.01)
     # ...a patient one gets every byte
     sandbox.add_fault(path_glob=path, kind="slow", times=1, delay=0.3)
     assert asyncio.run(fetch(30)) == full
