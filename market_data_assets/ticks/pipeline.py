@@ -229,7 +229,12 @@ async def materialize_raw_ticks(
 
 
 class _Ledger:
-    """The manifest rows of the partition, rewritten atomically after every finished group."""
+    """The manifest rows of the partition, rewritten atomically as groups finish.
+
+    ``replace`` returns once a manifest including the group is stored, so a kill after it loses
+    nothing. Writes coalesce: groups finishing while a write is in flight are stored together by
+    the next one, so a slow store (one GCS upload per write) never becomes one write per group.
+    """
 
     def __init__(
         self, store: ObjectStore, day: date, exchange: str, wanted: set[GroupKey], previous: list[ManifestRow]
@@ -241,6 +246,8 @@ class _Ledger:
                 self.rows[row.group].append(row)
         self._sizes: dict[str, dict[str, int]] = {}
         self._lock = asyncio.Lock()
+        self._version = 0
+        self._stored_version = 0
 
     def _stored_sizes(self, data_type: str) -> dict[str, int]:
         if data_type not in self._sizes:
@@ -255,12 +262,21 @@ class _Ledger:
         return group_is_complete(rows, group.key_for_symbol.values(), self._stored_sizes(group.data_type))
 
     async def replace(self, group: GroupKey, rows: list[ManifestRow]) -> None:
+        self.rows[group] = rows
+        self._version += 1
+        mine = self._version
         async with self._lock:
-            self.rows[group] = rows
-            await asyncio.to_thread(self.write)
+            if self._stored_version >= mine:
+                return  # a write that started after this update already stored it
+            version, snapshot = self._version, self._snapshot()
+            await asyncio.to_thread(write_manifest, self.store, self.day, self.exchange, snapshot)
+            self._stored_version = version
+
+    def _snapshot(self) -> list[ManifestRow]:
+        return [r for rows in self.rows.values() for r in rows]
 
     def write(self) -> None:
-        write_manifest(self.store, self.day, self.exchange, [r for rows in self.rows.values() for r in rows])
+        write_manifest(self.store, self.day, self.exchange, self._snapshot())
 
 
 def _convert_and_publish(
