@@ -19,7 +19,8 @@ Before timing, one untimed pass warms the sandbox (it caches the files it genera
 client pays for data generation. Rounds alternate between the clients, each into a fresh folder;
 the best round of each is reported, because this machine is shared and wall times are noisy.
 
-    .venv/bin/python benchmarks/bench_download.py [--symbols 20] [--days 5] [--trades-per-day 20000]\n        [--transfer-ms 100] [--repeat 3]
+    .venv/bin/python benchmarks/bench_download.py [--symbols 20] [--days 5] [--trades-per-day 20000]
+        [--transfer-ms 100] [--repeat 3]
 """
 
 from __future__ import annotations
