@@ -13,12 +13,12 @@ import numpy as np
 
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.events import (
-    Chunk,
+    Table,
     draw_lots,
     lot_scale,
-    row_prefix,
     sample_times,
     scaled_count,
+    stamps,
     trading_window,
     us_of,
 )
@@ -26,7 +26,7 @@ from market_data_assets.tardis.sandbox.exchanges import incidents
 from market_data_assets.tardis.sandbox.instruments import Instrument
 from market_data_assets.tardis.sandbox.prices import rng_for
 from market_data_assets.tardis.sandbox.pricing import mid_prices, price_grid, quote_ticks
-from market_data_assets.tardis.sandbox.textformat import Cells, join_cells
+from market_data_assets.tardis.sandbox.textformat import Cells
 
 BOOK_DEPTH = 25
 
@@ -36,15 +36,15 @@ def levels_available(inst: Instrument, depth: int) -> int:
     return min(depth, 8) if inst.type == "option" else depth
 
 
-def book_snapshots(config: SandboxConfig, exchange: str, inst: Instrument, day: date, depth: int) -> Chunk:
+def book_snapshots(config: SandboxConfig, exchange: str, inst: Instrument, day: date, depth: int) -> Table:
     window = trading_window(inst, exchange, day)
     if window is None:
-        return Chunk.empty()
+        return Table.empty()
     rng = rng_for(config.seed, exchange, f"book_snapshot_{depth}", inst.dataset_id, day.isoformat())
     per_day = config.trades_per_day / (40 if inst.type == "option" else 2)
     ts, local = sample_times(rng, *window, max(1, scaled_count(per_day, *window)), day)
     if len(ts) == 0:
-        return Chunk.empty()
+        return Table.empty()
     grid = price_grid(inst, ts)
     bid0, ask0 = quote_ticks(inst, mid_prices(config, inst, day, ts), grid)
     shown = levels_available(inst, depth)
@@ -67,23 +67,21 @@ def book_snapshots(config: SandboxConfig, exchange: str, inst: Instrument, day: 
             Cells(bids[:, i], pd, present=ok),  # a book thinner than its depth: empty cells
             Cells(bid_amt[:, i], ad, present=ok),
         ]
-    rows = join_cells(columns, len(ts))
-    missing = "," * 4 * (depth - shown)
-    pre = row_prefix(exchange, inst, ts, local)
-    return Chunk(local, [f"{p}{r}{missing}" for p, r in zip(pre, rows, strict=True)])
+    columns += [Cells("")] * (4 * (depth - shown))
+    return Table(local, (*stamps(ts, local), *columns))
 
 
-def incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Chunk:
+def incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Table:
     """A 25-level snapshot at the start, then updates that keep the book uncrossed."""
     window = trading_window(inst, exchange, day)
     if window is None:
-        return Chunk.empty()
+        return Table.empty()
     rng = rng_for(config.seed, exchange, "incremental_book_L2", inst.dataset_id, day.isoformat())
     per_day = config.trades_per_day / (20 if inst.type == "option" else 1)
     a, b = window
     ts, local = sample_times(rng, a, b, max(1, scaled_count(per_day, a, b)) + 1, day)
     if len(ts) == 0:
-        return Chunk.empty()
+        return Table.empty()
     # the day opens with the initial snapshot right after the window starts (real files: 00:00:00.2)
     first = min(int(ts[0]), (-(-a // 1000) + int(rng.integers(50, 400))) * 1000)
     ts[0], local[0] = first, min(int(local[0]), first + int(rng.integers(1_000, 200_000)))
@@ -98,9 +96,8 @@ def incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, day
     offsets = rng.integers(0, depth, n).tolist()
     deletes = (rng.random(n) < 0.3).tolist()
     tick_units, lot_units = grid.tick_units.tolist(), grid.lot_units.tolist()
-    ts_l, local_l = ts.tolist(), local.tolist()
+    local_l = local.tolist()
     pd, ad = grid.price_decimals, grid.amount_decimals
-    head = f"{exchange},{inst.dataset_id},"
     events: list[int] = []
     heads: list[str] = []  # "is_snapshot,side"
     prices: list[int] = []
@@ -163,6 +160,13 @@ def incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, day
         else:
             book[price] = next(lot_pool)
             emit(i, "false", side, price, book[price])
-    cells = join_cells([Cells(np.array(prices), pd), Cells(np.array(amounts), ad)], len(prices))
-    lines = [f"{head}{ts_l[i]},{local_l[i]},{h},{c}" for i, h, c in zip(events, heads, cells, strict=True)]
-    return Chunk(local[np.array(events, dtype=np.int64)], lines)
+    rows = np.array(events, dtype=np.int64)
+    return Table(
+        local[rows],
+        (
+            *stamps(ts[rows], local[rows]),
+            Cells(np.array(heads, dtype=object)),
+            Cells(np.array(prices, dtype=np.int64), pd),
+            Cells(np.array(amounts, dtype=np.int64), ad),
+        ),
+    )

@@ -15,6 +15,7 @@ import numpy as np
 from market_data_assets.tardis.sandbox.exchanges import exchange_info
 from market_data_assets.tardis.sandbox.instruments import Instrument
 from market_data_assets.tardis.sandbox.prices import US_PER_DAY, day_start_us
+from market_data_assets.tardis.sandbox.textformat import Cells, join_cells
 
 
 def us_of(moment: datetime) -> int:
@@ -49,21 +50,33 @@ def scaled_count(base: float, a: int, b: int) -> int:
     return int(round(base * (b - a) / US_PER_DAY))
 
 
-@dataclass
-class Chunk:
-    """Rows of one instrument destined for one file: CSV lines and their local timestamps."""
+@dataclass(frozen=True)
+class Table:
+    """One instrument's rows for one file, not yet formatted: local timestamps + the columns after
+    ``exchange,symbol``. Rows that fall outside the file (another day, an incident) are dropped
+    before any text is made, so the spill-over from the previous day costs next to nothing."""
 
     local: np.ndarray
-    lines: list[str]
+    columns: tuple[Cells, ...]
 
     @staticmethod
-    def empty() -> Chunk:
-        return Chunk(np.zeros(0, dtype=np.int64), [])
+    def empty() -> Table:
+        return Table(np.zeros(0, dtype=np.int64), ())
+
+    def __len__(self) -> int:
+        return len(self.local)
+
+    def take(self, rows: np.ndarray) -> Table:
+        return Table(self.local[rows], tuple(c.take(rows) for c in self.columns))
+
+    def lines(self, exchange: str, symbol: str) -> list[str]:
+        """CSV lines (no newline) starting ``exchange,symbol,``."""
+        return join_cells([Cells(f"{exchange},{symbol}"), *self.columns], len(self))
 
 
-def row_prefix(exchange: str, inst: Instrument, ts: np.ndarray, local: np.ndarray) -> list[str]:
-    head = f"{exchange},{inst.dataset_id},"
-    return [f"{head}{t},{lt}," for t, lt in zip(ts.tolist(), local.tolist(), strict=True)]
+def stamps(ts: np.ndarray, local: np.ndarray) -> tuple[Cells, Cells]:
+    """The ``timestamp,local_timestamp`` columns."""
+    return Cells(np.asarray(ts, dtype=np.int64)), Cells(np.asarray(local, dtype=np.int64))
 
 
 def draw_lots(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:

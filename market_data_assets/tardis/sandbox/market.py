@@ -34,21 +34,22 @@ from market_data_assets.tardis.formats import get_spec
 from market_data_assets.tardis.sandbox.books import book_snapshots, incremental_book
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.events import (
-    Chunk,
+    Table,
     draw_lots,
     event_times,
     latency_us,
     lot_scale,
-    row_prefix,
     sample_times,
     scaled_count,
+    stamps,
     trading_window,
+    us_of,
 )
 from market_data_assets.tardis.sandbox.exchanges import incidents
 from market_data_assets.tardis.sandbox.instruments import Instrument, SymbolGroup
 from market_data_assets.tardis.sandbox.prices import US_PER_DAY, day_index, day_start_us, index_at, rng_for
 from market_data_assets.tardis.sandbox.pricing import mid_prices, option_marks, price_grid, quote_ticks
-from market_data_assets.tardis.sandbox.textformat import Cells, format_float, format_units, join_cells
+from market_data_assets.tardis.sandbox.textformat import Cells, format_float
 from market_data_assets.tardis.sandbox.universe import all_instruments, horizon_for, known_exchange
 
 
@@ -57,27 +58,28 @@ class SandboxNotFound(LookupError):
 
 
 # ----------------------------------------------------------------------------------------------
-# per data type generators: (config, exchange, inst, day) -> Chunk of that exchange day's events
+# per data type generators: (config, exchange, inst, day) -> Table of that exchange day's events
 
 
-def _trade_ids(exchange: str, inst: Instrument, rng: np.random.Generator, day: date, n: int) -> list[str]:
+def _trade_ids(exchange: str, rng: np.random.Generator, day: date, n: int) -> np.ndarray:
+    """BitMEX: UUIDs (as in the real file); the others: increasing integers."""
     if exchange == "bitmex":
         raw = rng.integers(0, 2**63, size=(n, 2), dtype=np.int64)
         out = []
         for hi, lo in raw.tolist():
             h = f"{hi:016x}{lo:016x}"
             out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}")
-        return out
-    base = 10_000_000 * day_index(day) + rng.integers(0, 1_000_000)
-    return [str(base + i) for i in range(n)]
+        return np.array(out, dtype=object)
+    base = 10_000_000 * day_index(day) + int(rng.integers(0, 1_000_000))
+    return base + np.arange(n, dtype=np.int64)
 
 
 def _trades(
     config: SandboxConfig, exchange: str, inst: Instrument, day: date, *, liquidations: bool = False
-) -> Chunk:
+) -> Table:
     window = trading_window(inst, exchange, day)
     if window is None:
-        return Chunk.empty()
+        return Table.empty()
     a, b = window
     kind = "liquidations" if liquidations else "trades"
     rng = rng_for(config.seed, exchange, kind, inst.dataset_id, day.isoformat())
@@ -91,7 +93,7 @@ def _trades(
         n = max(1, scaled_count(per_day, a, b))
     ts = event_times(rng, a, b, n)
     if len(ts) == 0:
-        return Chunk.empty()
+        return Table.empty()
     # several fills of one order share the exchange timestamp (as in real files)
     same = rng.random(len(ts)) < 0.3
     same[0] = False
@@ -113,46 +115,52 @@ def _trades(
     price = np.where(buy, ask, bid) * grid.tick_units
     amount = np.maximum(draw_lots(rng, len(ts), lot_scale(inst)), grid.min_lots) * grid.lot_units
     if liquidations and exchange == "binance-futures":
-        ids = [""] * len(ts)  # binance forceOrder messages carry no id
+        ids = Cells("")  # binance forceOrder messages carry no id
     else:
-        ids = _trade_ids(exchange, inst, rng, day, len(ts))
-    sides = np.where(buy, "buy", "sell").tolist()
-    prices = format_units(price, grid.price_decimals)
-    amounts = format_units(amount, grid.amount_decimals)
-    pre = row_prefix(exchange, inst, ts, local)
-    lines = [
-        f"{p}{i},{s},{pr},{am}" for p, i, s, pr, am in zip(pre, ids, sides, prices, amounts, strict=True)
-    ]
-    return Chunk(local, lines)
+        ids = Cells(_trade_ids(exchange, rng, day, len(ts)))
+    sides = Cells(np.where(buy, "buy", "sell").astype(object))
+    return Table(
+        local,
+        (
+            *stamps(ts, local),
+            ids,
+            sides,
+            Cells(price, grid.price_decimals),
+            Cells(amount, grid.amount_decimals),
+        ),
+    )
 
 
 def _quotes(
     config: SandboxConfig, exchange: str, inst: Instrument, day: date, *, stream: str = "quotes"
-) -> Chunk:
+) -> Table:
     window = trading_window(inst, exchange, day)
     if window is None:
-        return Chunk.empty()
+        return Table.empty()
     rng = rng_for(config.seed, exchange, stream, inst.dataset_id, day.isoformat())
     per_day = config.trades_per_day / (20 if inst.type == "option" else 1)
     ts, local = sample_times(rng, *window, max(1, scaled_count(per_day, *window)), day)
     if len(ts) == 0:
-        return Chunk.empty()
+        return Table.empty()
     grid = price_grid(inst, ts)
     bid, ask = quote_ticks(inst, mid_prices(config, inst, day, ts), grid)
     scale = lot_scale(inst) * 5
-    ask_amount = format_units(draw_lots(rng, len(ts), scale) * grid.lot_units, grid.amount_decimals)
-    bid_amount = format_units(draw_lots(rng, len(ts), scale) * grid.lot_units, grid.amount_decimals)
-    ask_price = format_units(ask * grid.tick_units, grid.price_decimals)
-    bid_price = format_units(bid * grid.tick_units, grid.price_decimals)
-    pre = row_prefix(exchange, inst, ts, local)
-    lines = [
-        f"{p}{aa},{ap},{bp},{ba}"
-        for p, aa, ap, bp, ba in zip(pre, ask_amount, ask_price, bid_price, bid_amount, strict=True)
-    ]
-    return Chunk(local, lines)
+    ask_amount = draw_lots(rng, len(ts), scale) * grid.lot_units
+    bid_amount = draw_lots(rng, len(ts), scale) * grid.lot_units
+    pd, ad = grid.price_decimals, grid.amount_decimals
+    return Table(
+        local,
+        (
+            *stamps(ts, local),
+            Cells(ask_amount, ad),
+            Cells(ask * grid.tick_units, pd),
+            Cells(bid * grid.tick_units, pd),
+            Cells(bid_amount, ad),
+        ),
+    )
 
 
-def _book_ticker(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Chunk:
+def _book_ticker(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Table:
     return _quotes(config, exchange, inst, day, stream="book_ticker")
 
 
@@ -164,15 +172,15 @@ def _funding_times(exchange: str, ts: np.ndarray) -> np.ndarray | None:
     return (ts // period + 1) * period
 
 
-def _derivative_ticker(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Chunk:
+def _derivative_ticker(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Table:
     window = trading_window(inst, exchange, day)
     if window is None:
-        return Chunk.empty()
+        return Table.empty()
     rng = rng_for(config.seed, exchange, "derivative_ticker", inst.dataset_id, day.isoformat())
     n = max(24, scaled_count(config.trades_per_day / 10, *window))
     ts, local = sample_times(rng, *window, n, day)
     if len(ts) == 0:
-        return Chunk.empty()
+        return Table.empty()
     grid = price_grid(inst, ts)
     mid = mid_prices(config, inst, day, ts)
     index = index_at(config.seed, inst.underlying, day, ts)
@@ -182,35 +190,35 @@ def _derivative_ticker(config: SandboxConfig, exchange: str, inst: Instrument, d
     rate = 0.0001 + 0.00005 * np.sin(ts / 7.2e9) + rng.normal(0, 0.00001, len(ts))
     oi_base = {"BTC": 2e8, "ETH": 8e7}.get(inst.base, 2e6) / (1 if inst.inverse else float(np.mean(mid)))
     oi = oi_base * (1 + 0.05 * np.sin(ts / 5e9)) + rng.normal(0, oi_base * 0.001, len(ts))
-    last_s = format_units(last, grid.price_decimals)
-    pre = row_prefix(exchange, inst, ts, local)
-    lines = []
-    for r, p in enumerate(pre):
-        cells = [
-            str(int(funding[r])) if funding is not None else "",
-            format_float(float(rate[r]), 8) if perpetual else "",
-            format_float(float(rate[r]) * 1.1, 8) if perpetual and exchange == "bitmex" else "",
-            format_float(float(oi[r]), 0 if inst.inverse else 3),
-            last_s[r],
-            format_float(float(index[r]), 2),
-            format_float(float(mid[r]), 4 if grid.price_decimals < 4 else grid.price_decimals + 2),
-        ]
-        lines.append(p + ",".join(cells))
-    return Chunk(local, lines)
+    mark_places = 4 if grid.price_decimals < 4 else grid.price_decimals + 2
+    none = Cells("")
+    return Table(
+        local,
+        (
+            *stamps(ts, local),
+            Cells(funding) if funding is not None else none,
+            Cells(rate, 8) if perpetual else none,
+            Cells(rate * 1.1, 8) if perpetual and exchange == "bitmex" else none,
+            Cells(oi, 0 if inst.inverse else 3),
+            Cells(last, grid.price_decimals),
+            Cells(index, 2),
+            Cells(mid, mark_places),
+        ),
+    )
 
 
-def _liquidations(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Chunk:
+def _liquidations(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Table:
     return _trades(config, exchange, inst, day, liquidations=True)
 
 
-def _options_chain(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Chunk:
+def _options_chain(config: SandboxConfig, exchange: str, inst: Instrument, day: date) -> Table:
     window = trading_window(inst, exchange, day)
     if window is None or inst.type != "option":
-        return Chunk.empty()
+        return Table.empty()
     rng = rng_for(config.seed, exchange, "options_chain", inst.dataset_id, day.isoformat())
     ts, local = sample_times(rng, *window, max(2, scaled_count(config.trades_per_day / 40, *window)), day)
     if len(ts) == 0:
-        return Chunk.empty()
+        return Table.empty()
     grid = price_grid(inst, ts)
     marks = option_marks(config, inst, day, ts)
     bid, ask = quote_ticks(inst, marks.price, grid)
@@ -225,36 +233,33 @@ def _options_chain(config: SandboxConfig, exchange: str, inst: Instrument, day: 
     iv = marks.iv * 100
     open_interest = round(float(rng.lognormal(3, 1))) * float(grid.lot_units[0]) / 10**ad
     last = np.maximum(1, np.round(marks.price / grid.tick)).astype(np.int64) * grid.tick_units
-    cells = join_cells(
-        [
-            Cells(inst.option_type or ""),
-            Cells(strike),
-            Cells(str(expiration)),
-            Cells(format_float(open_interest, 1)),
-            Cells(last, pd),
-            Cells(bid * grid.tick_units, pd, present=has_bid),
-            Cells(draw_lots(rng, n, 20) * grid.lot_units, ad, present=has_bid),
-            Cells(iv - 2.5, 2, present=has_bid),
-            Cells(ask * grid.tick_units, pd, present=has_ask),
-            Cells(draw_lots(rng, n, 20) * grid.lot_units, ad, present=has_ask),
-            Cells(iv + 2.5, 2, present=has_ask),
-            Cells(marks.price, 8),
-            Cells(iv, 2),
-            Cells(underlying_index),
-            Cells(marks.underlying, 2),
-            Cells(marks.delta, 5),
-            Cells(marks.gamma, 5),
-            Cells(marks.vega, 5),
-            Cells(marks.theta, 5),
-            Cells(marks.rho, 5),
-        ],
-        n,
+    columns = (
+        *stamps(ts, local),
+        Cells(inst.option_type or ""),
+        Cells(strike),
+        Cells(str(expiration)),
+        Cells(format_float(open_interest, 1)),
+        Cells(last, pd),
+        Cells(bid * grid.tick_units, pd, present=has_bid),
+        Cells(draw_lots(rng, n, 20) * grid.lot_units, ad, present=has_bid),
+        Cells(iv - 2.5, 2, present=has_bid),
+        Cells(ask * grid.tick_units, pd, present=has_ask),
+        Cells(draw_lots(rng, n, 20) * grid.lot_units, ad, present=has_ask),
+        Cells(iv + 2.5, 2, present=has_ask),
+        Cells(marks.price, 8),
+        Cells(iv, 2),
+        Cells(underlying_index),
+        Cells(marks.underlying, 2),
+        Cells(marks.delta, 5),
+        Cells(marks.gamma, 5),
+        Cells(marks.vega, 5),
+        Cells(marks.theta, 5),
+        Cells(marks.rho, 5),
     )
-    pre = row_prefix(exchange, inst, ts, local)
-    return Chunk(local, [p + c for p, c in zip(pre, cells, strict=True)])
+    return Table(local, columns)
 
 
-Generator = Callable[[SandboxConfig, str, Instrument, date], Chunk]
+Generator = Callable[[SandboxConfig, str, Instrument, date], Table]
 
 GENERATORS: dict[str, Generator] = {
     "trades": _trades,
@@ -297,27 +302,30 @@ def resolve_symbol(config: SandboxConfig, exchange: str, symbol: str, day: date)
     raise SandboxNotFound(f"unknown symbol {symbol!r} for exchange {exchange!r}")
 
 
-def _chunks_for_day(
+def _lines_for_day(
     config: SandboxConfig, exchange: str, data_type: str, insts: list[Instrument], day: date
-) -> list[Chunk]:
+) -> tuple[np.ndarray, list[str]]:
+    """Every row of the file with its local timestamp (not yet in file order)."""
     gen = GENERATORS[data_type]
     start = day_start_us(day)
     end = start + US_PER_DAY
-    chunks = []
+    windows = [(us_of(i.start), us_of(i.end)) for i in incidents(exchange)]
+    locals_: list[np.ndarray] = []
+    lines: list[str] = []
     for inst in insts:
-        parts = [gen(config, exchange, inst, day)]
+        tables = [gen(config, exchange, inst, day)]
         if data_type in _SPILLS_INTO_NEXT_DAY:
-            parts.insert(0, gen(config, exchange, inst, day - timedelta(days=1)))
-        for part in parts:
-            keep = (part.local >= start) & (part.local < end)
-            for incident in incidents(exchange):
-                lo = int(incident.start.timestamp() * 1_000_000)
-                hi = int(incident.end.timestamp() * 1_000_000)
-                keep &= (part.local < lo) | (part.local >= hi)
-            idx = np.nonzero(keep)[0]
-            if len(idx):
-                chunks.append(Chunk(part.local[idx], [part.lines[i] for i in idx.tolist()]))
-    return chunks
+            tables.insert(0, gen(config, exchange, inst, day - timedelta(days=1)))
+        for table in tables:
+            keep = (table.local >= start) & (table.local < end)
+            for lo, hi in windows:
+                keep &= (table.local < lo) | (table.local >= hi)
+            rows = np.nonzero(keep)[0]
+            if len(rows):
+                kept = table.take(rows)
+                locals_.append(kept.local)
+                lines.extend(kept.lines(exchange, inst.dataset_id))
+    return (np.concatenate(locals_) if locals_ else np.zeros(0, dtype=np.int64)), lines
 
 
 def generate_csv(config: SandboxConfig, exchange: str, data_type: str, day: date, symbol: str) -> bytes:
@@ -347,11 +355,9 @@ def generate_csv(config: SandboxConfig, exchange: str, data_type: str, day: date
         ]
     else:
         insts = [target]
-    chunks = _chunks_for_day(config, exchange, data_type, insts, day)
-    if not chunks:
+    local, lines = _lines_for_day(config, exchange, data_type, insts, day)
+    if not lines:
         return b""
-    local = np.concatenate([c.local for c in chunks])
-    lines = [line for c in chunks for line in c.lines]
     order = np.argsort(local, kind="stable")
     body = "\n".join([get_spec(data_type).csv_header_line, *(lines[i] for i in order.tolist())]) + "\n"
     return body.encode()

@@ -49,12 +49,20 @@ class Cells:
     """One CSV column for ``join_cells``.
 
     ``values``: integers counting ``10**-decimals`` units, or floats (rounded to ``decimals``
-    places here), or one text shared by every row. ``present`` False -> an empty cell.
+    places here), or ready text (a string array), or one text shared by every row.
+    ``present`` False -> an empty cell.
     """
 
     values: np.ndarray | str
     decimals: int = 0
     present: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> Cells:
+        """The same column restricted to ``rows`` (indices)."""
+        if isinstance(self.values, str):
+            return self
+        present = None if self.present is None else np.asarray(self.present)[rows]
+        return Cells(self.values[rows], self.decimals, present)
 
 
 _POLARS_FROM_ROWS = 500
@@ -69,11 +77,14 @@ def join_cells(columns: Sequence[Cells], rows: int) -> list[str]:
     """
     if rows < _POLARS_FROM_ROWS:
         return _join_cells_python(columns, rows)
-    data: dict[str, np.ndarray] = {"_row": np.arange(rows)}
+    data: dict[str, np.ndarray | pl.Series] = {"_row": np.arange(rows)}
     exprs: list[pl.Expr] = []
     for k, cells in enumerate(columns):
         if isinstance(cells.values, str):
             expr = pl.lit(cells.values)
+        elif cells.values.dtype.kind in "OUS":
+            data[f"v{k}"] = pl.Series(cells.values.tolist(), dtype=pl.String)  # type: ignore[assignment]
+            expr = pl.col(f"v{k}")
         else:
             values = cells.values
             if values.dtype.kind == "f":
@@ -94,6 +105,14 @@ def _join_cells_python(columns: Sequence[Cells], rows: int) -> list[str]:
     for cells in columns:
         if isinstance(cells.values, str):
             texts.append([cells.values] * rows)
+            continue
+        if cells.values.dtype.kind in "OUS":
+            text = [str(v) for v in cells.values.tolist()]
+            if cells.present is not None:
+                text = [
+                    t if ok else "" for t, ok in zip(text, np.asarray(cells.present).tolist(), strict=True)
+                ]
+            texts.append(text)
             continue
         values = cells.values
         if values.dtype.kind == "f":
