@@ -5,8 +5,9 @@ only gzips what it returns. How the files are built, mirroring what real Tardis 
 
 - Events are generated per *exchange day* with an exchange ``timestamp`` (ms precision, like the
   real feeds) and a ``local_timestamp`` (µs) a little later; daily files are split and ordered by
-  ``local_timestamp``. Every trading day's last trade is stamped just before midnight and reaches
-  the collector just after it, so it sits at the top of the NEXT day's file, as in real Tardis.
+  ``local_timestamp``. Every trading day's last trade (options aside) is stamped just before
+  midnight and reaches the collector just after it, so it sits at the top of the NEXT day's file,
+  as in real Tardis.
 - Prices follow the shared index path of the instrument's underlying (``prices.py``), quantized to
   the instrument's ``priceIncrement`` *valid at that moment* (its ``changes`` history is honoured,
   e.g. BitMEX XBTUSD ticks at 0.5 before 2024-07-31 04:00 and at 0.1 after); amounts are whole
