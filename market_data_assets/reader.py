@@ -16,11 +16,15 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
+import pyarrow as pa
 
+from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
 from market_data_assets.quality.missing import report_for_range
 from market_data_assets.settings import Settings
 from market_data_assets.storage import layout
 from market_data_assets.storage.store import ObjectStore, open_store
+from market_data_assets.tardis.formats import get_spec
+from market_data_assets.ticks.convert import EXCHANGE_TIMESTAMP_SLACK
 
 TimeLike = str | date | datetime
 
@@ -70,18 +74,19 @@ def _scan_keyed(
     folder_of: Callable[[date], str],
     path_of: Callable[[date, str], str],
     keys: Sequence[str],
-    start: datetime,
-    end: datetime,
+    start: TimeLike,
+    end: TimeLike,
+    empty_schema: pa.Schema,
     slack: timedelta = timedelta(0),
-) -> pl.LazyFrame | None:
-    wanted: dict[str, list[str]] = {}
-    for day in _days(start, end, slack):
-        wanted[folder_of(day)] = [path_of(day, k) for k in keys]
+) -> pl.LazyFrame:
+    """Scan the existing files of ``keys`` for the days that can hold ``[start, end)``, time-filtered."""
+    start_dt, end_dt = _as_datetime(start), _as_datetime(end)
+    wanted = {folder_of(day): [path_of(day, k) for k in keys] for day in _days(start_dt, end_dt, slack)}
     paths = _existing(store, wanted)
     if not paths:
-        return None
+        return pl.LazyFrame(schema=pl.from_arrow(empty_schema.empty_table()).schema)
     return pl.scan_parquet([store.uri(p) for p in paths], **_scan_options(store)).filter(
-        (pl.col("timestamp") >= start) & (pl.col("timestamp") < end)
+        (pl.col("timestamp") >= start_dt) & (pl.col("timestamp") < end_dt)
     )
 
 
@@ -130,64 +135,54 @@ def scan_ticks(
     Tardis files are split by local_timestamp, so a day's last ticks can sit in the next day's
     file: the scan includes every file whose day ± the converter's boundary slack overlaps the range.
     """
-    from market_data_assets.ticks.convert import EXCHANGE_TIMESTAMP_SLACK
-
-    store = _store(root)
-    layout.check_data_type(data_type)
-    lf = _scan_keyed(
-        store,
+    return _scan_keyed(
+        _store(root),
         lambda d: layout.raw_ticks_dir(d, data_type),
         lambda d, k: layout.raw_ticks_path(d, data_type, k),
         _check_keys(keys),
-        _as_datetime(start),
-        _as_datetime(end),
+        start,
+        end,
+        get_spec(layout.check_data_type(data_type)).arrow_schema,
         slack=EXCHANGE_TIMESTAMP_SLACK,
     )
-    if lf is None:
-        from market_data_assets.tardis.formats import get_spec
-
-        return pl.LazyFrame(
-            schema=pl.Schema(pl.from_arrow(get_spec(data_type).arrow_schema.empty_table()).schema)
-        )
-    return lf
 
 
 def scan_candles(
     timeframe: str, keys: Iterable[str] | str, start: TimeLike, end: TimeLike, *, root: str | None = None
 ) -> pl.LazyFrame:
     """Candles of ``keys`` at ``timeframe`` whose bucket start is in ``[start, end)``."""
-    store = _store(root)
     layout.check_timeframe(timeframe)
-    lf = _scan_keyed(
-        store,
+    return _scan_keyed(
+        _store(root),
         lambda d: layout.candles_dir(d, timeframe),
         lambda d, k: layout.candles_path(d, timeframe, k),
         _check_keys(keys),
-        _as_datetime(start),
-        _as_datetime(end),
+        start,
+        end,
+        CANDLE_SCHEMA,
     )
-    if lf is None:
-        from market_data_assets.candles.schema import CANDLE_SCHEMA
-
-        return pl.LazyFrame(schema=pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema)
-    return lf
 
 
 def scan_book_snapshots(
-    timeframe: str, keys: Iterable[str] | str, start: TimeLike, end: TimeLike, *, root: str | None = None
+    timeframe: str,
+    keys: Iterable[str] | str,
+    start: TimeLike,
+    end: TimeLike,
+    *,
+    depth: int = 5,
+    root: str | None = None,
 ) -> pl.LazyFrame:
-    """The book as of each bucket end, for ``keys`` at ``timeframe``, buckets in ``[start, end)``."""
-    store = _store(root)
+    """The book as of each bucket end (``depth`` levels where stored), buckets in ``[start, end)``."""
     layout.check_timeframe(timeframe)
-    lf = _scan_keyed(
-        store,
+    return _scan_keyed(
+        _store(root),
         lambda d: layout.book_snapshots_dir(d, timeframe),
         lambda d, k: layout.book_snapshots_path(d, timeframe, k),
         _check_keys(keys),
-        _as_datetime(start),
-        _as_datetime(end),
+        start,
+        end,
+        book_snapshot_schema(depth),
     )
-    return lf if lf is not None else pl.LazyFrame()
 
 
 def missing_data(
