@@ -693,7 +693,7 @@ def test_sandbox_env_points_the_settings_at_the_sandbox(sandbox_env: RunningSand
 
 
 def test_response_cache_is_bounded_by_bytes_and_keeps_recent_entries() -> None:
-    from market_data_assets.tardis.sandbox.app import ByteLru
+    from market_data_assets.tardis.sandbox.state import ByteLru
 
     cache = ByteLru(max_bytes=100)
     cache.put(("a",), b"x" * 40)

@@ -9,9 +9,10 @@ from datetime import date
 
 from aiohttp import web
 
-from market_data_assets.tardis.sandbox.app import SandboxState, build_app
+from market_data_assets.tardis.sandbox.app import build_app
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.faults import FaultInjector, FaultRule, RequestRecord
+from market_data_assets.tardis.sandbox.state import SandboxState
 
 _START_TIMEOUT_S = 30.0
 
