@@ -153,24 +153,28 @@ def instrument_keys_unique(
     )
 
 
-def _raw_trade_volume(store, day: date, exchange: str) -> pl.DataFrame:
-    """Σ amount per instrument of trades whose exchange timestamp falls on ``day`` (files D and D+1)."""
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(), tzinfo=UTC)
-    end = start + timedelta(days=1)
+    return start, start + timedelta(days=1)
+
+
+def _exchange_files(store, folder: str, exchange: str) -> list[str]:
+    """The exchange's files in one layout folder: one listing, keys filtered by the venue prefix."""
+    return [o.path for o in store.list(f"{folder}/{layout.key_prefix_for_exchange(exchange)}")]
+
+
+def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date | None = None) -> pl.DataFrame:
+    """Σ ``column`` per instrument over ``paths`` (rows with a timestamp on ``day`` only, if given)."""
     frames = []
-    for file_day in (day, day + timedelta(days=1)):
-        prefix = f"{layout.raw_ticks_dir(file_day, 'trades')}/{layout.key_prefix_for_exchange(exchange)}"
-        for obj in store.list(prefix):
-            frames.append(
-                pl.from_arrow(store.read_parquet(obj.path, columns=["timestamp", "amount", "instrument_key"]))
-                .with_columns(pl.col("instrument_key").cast(pl.String))
-                .filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
-                .group_by("instrument_key")
-                .agg(pl.col("amount").sum().alias("raw_volume"))
-            )
+    for path in paths:
+        df = pl.from_arrow(store.read_parquet(path, columns=["timestamp", column, "instrument_key"]))
+        if day is not None:
+            start, end = _day_bounds(day)
+            df = df.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
+        frames.append(df.select(pl.col("instrument_key").cast(pl.String), pl.col(column).alias(alias)))
     if not frames:
-        return pl.DataFrame(schema={"instrument_key": pl.String, "raw_volume": pl.Float64})
-    return pl.concat(frames).group_by("instrument_key").agg(pl.col("raw_volume").sum())
+        return pl.DataFrame(schema={"instrument_key": pl.String, alias: pl.Float64})
+    return pl.concat(frames).group_by("instrument_key").agg(pl.col(alias).sum())
 
 
 @dg.asset_check(
@@ -186,20 +190,15 @@ def candle_volume_matches_raw_trades(
     mismatches: list[dict] = []
     compared = 0
     for p in _check_partitions(context):
-        raw = _raw_trade_volume(store, p.day, p.exchange)
-        prefix = f"{layout.candles_dir(p.day, '24h')}/{layout.key_prefix_for_exchange(p.exchange)}"
-        candle_frames = [
-            pl.from_arrow(store.read_parquet(o.path, columns=["instrument_key", "volume"]))
-            for o in store.list(prefix)
+        # Trades of day D sit in file D and at the top of file D+1 (Tardis splits by local_timestamp).
+        trade_files = [
+            path
+            for file_day in (p.day, p.day + timedelta(days=1))
+            for path in _exchange_files(store, layout.raw_ticks_dir(file_day, "trades"), p.exchange)
         ]
-        candles = (
-            pl.concat(candle_frames)
-            .with_columns(pl.col("instrument_key").cast(pl.String))
-            .group_by("instrument_key")
-            .agg(pl.col("volume").sum().alias("candle_volume"))
-            if candle_frames
-            else pl.DataFrame(schema={"instrument_key": pl.String, "candle_volume": pl.Float64})
-        )
+        raw = _volume_by_key(store, trade_files, "amount", "raw_volume", day=p.day)
+        candle_files = _exchange_files(store, layout.candles_dir(p.day, "24h"), p.exchange)
+        candles = _volume_by_key(store, candle_files, "volume", "candle_volume")
         joined = raw.join(candles, on="instrument_key", how="full", coalesce=True).fill_null(0.0)
         compared += joined.height
         bad = joined.filter(
@@ -226,14 +225,12 @@ def candle_timestamps_inside_day(
     outside: list[str] = []
     files = 0
     for p in _check_partitions(context):
-        start = datetime.combine(p.day, time(), tzinfo=UTC)
-        end = start + timedelta(days=1)
-        prefix = f"{layout.candles_dir(p.day, '15s')}/{layout.key_prefix_for_exchange(p.exchange)}"
-        for obj in store.list(prefix):
+        start, end = _day_bounds(p.day)
+        for path in _exchange_files(store, layout.candles_dir(p.day, "15s"), p.exchange):
             files += 1
-            ts = pl.from_arrow(store.read_parquet(obj.path, columns=["timestamp"]))["timestamp"]
+            ts = pl.from_arrow(store.read_parquet(path, columns=["timestamp"]))["timestamp"]
             if ts.len() and (ts.min() < start or ts.max() >= end):
-                outside.append(f"{obj.path}: {ts.min()} .. {ts.max()}")
+                outside.append(f"{path}: {ts.min()} .. {ts.max()}")
     return dg.AssetCheckResult(
         passed=not outside, metadata={"files": files, "outside_day": dg.MetadataValue.json(outside[:50])}
     )
