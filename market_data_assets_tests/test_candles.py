@@ -24,7 +24,12 @@ from market_data_assets.candles.build import (
     build_base_candles,
     build_rolled_up_candles,
 )
-from market_data_assets.candles.compute import InstrumentDayTicks, TickDataError, compute_candles
+from market_data_assets.candles.compute import (
+    InstrumentDayTicks,
+    TickDataError,
+    compute_candles,
+    order_by_exchange_time,
+)
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.schema import CANDLE_COLUMNS, CANDLE_SCHEMA, Rollup
 from market_data_assets.candles.timeframes import TIMEFRAME_TABLE, get_timeframe
@@ -392,6 +397,24 @@ def test_random_day_matches_the_reference_too() -> None:
     for tf in TIMEFRAME_TABLE[1:5]:
         chained = rollup(chained, tf)
     assert_rows_equal(chained.to_dicts(), reference_candles(timeframe="1h", **rows), "random 1h")
+
+
+@pytest.mark.parametrize("late_share", [0.0, 0.01, 0.3, 0.9])
+def test_order_by_exchange_time_is_a_stable_sort(late_share: float) -> None:
+    """Nearly sorted input (the merge path) and mostly unsorted input (the fallback) alike."""
+    rng = random.Random(int(late_share * 100))
+    stamps = []
+    for i in range(5000):
+        ts = i // 3 * 10  # ties in threes
+        if rng.random() < late_share:
+            ts -= 10 * rng.randrange(1, 40)  # stamped like a row already seen (a tie) but arrived late
+        stamps.append(ts)
+    frame = pl.DataFrame({"_t": stamps, "file_row": list(range(len(stamps)))})
+    expected = sorted(
+        zip(stamps, range(len(stamps)), strict=True), key=lambda r: r[0]
+    )  # Python's sort is stable
+    got = order_by_exchange_time(frame)
+    assert list(zip(got["_t"], got["file_row"], strict=True)) == expected
 
 
 def test_every_column_has_a_rollup_rule_and_ratios_name_summed_columns() -> None:

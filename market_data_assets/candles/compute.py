@@ -75,9 +75,27 @@ def ticks_of_day(ticks: pl.LazyFrame, grid: DayGrid, columns: list[pl.Expr]) -> 
         .select(pl.col(TS).cast(pl.Int64).alias(_T), *columns)
         .collect()
     )
-    if not t[_T].is_sorted():
-        t = t.sort(_T, maintain_order=True)
-    return t
+    return order_by_exchange_time(t)
+
+
+def order_by_exchange_time(t: pl.DataFrame) -> pl.DataFrame:
+    """A stable sort by ``_T`` specialised for nearly sorted input.
+
+    Tardis orders rows by ``local_timestamp``, so exchange timestamps are almost sorted: only rows
+    that arrived late (stamped before some earlier row) are out of place. Those few are sorted on
+    their own and merged back into the in-order rows, which is linear instead of a full sort. An
+    in-order row with the same timestamp as a late row always precedes it in the file (otherwise
+    it would be late too), so the left-biased merge keeps file order for ties: a stable sort.
+    """
+    ts = t[_T]
+    if ts.is_sorted():
+        return t
+    in_order = ts >= ts.cum_max()
+    if in_order.sum() < t.height // 2:
+        return t.sort(_T, maintain_order=True)
+    head = t.filter(in_order).with_columns(pl.col(_T).set_sorted())
+    late = t.filter(~in_order).sort(_T, maintain_order=True)
+    return head.merge_sorted(late, key=_T, maintain_order=True)
 
 
 def _bucket(width: int) -> pl.Expr:
@@ -152,7 +170,7 @@ def book_features(book: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
         # Both inputs are ordered by time: a linear merge, no sort. Ties between a snapshot and a
         # bucket start need no rule, as the bucket start carries the last snapshot at that instant.
         snaps.select(starts.columns)
-        .merge_sorted(starts, key=_T)
+        .merge_sorted(starts, key=_T, maintain_order=True)
         .lazy()
         .with_columns((pl.col(_T).shift(-1).fill_null(grid.end_us) - pl.col(_T)).alias("_dur"))
         .with_columns(
