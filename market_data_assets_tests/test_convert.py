@@ -389,3 +389,16 @@ def test_sink_flushes_early_under_its_row_budget_and_keeps_order(tmp_path: Path)
         assert f.rows == len(sent[f.instrument_key])
     groups = sum(pq.ParquetFile(f.path).metadata.num_row_groups for f in files)
     assert groups > len(files), "the budget forced early, smaller row groups"
+
+
+def test_corrupt_gzip_bytes_are_a_clear_error(tmp_path: Path) -> None:
+    data = bytearray(gzip.compress(big_trades_csv(20_000, ("BTC-PERPETUAL",), SANDBOX_DAY).encode()))
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the deflate stream
+    src = tmp_path / "corrupt.csv.gz"
+    src.write_bytes(bytes(data))
+    assert_fails_cleanly(tmp_path, src, "trades", SANDBOX_DAY, CorruptGzipError, "corrupt gzip", "line ")
+    not_gzip = tmp_path / "plain.csv.gz"
+    not_gzip.write_bytes(b"exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n")
+    assert_fails_cleanly(
+        tmp_path, not_gzip, "trades", SANDBOX_DAY, CorruptGzipError, "not a readable gzip", "line 1"
+    )
