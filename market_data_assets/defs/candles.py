@@ -10,6 +10,9 @@ exchange). When D+1 is not downloaded yet, D is built anyway and marked
 ``complete_through_midnight = false`` (metadata and every file). The ``tardis_new_days`` sensor
 (defs/sensors.py) runs the processing of D only once D+1 is ingested, and requests it again at that
 point, so such a partition is rebuilt, complete, when D+1's raw ticks arrive.
+
+No ``from __future__ import annotations`` here: Dagster checks the ``context`` annotation of the
+assets built inside ``_candle_asset`` at definition time and cannot resolve a postponed one.
 """
 
 from collections.abc import Callable
