@@ -27,7 +27,7 @@ TARGETS = [
 ]
 
 
-def write_targets(store: LocalStore) -> None:
+def write_targets(store: LocalStore, day: date = DAY) -> None:
     frame = pl.DataFrame(
         [
             {
@@ -41,7 +41,7 @@ def write_targets(store: LocalStore) -> None:
             for dt, sym, key in TARGETS
         ]
     )
-    store.write_parquet(frame.to_arrow(), targets_path(DAY, "deribit"))
+    store.write_parquet(frame.to_arrow(), targets_path(day, "deribit"))
 
 
 def expected_rows(sandbox: RunningSandbox, data_type: str, symbol: str) -> int:
@@ -123,3 +123,28 @@ def test_missing_targets_file_is_a_clear_failure(sandbox_env: RunningSandbox, tm
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "no download targets for 2024-03-05|deribit" in str(failure.event_specific_data.error)  # type: ignore[union-attr]
+
+
+def test_one_run_covers_a_range_of_partitions(sandbox_env: RunningSandbox, tmp_path: Path) -> None:
+    """A multi-run backfill shard: one run, two days, every file and one materialization per day."""
+    store = LocalStore(tmp_path / "lake")
+    days = [date(2024, 3, 4), DAY]
+    for day in days:
+        write_targets(store, day)
+    result = dg.materialize(
+        [raw_ticks],
+        resources={"market_data": MarketDataResource(root=str(tmp_path / "lake"))},
+        tags={
+            "dagster/asset_partition_range_start": "2024-03-04|deribit",
+            "dagster/asset_partition_range_end": "2024-03-05|deribit",
+        },
+    )
+    assert result.success
+    assert sorted(m.partition for m in result.asset_materializations_for_node("raw_ticks")) == [
+        "2024-03-04|deribit",
+        "2024-03-05|deribit",
+    ]
+    for day in days:
+        for dt, _sym, key in TARGETS:
+            assert store.exists(raw_ticks_path(day, dt, key))
+        assert {r["status"] for r in read_manifest(store, day, "deribit").to_pylist()} == {"ok"}
