@@ -43,13 +43,15 @@ STATUSES: tuple[str, ...] = (
 )
 GAP_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s != "present")
 
+STATUS_ENUM = pl.Enum(STATUSES)
+
 REPORT_SCHEMA: dict[str, pl.DataType] = {
     "exchange": pl.String(),
     "day": pl.Date(),
     "data_type": pl.String(),
     "instrument_key": pl.String(),
     "dataset_symbol": pl.String(),
-    "status": pl.String(),
+    "status": STATUS_ENUM,
     "detail": pl.String(),
     "path": pl.String(),
     "stored_bytes": pl.Int64(),
@@ -249,15 +251,17 @@ def classify_day(
         .then(pl.struct(s=pl.lit("missing"), d=pl.lit("recorded in the manifest but no longer stored")))
         .otherwise(pl.struct(s=pl.lit("missing"), d=pl.lit("never downloaded")))
     )
+    status = pl.col("_sd").struct.field("s")
+    # A year of an exchange is ~1M rows: present files carry no detail and no path (both derivable).
     return frame.with_columns(_sd=status_detail).select(
         pl.lit(exchange).alias("exchange"),
         pl.lit(day).alias("day"),
         "data_type",
         "instrument_key",
         "dataset_symbol",
-        pl.col("_sd").struct.field("s").alias("status"),
-        pl.col("_sd").struct.field("d").alias("detail"),
-        "path",
+        status.cast(STATUS_ENUM).alias("status"),
+        pl.when(pl.col("_sd").struct.field("d") != "").then(pl.col("_sd").struct.field("d")).alias("detail"),
+        pl.when(status != "present").then(pl.col("path")).alias("path"),
         "stored_bytes",
         pl.col("manifest_bytes").cast(pl.Int64),
         pl.col("manifest_rows").cast(pl.Int64),
@@ -333,6 +337,33 @@ def report_for_day(
     )
 
 
+def _reports_for_jobs(
+    store: ObjectStore,
+    jobs: list[tuple[date, str]],
+    incidents: dict[str, list[Incident]],
+    data_type: str | None,
+    verify_rows: bool,
+    threads: int,
+) -> pl.DataFrame:
+    """The reports of ``jobs`` (day, exchange) on a thread pool: listing and reading are I/O bound."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(job: tuple[date, str]) -> pl.DataFrame:
+        day, exchange = job
+        return report_for_day(
+            store,
+            day,
+            exchange,
+            incidents=incidents.get(exchange),
+            data_type=data_type,
+            verify_rows=verify_rows,
+        )
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        frames = [f for f in pool.map(one, jobs) if f.height]
+    return pl.concat(frames) if frames else _empty_report()
+
+
 def report_for_range(
     store: ObjectStore,
     start: date,
@@ -342,30 +373,19 @@ def report_for_range(
     data_type: str | None = None,
     incidents: dict[str, list[Incident]] | None = None,
     verify_rows: bool = False,
-    workers: int = 8,
+    threads: int = 3,
 ) -> pl.DataFrame:
-    """Reports of every exchange-day in ``[start, end]``, computed concurrently (I/O bound)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Reports of every exchange-day in ``[start, end]``.
 
+    Each day costs one listing per data type (a stat per file, which releases the GIL) and two
+    small Parquet reads; the per-file Python work holds the GIL, so more threads than cores only
+    add contention (measured on 2 cores for a year of 3,000 files a day: 1 thread 9.6 s, 3 threads
+    8.1 s, 8 threads 11 s).
+    """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     jobs = [(start + timedelta(days=i), ex) for ex in exchanges for i in range((end - start).days + 1)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        frames = list(
-            pool.map(
-                lambda job: report_for_day(
-                    store,
-                    job[0],
-                    job[1],
-                    incidents=(incidents or {}).get(job[1]),
-                    data_type=data_type,
-                    verify_rows=verify_rows,
-                ),
-                jobs,
-            )
-        )
-    frames = [f for f in frames if f.height]
-    return pl.concat(frames) if frames else _empty_report()
+    return _reports_for_jobs(store, jobs, incidents or {}, data_type, verify_rows, threads)
 
 
 def summarize(report: pl.DataFrame) -> pl.DataFrame:
