@@ -144,3 +144,24 @@ def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name in SETTINGS_DOC:
         assert f"| `{name}` |" in readme, f"README's settings table lacks {name}"
+
+
+def test_core_packages_never_import_dagster():
+    """The house rule: behaviour lives in plain-Python core packages; only defs/ wires Dagster."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import market_data_assets
+
+    core = ("tardis", "instruments", "ticks", "candles", "storage", "warehouse", "quality")
+    modules = [
+        m.name
+        for m in pkgutil.walk_packages(market_data_assets.__path__, "market_data_assets.")
+        if m.name.split(".")[1] in core
+    ]
+    assert len(modules) > 20
+    code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+    code += "bad = sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.'))\nprint(bad)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
