@@ -213,7 +213,12 @@ def _read_header(src: Path, label: str) -> list[str] | None:
 
 def _batches(src: Path, spec: DataTypeSpec, label: str) -> Iterator[pl.DataFrame]:
     """Row batches of one row group each, in file order, with CSV errors turned into ours."""
-    lf = pl.scan_csv(src, schema=spec.polars_read_schema, has_header=True)
+    # Small vocabularies are read as Categorical: the parallel CSV engine hashes them, not this thread.
+    schema = {
+        c.csv_name: (pl.Categorical if c.kind == "category" else spec.polars_read_schema[c.csv_name])
+        for c in spec.columns
+    }
+    lf = pl.scan_csv(src, schema=schema, has_header=True)
     try:
         yield from lf.collect_batches(chunk_size=row_group_rows(spec), maintain_order=True)
     except pl.exceptions.NoDataError:

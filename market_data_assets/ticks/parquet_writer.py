@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,10 @@ from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN, DataTypeSpe
 ROW_GROUP_BYTES_TARGET = 32 << 20
 MIN_ROW_GROUP_ROWS = 65_536
 MAX_ROW_GROUP_ROWS = 131_072
+MAX_PENDING_BYTES = 32 << 20
+"""Row groups in flight on the writer thread, in bytes. Narrow trades groups (~10 MB) overlap with
+parsing (measured: wall 1.30x -> 1.17x polars'); a wide book_snapshot_25 group (~55 MB) is written
+synchronously, which keeps its peak RSS under 600 MB (measured 559 MB vs 622 MB when overlapped)."""
 ZSTD_LEVEL = 1
 """Measured: level 3 saves ~4% on trades for ~25% more write CPU; level 1 keeps the converter at
 polars' speed."""
@@ -99,6 +105,11 @@ class KeyedParquetSink:
         self._keys: dict[str, _KeyState] = {}
         self._buffered_total = 0
         self._run = uuid.uuid4().hex[:12]
+        # Row groups are encoded and compressed on one background thread (pyarrow releases the GIL),
+        # overlapping with the CSV parsing of the next batch; one thread keeps each file's order.
+        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
+        self._pending: deque[tuple[Future[None], int]] = deque()
+        self._pending_bytes = 0
 
     def append(self, key: str, table: pa.Table, min_ts: int | None, max_ts: int | None) -> None:
         """Add rows of ``key`` (already in the final schema) with their exchange-timestamp range."""
@@ -127,15 +138,31 @@ class KeyedParquetSink:
         # One dictionary per column and row group: chunks with their own dictionaries make pyarrow
         # write small vocabularies ~3x larger (measured on ``side``).
         table = table.unify_dictionaries()
-        state.writer.write_table(table, row_group_size=self.row_group_rows)
+        future = self._writer_thread.submit(state.writer.write_table, table, self.row_group_rows)
+        self._pending.append((future, table.nbytes))
+        self._pending_bytes += table.nbytes
+        while self._pending and (self._pending_bytes > MAX_PENDING_BYTES or self._pending[0][0].done()):
+            self._wait_oldest()  # bounded memory; a write error surfaces here
         self._buffered_total -= state.buffered_rows
         state.buffered, state.buffered_rows = [], 0
+
+    def _wait_oldest(self) -> None:
+        future, nbytes = self._pending.popleft()
+        self._pending_bytes -= nbytes
+        future.result()
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._wait_oldest()
 
     def close(self) -> list[SinkFile]:
         """Write what is buffered, close every file and describe them (in first-seen key order)."""
         out: list[SinkFile] = []
-        for key, state in self._keys.items():
+        for state in self._keys.values():
             self._flush(state)
+        self._drain()
+        self._writer_thread.shutdown()
+        for key, state in self._keys.items():
             assert state.writer is not None
             state.writer.close()
             state.writer = None
@@ -144,6 +171,11 @@ class KeyedParquetSink:
 
     def abort(self) -> None:
         """Close and delete every file written so far (the conversion failed)."""
+        for future, _ in self._pending:
+            future.cancel()
+        self._writer_thread.shutdown(wait=True)
+        self._pending.clear()
+        self._pending_bytes = 0
         for state in self._keys.values():
             if state.writer is not None:
                 with contextlib.suppress(Exception):  # best effort: the file is deleted next
