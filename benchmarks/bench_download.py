@@ -30,7 +30,6 @@ import asyncio
 import filecmp
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,47 +38,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import tardis_dev
+from sandbox_process import sandbox_process
 
 from market_data_assets.tardis.client import DownloadRequest, TardisClient, dataset_symbol
 
 API_KEY = "bench-key"
 EXCHANGE_PREFERENCE = ("binance", "binance-futures", "bitmex", "coinbase", "deribit")
-
-_SANDBOX_RUNNER = """
-import json, sys, time
-from market_data_assets.tardis.sandbox import SandboxConfig, start_sandbox
-args = json.loads(sys.argv[1])
-sb = start_sandbox(SandboxConfig(seed=42, trades_per_day=args["trades_per_day"], api_key=args["api_key"]))
-print(json.dumps({"api_url": sb.api_url, "datasets_url": sb.datasets_url}), flush=True)
-sys.stdin.read()  # the parent closes stdin (or terminates us) to stop
-sb.stop()
-"""
-
-
-def start_sandbox_process(trades_per_day: int) -> tuple[subprocess.Popen, dict]:
-    """Start the sandbox in a child process; return it and its URLs once it listens."""
-    args = json.dumps({"trades_per_day": trades_per_day, "api_key": API_KEY})
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SANDBOX_RUNNER, args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    if not line:
-        proc.kill()
-        raise SystemExit(f"sandbox process exited with {proc.wait()} before listening")
-    return proc, json.loads(line)
-
-
-def stop_sandbox_process(proc: subprocess.Popen) -> None:
-    if proc.stdin:
-        proc.stdin.close()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def pick_symbols(urls: dict, n_symbols: int, first_day: date, last_day: date) -> list[tuple[str, str]]:
@@ -201,9 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     days = [args.first_day + timedelta(days=i) for i in range(args.days)]
-    proc, urls = start_sandbox_process(args.trades_per_day)
     failures = 0
-    try:
+    with sandbox_process(seed=42, trades_per_day=args.trades_per_day, api_key=API_KEY) as urls:
         picked = asyncio.run(pick_symbols(urls, args.symbols, days[0], days[-1]))
         reqs = [DownloadRequest(ex, "trades", d, sym) for ex, sym in picked for d in days]
         names = [official_file_name(r.exchange, r.day, r.symbol) for r in reqs]
@@ -231,8 +194,6 @@ def main(argv: list[str] | None = None) -> int:
                 if bad:
                     break
             total_bytes = sum((root / "ours-0" / n).stat().st_size for n in names)
-    finally:
-        stop_sandbox_process(proc)
 
     (t_official, cpu_official), (t_ours, cpu_ours) = min(official_runs), min(ours_runs)
     print(

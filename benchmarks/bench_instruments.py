@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sandbox_process import sandbox_process
 
 from market_data_assets.instruments import build_definitions, load_targets_config, select_targets
 from market_data_assets.settings import Settings
@@ -40,41 +38,7 @@ from market_data_assets.settings import Settings
 API_KEY = "bench-key"
 EXCHANGE = "deribit"
 
-_SANDBOX_RUNNER = """
-import json, sys
-from market_data_assets.tardis.sandbox import SandboxConfig, start_sandbox
-sb = start_sandbox(SandboxConfig(large_deribit=True, api_key=sys.argv[1]))
-print(json.dumps({"api_url": sb.api_url, "datasets_url": sb.datasets_url}), flush=True)
-sys.stdin.read()  # the parent closes stdin to stop us
-sb.stop()
-"""
-
-
 # --- input -----------------------------------------------------------------------------------------
-
-
-def _start_sandbox_process() -> tuple[subprocess.Popen, dict[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SANDBOX_RUNNER, API_KEY],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    if not line:
-        proc.kill()
-        raise SystemExit(f"sandbox process exited with {proc.wait()} before listening")
-    return proc, json.loads(line)
-
-
-def _stop_sandbox_process(proc: subprocess.Popen) -> None:
-    if proc.stdin:
-        proc.stdin.close()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def _fetch(urls: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -204,25 +168,16 @@ def main() -> None:
     args = parser.parse_args()
 
     fetch_s: float | None = None
-    proc = None
-    try:
-        if args.synthetic:
-            raise ImportError("synthetic input requested")
-        import market_data_assets.tardis.client  # noqa: F401
-        import market_data_assets.tardis.sandbox  # noqa: F401
-
-        proc, urls = _start_sandbox_process()
-        asyncio.run(_fetch(urls))  # warm-up: the sandbox builds its universe once
-        t = time.perf_counter()
-        details, instruments = asyncio.run(_fetch(urls))
-        fetch_s = time.perf_counter() - t
-        source = "sandbox over HTTP (SandboxConfig(large_deribit=True))"
-    except ImportError as why:
+    if args.synthetic:
         details, instruments = synthetic_universe(args.day)
-        source = f"synthetic generator ({why})"
-    finally:
-        if proc is not None:
-            _stop_sandbox_process(proc)
+        source = "synthetic generator (--synthetic)"
+    else:
+        with sandbox_process(large_deribit=True, api_key=API_KEY) as urls:
+            asyncio.run(_fetch(urls))  # warm-up: the sandbox builds its universe once
+            t = time.perf_counter()
+            details, instruments = asyncio.run(_fetch(urls))
+            fetch_s = time.perf_counter() - t
+        source = "sandbox over HTTP (SandboxConfig(large_deribit=True))"
 
     n_options = sum(1 for i in instruments if i.get("type") == "option")
     print(f"input: {source}: {len(instruments):,} instruments ({n_options:,} options), day {args.day}")
