@@ -230,7 +230,7 @@ def test_parquet_file_is_tuned_typed_and_has_statistics(tmp_path: Path, tardis_s
     schema = pq.read_schema(f.path)
     assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert schema.field("side").type == pa.dictionary(pa.int32(), pa.string())
-    assert schema.field("id").type == pa.string()
+    assert schema.field("id").type == pa.string_view()
     col = {pq.ParquetFile(f.path).metadata.row_group(0).column(i).path_in_schema: i for i in range(9)}
     meta = pq.ParquetFile(f.path).metadata.row_group(0)
     assert "DELTA_BINARY_PACKED" in meta.column(col["local_timestamp"]).encodings
