@@ -239,6 +239,8 @@ def test_parquet_file_is_tuned_typed_and_has_statistics(tmp_path: Path, tardis_s
     assert "RLE_DICTIONARY" in meta.column(col["side"]).encodings
     assert meta.column(col["price"]).compression == "ZSTD"
     assert meta.column(col["price"]).statistics.has_min_max
+    for name in ("timestamp", "local_timestamp", "amount"):
+        assert meta.column(col[name]).statistics.has_min_max, name
 
 
 # --- empty and bad input -------------------------------------------------------------------------
