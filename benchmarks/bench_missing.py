@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from market_data_assets.quality.missing import report_for_range  # noqa: E402
 from market_data_assets.storage import layout  # noqa: E402
 from market_data_assets.storage.store import LocalStore  # noqa: E402
+from market_data_assets.ticks.manifest import MANIFEST_SCHEMA  # noqa: E402
 
 EXCHANGE = "deribit"
 DATA_TYPES = ("trades", "quotes", "book_snapshot_5")
@@ -34,7 +35,9 @@ PAYLOAD = b"PAR1" + b"\0" * 200 + b"PAR1"  # size-checked only; the deep check i
 
 def build(root: Path, start: date, days: int, instruments: int) -> int:
     """Write the storage state; returns the number of planted gaps (deterministic)."""
-    marker = root / f".built-{start}-{days}-{instruments}"
+    marker = (
+        root / f".built-v2-{start}-{days}-{instruments}"
+    )  # v2: manifests carry every MANIFEST_SCHEMA column
     store = LocalStore(root)
     keys = [f"DERIBIT:OPTION:BTC-USD-{10000 + 500 * i}-241227-CALL" for i in range(instruments)]
     gaps = 0
@@ -73,10 +76,15 @@ def build(root: Path, start: date, days: int, instruments: int) -> int:
             dataset_symbol=pl.lit("OPTIONS"),
             status=pl.lit("ok"),
             rows=pl.lit(1, dtype=pl.Int64),
+            source_bytes=pl.col("bytes"),
+            sha256=pl.lit(None, dtype=pl.String),
+            min_timestamp=pl.lit(None, dtype=pl.Datetime("us", "UTC")),
+            max_timestamp=pl.lit(None, dtype=pl.Datetime("us", "UTC")),
             error=pl.lit(None, dtype=pl.String),
             written_at=pl.lit(datetime(2025, 1, 1, tzinfo=UTC)),
         )
-        store.write_parquet(manifest.to_arrow(), layout.raw_manifest_path(day, EXCHANGE))
+        table = manifest.to_arrow().select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+        store.write_parquet(table, layout.raw_manifest_path(day, EXCHANGE))
     marker.touch()
     return gaps
 

@@ -18,27 +18,10 @@ from market_data_assets.quality.missing import (
 )
 from market_data_assets.storage import layout
 from market_data_assets.storage.store import LocalStore
+from market_data_assets.ticks.manifest import MANIFEST_SCHEMA
 
 DAY = date(2024, 3, 5)
 EX = "deribit"
-
-MANIFEST_COLUMNS = {
-    "exchange": pl.String,
-    "day": pl.Date,
-    "data_type": pl.String,
-    "dataset_symbol": pl.String,
-    "instrument_key": pl.String,
-    "path": pl.String,
-    "status": pl.String,
-    "rows": pl.Int64,
-    "bytes": pl.Int64,
-    "source_bytes": pl.Int64,
-    "sha256": pl.String,
-    "min_timestamp": pl.Datetime("us", "UTC"),
-    "max_timestamp": pl.Datetime("us", "UTC"),
-    "error": pl.String,
-    "written_at": pl.Datetime("us", "UTC"),
-}
 
 
 def _write_ticks(store: LocalStore, data_type: str, key: str, rows: int) -> tuple[str, int]:
@@ -48,7 +31,7 @@ def _write_ticks(store: LocalStore, data_type: str, key: str, rows: int) -> tupl
     return path, (store._root / path).stat().st_size  # noqa: SLF001 - test inspects the real file
 
 
-def _manifest_row(data_type, dataset_symbol, key, status, rows=None, size=None, path=None, error=None):
+def _manifest_row(data_type, dataset_symbol, key, status, rows=0, size=0, path=None, error=None):
     return {
         "exchange": EX,
         "day": DAY,
@@ -126,7 +109,7 @@ def gap_store(tmp_path) -> LocalStore:
         )
     )
     store.write_parquet(
-        pl.DataFrame(manifest, schema=MANIFEST_COLUMNS).to_arrow(), layout.raw_manifest_path(DAY, EX)
+        pa.Table.from_pylist(manifest, schema=MANIFEST_SCHEMA), layout.raw_manifest_path(DAY, EX)
     )
     # A file of another venue with a shared prefix must not be counted for deribit.
     store.write_parquet(pa.table({"x": [1]}), layout.raw_ticks_path(DAY, "trades", "DERIBIT-X:PERP:BTC-USD"))

@@ -32,6 +32,13 @@ import pyarrow.parquet as pq
 
 from market_data_assets.storage import layout
 from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.ticks.manifest import (
+    MANIFEST_SCHEMA,
+    STATUS_EMPTY,
+    STATUS_FAILED,
+    STATUS_OK,
+    read_manifest,
+)
 
 STATUSES: tuple[str, ...] = (
     "present",
@@ -99,19 +106,12 @@ def stored_files(store: ObjectStore, day: date, exchange: str, data_types: Itera
     return files
 
 
-def read_manifest_or_empty(store: ObjectStore, day: date, exchange: str) -> pl.DataFrame | None:
-    path = layout.raw_manifest_path(day, exchange)
-    if not store.exists(path):
-        return None
-    return pl.from_arrow(store.read_parquet(path))  # type: ignore[return-value]
-
-
 def classify_day(
     *,
     exchange: str,
     day: date,
     targets: pl.DataFrame,
-    manifest: pl.DataFrame | None,
+    manifest: pa.Table | pl.DataFrame | None,
     stored: dict[str, int],
     incidents: list[Incident] | None = None,
     row_counts: dict[str, int | None] | None = None,
@@ -152,7 +152,7 @@ def classify_day(
     )
     frame = frame.join(stored_df, on="path", how="left")
 
-    m = _normalized_manifest(manifest)
+    m = _manifest_frame(manifest)
     entries = m.filter(pl.col("instrument_key").is_not_null()).unique(
         ["data_type", "instrument_key"], keep="last"
     )
@@ -170,10 +170,10 @@ def classify_day(
     )
     # A group (one download) is ok if any member had data; otherwise it carries its failed/empty status.
     groups = m.group_by("data_type", "dataset_symbol").agg(
-        pl.when((pl.col("status") == "ok").any())
-        .then(pl.lit("ok"))
-        .when((pl.col("status") == "failed").any())
-        .then(pl.lit("failed"))
+        pl.when((pl.col("status") == STATUS_OK).any())
+        .then(pl.lit(STATUS_OK))
+        .when((pl.col("status") == STATUS_FAILED).any())
+        .then(pl.lit(STATUS_FAILED))
         .otherwise(pl.col("status").first())
         .alias("group_status"),
         pl.col("error").drop_nulls().first().alias("group_error"),
@@ -197,7 +197,7 @@ def classify_day(
     stored_col, entry, group = pl.col("stored_bytes"), pl.col("entry_status"), pl.col("group_status")
     failed_error = pl.coalesce(pl.col("entry_error"), pl.col("group_error"), pl.lit("download failed"))
     status_detail = (
-        pl.when(stored_col.is_not_null() & (entry.is_null() | (entry != "ok")))
+        pl.when(stored_col.is_not_null() & (entry.is_null() | (entry != STATUS_OK)))
         .then(pl.struct(s=pl.lit("present"), d=pl.lit("stored but not recorded in the manifest")))
         .when(
             stored_col.is_not_null()
@@ -234,11 +234,11 @@ def classify_day(
         )
         .when(stored_col.is_not_null())
         .then(pl.struct(s=pl.lit("present"), d=pl.lit("")))
-        .when((entry == "failed") | (entry.is_null() & (group == "failed")))
+        .when((entry == STATUS_FAILED) | (entry.is_null() & (group == STATUS_FAILED)))
         .then(pl.struct(s=pl.lit("failed_download"), d=failed_error))
-        .when((entry == "empty") | (entry.is_null() & (group == "empty")))
+        .when((entry == STATUS_EMPTY) | (entry.is_null() & (group == STATUS_EMPTY)))
         .then(pl.struct(s=pl.lit("empty_at_source"), d=pl.lit("Tardis returned an empty file")))
-        .when(pl.col("grouped") & entry.is_null() & (group == "ok"))
+        .when(pl.col("grouped") & entry.is_null() & (group == STATUS_OK))
         .then(
             pl.struct(
                 s=pl.lit("empty_at_source"),
@@ -247,7 +247,7 @@ def classify_day(
         )
         .when(pl.lit(bool(day_incidents)))
         .then(pl.struct(s=pl.lit("explained_by_incident"), d=pl.lit(incident_text)))
-        .when(entry == "ok")
+        .when(entry == STATUS_OK)
         .then(pl.struct(s=pl.lit("missing"), d=pl.lit("recorded in the manifest but no longer stored")))
         .otherwise(pl.struct(s=pl.lit("missing"), d=pl.lit("never downloaded")))
     )
@@ -269,27 +269,15 @@ def classify_day(
 
 
 _KEY_PATTERN = r"^[A-Z0-9._-]+:[A-Z0-9._-]+:[A-Z0-9._-]+$"
-_MANIFEST_COLUMNS = {
-    "data_type": pl.String,
-    "dataset_symbol": pl.String,
-    "instrument_key": pl.String,
-    "status": pl.String,
-    "bytes": pl.Int64,
-    "rows": pl.Int64,
-    "error": pl.String,
-}
 
 
-def _normalized_manifest(manifest: pl.DataFrame | None) -> pl.DataFrame:
-    """The manifest columns the report uses, typed, whatever extra columns it carries."""
-    if manifest is None or manifest.height == 0:
-        return pl.DataFrame(schema=_MANIFEST_COLUMNS)
-    return manifest.select(
-        [
-            (pl.col(c) if c in manifest.columns else pl.lit(None)).cast(t).alias(c)
-            for c, t in _MANIFEST_COLUMNS.items()
-        ]
-    )
+def _manifest_frame(manifest: pa.Table | pl.DataFrame | None) -> pl.DataFrame:
+    """The manifest as a typed frame (``MANIFEST_SCHEMA``; an empty one when there is none)."""
+    if manifest is None:
+        manifest = MANIFEST_SCHEMA.empty_table()
+    if isinstance(manifest, pa.Table):
+        manifest = pl.from_arrow(manifest.cast(MANIFEST_SCHEMA))  # type: ignore[assignment]
+    return manifest  # type: ignore[return-value]
 
 
 def parquet_row_counts(store: ObjectStore, paths: Iterable[str]) -> dict[str, int | None]:
@@ -323,7 +311,7 @@ def report_for_day(
     assert isinstance(targets, pl.DataFrame)
     if data_type is not None:
         targets = targets.filter(pl.col("data_type") == data_type)
-    manifest = read_manifest_or_empty(store, day, exchange)
+    manifest = read_manifest(store, day, exchange)
     stored = stored_files(store, day, exchange, targets.get_column("data_type").unique().to_list())
     counts = parquet_row_counts(store, stored) if verify_rows else None
     return classify_day(
