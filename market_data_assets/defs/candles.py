@@ -125,7 +125,10 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
     return _asset
 
 
-CANDLE_TIMEFRAME_ASSETS: list[dg.AssetsDefinition] = [_candle_asset(tf) for tf in TIMEFRAME_TABLE]
+CANDLE_ASSET_BY_TIMEFRAME: dict[str, dg.AssetsDefinition] = {
+    tf.name: _candle_asset(tf) for tf in TIMEFRAME_TABLE
+}
+CANDLE_TIMEFRAME_ASSETS: list[dg.AssetsDefinition] = list(CANDLE_ASSET_BY_TIMEFRAME.values())
 
 
 @dg.asset(

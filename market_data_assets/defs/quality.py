@@ -6,7 +6,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import dagster as dg
 import polars as pl
 
+from market_data_assets.defs.candles import CANDLE_ASSET_BY_TIMEFRAME
+from market_data_assets.defs.instruments import download_targets, instrument_definitions
 from market_data_assets.defs.metadata import markdown_preview
+from market_data_assets.defs.raw_ticks import raw_ticks
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import date_exchange_partitions, parse_partition_key, partitions_of_context
 from market_data_assets.quality.missing import (
@@ -45,7 +48,7 @@ def _incidents(market_data: MarketDataResource, exchanges: set[str], log) -> dic
 @dg.asset(
     partitions_def=date_exchange_partitions,
     io_manager_key="layout_io_manager",
-    deps=["download_targets", "raw_ticks"],
+    deps=[download_targets, raw_ticks],
     group_name="quality",
     kinds={"polars", "parquet"},
     backfill_policy=_BACKFILL,
@@ -97,7 +100,7 @@ def _check_partitions(context: dg.AssetCheckExecutionContext) -> list:
 
 
 @dg.asset_check(
-    asset="raw_ticks",
+    asset=raw_ticks,
     blocking=True,
     partitions_def=date_exchange_partitions,
     description="Every download target of the partition is stored and matches its manifest (blocking: candles "
@@ -130,7 +133,7 @@ def raw_ticks_complete(
 
 
 @dg.asset_check(
-    asset="instrument_definitions",
+    asset=instrument_definitions,
     partitions_def=date_exchange_partitions,
     description="Canonical instrument keys are unique per venue and day.",
 )
@@ -178,7 +181,7 @@ def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date |
 
 
 @dg.asset_check(
-    asset="candles_24h",
+    asset=CANDLE_ASSET_BY_TIMEFRAME["24h"],
     partitions_def=date_exchange_partitions,
     description="Daily candle volume equals the sum of raw trade amounts with an exchange timestamp on that day "
     "(including the next day's file head), per instrument.",
@@ -213,7 +216,7 @@ def candle_volume_matches_raw_trades(
 
 
 @dg.asset_check(
-    asset="candles_15s",
+    asset=CANDLE_ASSET_BY_TIMEFRAME["15s"],
     partitions_def=date_exchange_partitions,
     description="Every candle bucket lies inside its partition day (the day-boundary rule puts pre-midnight "
     "trades from the next day's file into this day, and nothing after midnight).",

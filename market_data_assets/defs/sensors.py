@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from market_data_assets.defs.jobs import INGEST_ASSETS, PROCESS_ASSETS, daily_job
+from market_data_assets.defs.jobs import INGEST_KEYS, PROCESS_KEYS, daily_job
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.settings import Settings
 from market_data_assets.tardis.errors import TardisError
@@ -57,7 +57,7 @@ def plan_requests(
                 dg.RunRequest(
                     run_key=f"ingest|{day}|{exchange}",
                     partition_key=f"{day}|{exchange}",
-                    asset_selection=[dg.AssetKey(a) for a in INGEST_ASSETS],
+                    asset_selection=INGEST_KEYS,
                     tags={"market_data/stage": "ingest", "market_data/exchange": exchange},
                 )
             )
@@ -67,7 +67,7 @@ def plan_requests(
                     dg.RunRequest(
                         run_key=f"process|{previous}|{exchange}",
                         partition_key=f"{previous}|{exchange}",
-                        asset_selection=[dg.AssetKey(a) for a in PROCESS_ASSETS],
+                        asset_selection=PROCESS_KEYS,
                         tags={"market_data/stage": "process", "market_data/exchange": exchange},
                     )
                 )
