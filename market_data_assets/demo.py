@@ -133,15 +133,7 @@ def _summary(root: Path, start: date, days: int, exchanges: list[str]) -> None:
 
     store = LocalStore(root)
     print("\nwhat the lake holds:")
-    for area in (
-        layout.INSTRUMENTS_AREA,
-        layout.TARGETS_AREA,
-        layout.RAW_TICKS_AREA,
-        layout.RAW_MANIFEST_AREA,
-        layout.CANDLES_AREA,
-        layout.BOOK_SNAPSHOTS_AREA,
-        layout.REPORTS_AREA,
-    ):
+    for area in layout.AREAS:
         objects = store.list(area + "/")
         print(f"  {area:<26} {len(objects):>6} files {sum(o.size for o in objects) / 1e6:>9.2f} MB")
 

@@ -45,15 +45,7 @@ def test_demo_runs_the_whole_graph(tmp_path):
     assert result.returncode == 0, output[-6000:]
 
     # Data in every layout folder, for every exchange and day.
-    for area in (
-        layout.INSTRUMENTS_AREA,
-        layout.TARGETS_AREA,
-        layout.RAW_TICKS_AREA,
-        layout.RAW_MANIFEST_AREA,
-        layout.CANDLES_AREA,
-        layout.BOOK_SNAPSHOTS_AREA,
-        layout.REPORTS_AREA,
-    ):
+    for area in layout.AREAS:
         assert any((root / area).rglob("*.parquet")), f"nothing under {area}"
     for day in (date(2024, 3, 1), date(2024, 3, 2)):
         for ex in EXCHANGES:

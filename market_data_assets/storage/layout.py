@@ -24,6 +24,16 @@ RAW_MANIFEST_AREA = "raw_tick_manifests"
 CANDLES_AREA = "processed_candles"
 BOOK_SNAPSHOTS_AREA = "processed_book_snapshots"
 REPORTS_AREA = "missing_data_reports"
+AREAS: tuple[str, ...] = (
+    INSTRUMENTS_AREA,
+    TARGETS_AREA,
+    RAW_TICKS_AREA,
+    RAW_MANIFEST_AREA,
+    CANDLES_AREA,
+    BOOK_SNAPSHOTS_AREA,
+    REPORTS_AREA,
+)
+"""Every top-level folder of the lake, in pipeline order."""
 
 _EXCHANGE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _KEY_FIELD = re.compile(r"^[A-Z0-9._-]+$")
