@@ -114,11 +114,7 @@ def download_targets(
     definitions = by_partition(instrument_definitions, [p.key for p in parts])
     config = load_targets_config(market_data.settings().targets_file)
 
-    async def details_of(exchanges: set[str]) -> dict[str, dict]:
-        async with market_data.tardis_client() as client:
-            return {ex: await client.exchange_details(ex) for ex in sorted(exchanges)}
-
-    details = asyncio.run(details_of({p.exchange for p in parts}))
+    details = market_data.exchange_details({p.exchange for p in parts})
     frames: dict[str, pl.DataFrame] = {}
     for p in parts:
         frames[p.key] = select_targets(definitions[p.key], details[p.exchange], config, p.exchange, p.day)

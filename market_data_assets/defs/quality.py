@@ -1,6 +1,5 @@
 """missing_data_report and the data-quality asset checks."""
 
-import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
@@ -21,7 +20,6 @@ from market_data_assets.quality.missing import (
 )
 from market_data_assets.settings import get_settings
 from market_data_assets.storage import layout
-from market_data_assets.tardis.errors import TardisError
 
 _BACKFILL = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
 #: Statuses that mean "nothing we can fetch is missing": the raw-ticks check passes on them.
@@ -29,20 +27,11 @@ ACCEPTABLE = ("present", "empty_at_source", "explained_by_incident")
 
 
 def _incidents(market_data: MarketDataResource, exchanges: set[str], log) -> dict[str, list[Incident]]:
-    async def fetch() -> dict[str, list[Incident]]:
-        out: dict[str, list[Incident]] = {}
-        async with market_data.tardis_client() as client:
-            for ex in sorted(exchanges):
-                try:
-                    out[ex] = incidents_from_details(await client.exchange_details(ex))
-                except TardisError as exc:
-                    log.warning(
-                        f"{ex}: incident reports unavailable ({exc}); gaps will not be explained by them"
-                    )
-                    out[ex] = []
-        return out
+    def unavailable(exchange: str, exc: Exception) -> None:
+        log.warning(f"{exchange}: incident reports unavailable ({exc}); gaps will not be explained by them")
 
-    return asyncio.run(fetch())
+    details = market_data.exchange_details(exchanges, on_error=unavailable)
+    return {ex: incidents_from_details(d) for ex, d in details.items()}
 
 
 @dg.asset(

@@ -9,6 +9,8 @@ shows in the UI, run config or logs.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -42,3 +44,32 @@ class MarketDataResource(dg.ConfigurableResource):
         from market_data_assets.tardis.client import TardisClient
 
         return TardisClient.from_settings(self.settings(), **overrides)
+
+    def exchange_details(
+        self, exchanges: Iterable[str], on_error: Callable[[str, Exception], None] | None = None
+    ) -> dict[str, dict | None]:
+        """Each exchange's Tardis details, fetched concurrently over one client session.
+
+        Without ``on_error`` a failure propagates; with it, the exchange maps to None after
+        ``on_error(exchange, error)`` was told (a sensor tick or a report carries on without it).
+        """
+        from market_data_assets.tardis.errors import TardisError
+
+        names = sorted(set(exchanges))
+
+        async def fetch() -> list[dict | BaseException]:
+            async with self.tardis_client() as client:
+                return await asyncio.gather(
+                    *(client.exchange_details(ex) for ex in names), return_exceptions=on_error is not None
+                )
+
+        out: dict[str, dict | None] = {}
+        for exchange, result in zip(names, asyncio.run(fetch()), strict=True):
+            if isinstance(result, TardisError) and on_error is not None:
+                on_error(exchange, result)
+                out[exchange] = None
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out[exchange] = result
+        return out

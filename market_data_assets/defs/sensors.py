@@ -12,7 +12,6 @@ The cursor (JSON: exchange -> last day requested) makes every day requested once
 make a lost cursor harmless too (Dagster never launches a run key twice for a sensor).
 """
 
-import asyncio
 import json
 from datetime import date, datetime, timedelta
 
@@ -21,7 +20,6 @@ import dagster as dg
 from market_data_assets.defs.jobs import INGEST_KEYS, PROCESS_KEYS, daily_job
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.settings import Settings
-from market_data_assets.tardis.errors import TardisError
 
 
 def last_complete_day(exchange_details: dict) -> date | None:
@@ -88,20 +86,11 @@ def tardis_new_days(context: dg.SensorEvaluationContext, market_data: MarketData
     settings = market_data.settings()
     cursor = json.loads(context.cursor) if context.cursor else {}
 
-    async def fetch() -> dict[str, date | None]:
-        out: dict[str, date | None] = {}
-        async with market_data.tardis_client() as client:
-            for exchange in settings.exchanges:
-                try:
-                    out[exchange] = last_complete_day(await client.exchange_details(exchange))
-                except TardisError as exc:
-                    context.log.warning(
-                        f"{exchange}: exchange details unavailable ({exc}); skipped this tick"
-                    )
-                    out[exchange] = None
-        return out
+    def skipped(exchange: str, exc: Exception) -> None:
+        context.log.warning(f"{exchange}: exchange details unavailable ({exc}); skipped this tick")
 
-    available = asyncio.run(fetch())
+    details = market_data.exchange_details(settings.exchanges, on_error=skipped)
+    available = {ex: last_complete_day(d) if d is not None else None for ex, d in details.items()}
     requests, new_cursor = plan_requests(settings, cursor, available, today=datetime.utcnow().date())
     if not requests:
         return dg.SensorResult(
