@@ -10,14 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_data_assets.quality.missing import (
-    Incident,
-    incidents_from_details,
     report_for_day,
     report_for_range,
     summarize,
 )
 from market_data_assets.storage import layout
 from market_data_assets.storage.store import LocalStore
+from market_data_assets.tardis.incidents import Incident, incidents_from_details
 from market_data_assets.ticks.manifest import MANIFEST_SCHEMA
 
 DAY = date(2024, 3, 5)

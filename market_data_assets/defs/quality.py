@@ -14,12 +14,11 @@ from market_data_assets.partitions import date_exchange_partitions, parse_partit
 from market_data_assets.quality.missing import (
     GAP_STATUSES,
     STATUSES,
-    Incident,
-    incidents_from_details,
     report_for_day,
 )
 from market_data_assets.settings import get_settings
 from market_data_assets.storage import layout
+from market_data_assets.tardis.incidents import Incident, incidents_from_details
 
 _BACKFILL = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
 #: Statuses that mean "nothing we can fetch is missing": the raw-ticks check passes on them.

@@ -23,8 +23,7 @@ explained_by_incident  missing, and the day overlaps a Tardis incident report (i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import polars as pl
 import pyarrow as pa
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 
 from market_data_assets.storage import layout
 from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.tardis.incidents import Incident
 from market_data_assets.ticks.manifest import (
     MANIFEST_SCHEMA,
     STATUS_EMPTY,
@@ -65,31 +65,6 @@ REPORT_SCHEMA: dict[str, pl.DataType] = {
     "manifest_bytes": pl.Int64(),
     "manifest_rows": pl.Int64(),
 }
-
-
-@dataclass(frozen=True)
-class Incident:
-    start: datetime
-    end: datetime
-    status: str
-    details: str
-
-    def overlaps(self, day: date) -> bool:
-        day_start = datetime.combine(day, time(), tzinfo=UTC)
-        return self.start < day_start + timedelta(days=1) and self.end > day_start
-
-
-def incidents_from_details(exchange_details: dict | None) -> list[Incident]:
-    """Tardis ``incidentReports`` -> Incident list (malformed entries are skipped, not fatal)."""
-    out: list[Incident] = []
-    for raw in (exchange_details or {}).get("incidentReports") or []:
-        try:
-            start = datetime.fromisoformat(str(raw["from"]).replace("Z", "+00:00"))
-            end = datetime.fromisoformat(str(raw["to"]).replace("Z", "+00:00"))
-        except (KeyError, ValueError):
-            continue
-        out.append(Incident(start, end, str(raw.get("status", "")), str(raw.get("details", ""))))
-    return out
 
 
 def _empty_report() -> pl.DataFrame:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
+from market_data_assets.tardis.incidents import Incident, tardis_iso
+
 
 def utc(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
     return datetime(y, m, d, hh, mm, tzinfo=UTC)
@@ -18,10 +20,10 @@ def utc(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
 
 @lru_cache(maxsize=65536)
 def iso(moment: datetime | date) -> str:
-    """Tardis spelling of a UTC instant: ``2024-03-05T00:00:00.000Z`` (cached: few distinct values)."""
+    """Tardis spelling of a UTC instant or day: ``2024-03-05T00:00:00.000Z``."""
     if not isinstance(moment, datetime):
         moment = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return tardis_iso(moment)
 
 
 def midnight(day: date) -> datetime:
@@ -205,17 +207,6 @@ EXCHANGES: dict[str, ExchangeInfo] = {
 
 FREE_INSTRUMENTS_EXCHANGES = frozenset({"bitmex"})
 """Exchanges whose instruments metadata needs no key (as on Tardis)."""
-
-
-@dataclass(frozen=True)
-class Incident:
-    start: datetime
-    end: datetime
-    status: str
-    details: str
-
-    def as_json(self) -> dict[str, str]:
-        return {"from": iso(self.start), "to": iso(self.end), "status": self.status, "details": self.details}
 
 
 INCIDENTS: dict[str, tuple[Incident, ...]] = {

@@ -1,0 +1,49 @@
+"""Tardis incident reports (``incidentReports`` in exchange details): known gaps and why.
+
+One type for both sides: the sandbox serves them (``as_json``) and the missing-data report reads
+them (``incidents_from_details``) to explain gaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+
+def tardis_iso(moment: datetime) -> str:
+    """Tardis spelling of a UTC instant: ``2024-03-05T00:00:00.000Z``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class Incident:
+    start: datetime
+    end: datetime
+    status: str
+    """resolved, wontfix or unresolved."""
+    details: str
+
+    def overlaps(self, day: date) -> bool:
+        day_start = datetime.combine(day, time(), tzinfo=UTC)
+        return self.start < day_start + timedelta(days=1) and self.end > day_start
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "from": tardis_iso(self.start),
+            "to": tardis_iso(self.end),
+            "status": self.status,
+            "details": self.details,
+        }
+
+
+def incidents_from_details(exchange_details: dict | None) -> list[Incident]:
+    """Tardis ``incidentReports`` -> Incident list (malformed entries are skipped, not fatal)."""
+    out: list[Incident] = []
+    for raw in (exchange_details or {}).get("incidentReports") or []:
+        try:
+            start = datetime.fromisoformat(str(raw["from"]).replace("Z", "+00:00"))
+            end = datetime.fromisoformat(str(raw["to"]).replace("Z", "+00:00"))
+        except (KeyError, ValueError, TypeError):
+            continue
+        out.append(Incident(start, end, str(raw.get("status", "")), str(raw.get("details", ""))))
+    return out
