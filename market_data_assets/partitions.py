@@ -33,6 +33,10 @@ def build_partitions_def(settings: Settings) -> dg.MultiPartitionsDefinition:
 
 date_exchange_partitions = build_partitions_def(get_settings())
 
+backfill_policy = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
+"""Every partitioned asset's policy: a backfill becomes runs of MARKET_DATA_BACKFILL_DAYS_PER_RUN
+partitions each (one GCE VM per run in production; see docs/ORCHESTRATION.md for the sharding)."""
+
 
 @dataclass(frozen=True)
 class DayExchange:

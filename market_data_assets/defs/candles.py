@@ -31,10 +31,10 @@ from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import (
     DATE_DIM,
     EXCHANGE_DIM,
+    backfill_policy,
     date_exchange_partitions,
     partitions_of_context,
 )
-from market_data_assets.settings import get_settings
 
 RAW_TICKS_KEY = dg.AssetKey("raw_ticks")
 
@@ -50,8 +50,6 @@ DAY_AND_NEXT_DAY = dg.MultiPartitionMapping(
     }
 )
 """candles_15s(D, ex) reads raw_ticks(D, ex) and raw_ticks(D+1, ex): D's late trades sit in file D+1."""
-
-_BACKFILL = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
 
 
 def _metadata(summaries: list[BuildSummary]) -> dict[str, dg.MetadataValue]:
@@ -108,7 +106,7 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
         partitions_def=date_exchange_partitions,
         group_name="candles",
         kinds={"polars", "parquet"},
-        backfill_policy=_BACKFILL,
+        backfill_policy=backfill_policy,
         owners=["team:market-data"],
         description=(
             f"{tf.name} candles with microstructure features for every instrument that traded on the day: "
@@ -136,7 +134,7 @@ CANDLE_TIMEFRAME_ASSETS: list[dg.AssetsDefinition] = list(CANDLE_ASSET_BY_TIMEFR
     partitions_def=date_exchange_partitions,
     group_name="candles",
     kinds={"polars", "parquet"},
-    backfill_policy=_BACKFILL,
+    backfill_policy=backfill_policy,
     owners=["team:market-data"],
     description=(
         "The order book (5 levels, or 25 where book_snapshot_25 is downloaded) as of each bucket's END, for "

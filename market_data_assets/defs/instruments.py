@@ -11,11 +11,9 @@ from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.instruments.definitions import build_definitions
 from market_data_assets.instruments.targets import load_targets_config, select_targets
-from market_data_assets.partitions import date_exchange_partitions, partitions_of_context
-from market_data_assets.settings import get_settings
+from market_data_assets.partitions import backfill_policy, date_exchange_partitions, partitions_of_context
 from market_data_assets.tardis.errors import TardisAuthError
 
-_BACKFILL = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
 _PREVIEW_COLUMNS = [
     "instrument_key",
     "instrument_type",
@@ -74,7 +72,7 @@ def _definitions_metadata(frames: dict[str, pl.DataFrame]) -> dict[str, dg.Metad
     io_manager_key="layout_io_manager",
     group_name="instruments",
     kinds={"tardis", "polars", "parquet"},
-    backfill_policy=_BACKFILL,
+    backfill_policy=backfill_policy,
     owners=["team:market-data"],
     description=(
         "Every instrument listed on the day at the exchange, with its canonical key "
@@ -97,7 +95,7 @@ def instrument_definitions(
     io_manager_key="layout_io_manager",
     group_name="instruments",
     kinds={"polars", "parquet"},
-    backfill_policy=_BACKFILL,
+    backfill_policy=backfill_policy,
     owners=["team:market-data"],
     description=(
         "Which (instrument, data type) pairs to download for the day, chosen from the stored definitions "

@@ -10,17 +10,20 @@ from market_data_assets.defs.instruments import download_targets, instrument_def
 from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.raw_ticks import raw_ticks
 from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.partitions import date_exchange_partitions, parse_partition_key, partitions_of_context
+from market_data_assets.partitions import (
+    backfill_policy,
+    date_exchange_partitions,
+    parse_partition_key,
+    partitions_of_context,
+)
 from market_data_assets.quality.missing import (
     GAP_STATUSES,
     STATUSES,
     report_for_day,
 )
-from market_data_assets.settings import get_settings
 from market_data_assets.storage import layout
 from market_data_assets.tardis.incidents import Incident, incidents_from_details
 
-_BACKFILL = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
 #: Statuses that mean "nothing we can fetch is missing": the raw-ticks check passes on them.
 ACCEPTABLE = ("present", "empty_at_source", "explained_by_incident")
 
@@ -39,7 +42,7 @@ def _incidents(market_data: MarketDataResource, exchanges: set[str], log) -> dic
     deps=[download_targets, raw_ticks],
     group_name="quality",
     kinds={"polars", "parquet"},
-    backfill_policy=_BACKFILL,
+    backfill_policy=backfill_policy,
     owners=["team:market-data"],
     description=(
         "Every expected raw tick file (the day's download targets) with its status: present, missing, "

@@ -11,8 +11,12 @@ import dagster as dg
 import polars as pl
 
 from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.partitions import DayExchange, date_exchange_partitions, partitions_of_context
-from market_data_assets.settings import get_settings
+from market_data_assets.partitions import (
+    DayExchange,
+    backfill_policy,
+    date_exchange_partitions,
+    partitions_of_context,
+)
 from market_data_assets.storage.layout import raw_manifest_path, targets_path
 from market_data_assets.storage.store import ObjectStore
 from market_data_assets.ticks.pipeline import RawTicksResult, materialize_raw_ticks
@@ -117,7 +121,7 @@ def _metadata(results: list[RawTicksResult], store: ObjectStore) -> dict[str, dg
     deps=[dg.AssetKey("download_targets")],
     group_name="ingest",
     kinds={"tardis", "parquet"},
-    backfill_policy=dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run),
+    backfill_policy=backfill_policy,
     owners=["team:market-data"],
     description=(
         "Every Tardis CSV.gz file named by the partition's download targets, downloaded concurrently and "

@@ -5,7 +5,7 @@ from collections import defaultdict
 import dagster as dg
 
 from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.partitions import date_exchange_partitions, partitions_of_context
+from market_data_assets.partitions import backfill_policy, date_exchange_partitions, partitions_of_context
 from market_data_assets.settings import get_settings
 from market_data_assets.storage.layout import TIMEFRAMES
 from market_data_assets.warehouse import WAREHOUSE_TABLES, load_slice, open_warehouse
@@ -20,7 +20,7 @@ BOOK_SNAPSHOTS_ASSET_KEY = dg.AssetKey("book_snapshots")
     deps=[*CANDLE_ASSET_KEYS, BOOK_SNAPSHOTS_ASSET_KEY],
     group_name="warehouse",
     kinds={_SETTINGS.warehouse_kind},
-    backfill_policy=dg.BackfillPolicy.multi_run(_SETTINGS.backfill_days_per_run),
+    backfill_policy=backfill_policy,
     owners=["team:market-data"],
     description=(
         "The partition's candles and book snapshots of every timeframe in the warehouse tables "
