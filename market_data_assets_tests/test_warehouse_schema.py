@@ -81,3 +81,17 @@ def test_duckdb_ddl_uses_the_same_values_as_bigquery() -> None:
     assert '"snapshot_timestamp" TIMESTAMPTZ,' in ddl
     assert '"book_depth" BIGINT NOT NULL' in ddl
     assert ddl.endswith('"bid_amount_4" DOUBLE')
+
+
+def test_every_tick_spec_maps_to_bigquery() -> None:
+    """Tick tables get their BigQuery schema from the same Arrow mapping as candles."""
+    from market_data_assets.tardis.formats import DATA_TYPES
+
+    for spec in DATA_TYPES.values():
+        fields = {f.name: f for f in bigquery_schema(spec.arrow_schema)}
+        assert list(fields) == spec.arrow_schema.names
+        assert fields["timestamp"].field_type == "TIMESTAMP" and fields["timestamp"].mode == "REQUIRED"
+        assert fields["instrument_key"].field_type == "STRING"
+    trades = {f.name: f for f in bigquery_schema(DATA_TYPES["trades"].arrow_schema)}
+    assert (trades["id"].field_type, trades["id"].mode) == ("STRING", "NULLABLE")  # string_view
+    assert (trades["side"].field_type, trades["price"].field_type) == ("STRING", "FLOAT64")

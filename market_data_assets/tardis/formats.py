@@ -1,7 +1,8 @@
 """One declarative spec per Tardis CSV data type: the single source of truth for columns.
 
-The CSV header, the Parquet column names and Arrow types, nullability, the polars read schema
-and the BigQuery schema are all derived from ``DATA_TYPES`` below. Parsers, validators,
+The CSV header, the Parquet column names and Arrow types, nullability and the polars read schema
+are all derived from ``DATA_TYPES`` below; a BigQuery schema is derived from ``arrow_schema`` by
+``warehouse.schema.bigquery_schema`` (the one Arrow -> BigQuery mapping). Parsers, validators,
 converters, the sandbox's CSV writer and the warehouse schemas import it; nothing else spells a
 Tardis column name.
 
@@ -35,13 +36,6 @@ _ARROW: dict[str, pa.DataType] = {
     "string": pa.string_view(),
     "bool": pa.bool_(),
 }
-_BIGQUERY: dict[str, str] = {
-    "timestamp": "TIMESTAMP",
-    "float": "FLOAT64",
-    "category": "STRING",
-    "string": "STRING",
-    "bool": "BOOL",
-}
 
 
 @dataclass(frozen=True)
@@ -55,10 +49,6 @@ class Column:
     @property
     def arrow_type(self) -> pa.DataType:
         return _ARROW[self.kind]
-
-    @property
-    def bigquery_type(self) -> str:
-        return _BIGQUERY[self.kind]
 
 
 def _col(
@@ -128,13 +118,6 @@ class DataTypeSpec:
             "bool": pl.Boolean,
         }
         return {c.csv_name: read[c.kind] for c in self.columns}
-
-    @cached_property
-    def bigquery_schema(self) -> list[tuple[str, str, str]]:
-        """(name, type, mode) triples; turned into ``SchemaField``s by the warehouse layer."""
-        out = [(c.name, c.bigquery_type, "NULLABLE" if c.nullable else "REQUIRED") for c in self.columns]
-        out.append((INSTRUMENT_KEY_COLUMN, "STRING", "REQUIRED"))
-        return out
 
     @cached_property
     def dictionary_columns(self) -> tuple[str, ...]:
