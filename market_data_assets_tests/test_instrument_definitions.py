@@ -18,6 +18,7 @@ from market_data_assets.instruments import (
     empty_definitions,
 )
 from market_data_assets.storage.layout import check_instrument_key
+from market_data_assets_tests.tardis_json import dataset_symbol_entry
 
 
 def _sample(tardis_samples: Path, name: str) -> dict:
@@ -28,18 +29,7 @@ def _details(*entries: dict) -> dict:
     return {"id": "x", "datasets": {"symbols": list(entries)}}
 
 
-def _entry(
-    symbol: str, tardis_type: str, since: str = "2019-01-01", to: str | None = None, types=("trades",)
-):
-    entry = {
-        "id": symbol,
-        "type": tardis_type,
-        "availableSince": f"{since}T00:00:00.000Z",
-        "dataTypes": list(types),
-    }
-    if to:
-        entry["availableTo"] = f"{to}T00:00:00.000Z"
-    return entry
+_entry = dataset_symbol_entry
 
 
 def _reference_value(record: dict, field: str, day: date):

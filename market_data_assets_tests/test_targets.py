@@ -18,21 +18,13 @@ from market_data_assets.instruments import (
 )
 from market_data_assets.settings import DEFAULT_EXCHANGES, Settings
 from market_data_assets.tardis.formats import DATA_TYPE_NAMES
+from market_data_assets_tests.tardis_json import dataset_symbol_entry
 
 DAY = date(2024, 12, 2)
 N_OPTIONS = 25
 
 
-def _entry(symbol: str, tardis_type: str, types: tuple[str, ...], since="2019-01-01", to=None) -> dict:
-    entry = {
-        "id": symbol,
-        "type": tardis_type,
-        "availableSince": f"{since}T00:00:00.000Z",
-        "dataTypes": list(types),
-    }
-    if to:
-        entry["availableTo"] = f"{to}T00:00:00.000Z"
-    return entry
+_entry = dataset_symbol_entry
 
 
 def _option_ids() -> list[str]:
