@@ -229,7 +229,7 @@ def test_parquet_file_is_tuned_typed_and_has_statistics(tmp_path: Path, tardis_s
     )
     schema = pq.read_schema(f.path)
     assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
-    assert schema.field("side").type == pa.dictionary(pa.int32(), pa.string())
+    assert schema.field("side").type == pa.dictionary(pa.uint32(), pa.string())
     assert schema.field("id").type == pa.string_view()
     col = {pq.ParquetFile(f.path).metadata.row_group(0).column(i).path_in_schema: i for i in range(9)}
     meta = pq.ParquetFile(f.path).metadata.row_group(0)
@@ -371,12 +371,12 @@ def test_sink_flushes_early_under_its_row_budget_and_keeps_order(tmp_path: Path)
         n = len(ids)
         table = pa.Table.from_arrays(
             [
-                pa.array(["deribit"] * n).dictionary_encode().cast(pa.dictionary(pa.int32(), pa.string())),
-                pa.array([key] * n).dictionary_encode().cast(pa.dictionary(pa.int32(), pa.string())),
+                pa.array(["deribit"] * n).dictionary_encode().cast(pa.dictionary(pa.uint32(), pa.string())),
+                pa.array([key] * n).dictionary_encode().cast(pa.dictionary(pa.uint32(), pa.string())),
                 pa.array([start + timedelta(seconds=step)] * n, pa.timestamp("us", tz="UTC")),
                 pa.array([start + timedelta(seconds=step)] * n, pa.timestamp("us", tz="UTC")),
                 pa.array(ids),
-                pa.array(["buy"] * n).dictionary_encode().cast(pa.dictionary(pa.int32(), pa.string())),
+                pa.array(["buy"] * n).dictionary_encode().cast(pa.dictionary(pa.uint32(), pa.string())),
                 pa.array([1.5] * n),
                 pa.array([2.0] * n),
                 instrument_key_array(key, n),

@@ -41,7 +41,7 @@ def test_one_candle_and_one_book_table_per_timeframe_with_the_lake_columns() -> 
     [
         (pa.string(), "STRING"),
         (pa.large_string(), "STRING"),
-        (pa.dictionary(pa.int32(), pa.string()), "STRING"),
+        (pa.dictionary(pa.uint32(), pa.string()), "STRING"),
         (pa.int16(), "INT64"),
         (pa.uint32(), "INT64"),
         (pa.float32(), "FLOAT64"),

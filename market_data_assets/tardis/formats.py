@@ -27,10 +27,14 @@ Kind = Literal["timestamp", "float", "category", "string", "bool"]
 INSTRUMENT_KEY_COLUMN = "instrument_key"
 """Column added to every normalized tick file (the canonical key, see docs/INSTRUMENT_KEY.md)."""
 
+CATEGORY_TYPE = pa.dictionary(pa.uint32(), pa.string())
+"""Small vocabularies: uint32 indices, what polars' Categorical writes, so that files from the
+pyarrow writer and from polars' writer (see ``ticks.convert``) have one schema."""
+
 _ARROW: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us", tz="UTC"),
     "float": pa.float64(),
-    "category": pa.dictionary(pa.int32(), pa.string()),
+    "category": CATEGORY_TYPE,
     # Views, not offsets: polars produces them, Parquet stores them as plain UTF8 byte arrays, and
     # converting trade ids to offset strings cost ~10% of the converter's CPU (measured).
     "string": pa.string_view(),
@@ -102,18 +106,19 @@ class DataTypeSpec:
     def arrow_schema(self) -> pa.Schema:
         """Schema of a normalized tick Parquet file: the spec's columns plus ``instrument_key``."""
         fields = [pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns]
-        fields.append(pa.field(INSTRUMENT_KEY_COLUMN, pa.dictionary(pa.int32(), pa.string()), nullable=False))
+        fields.append(pa.field(INSTRUMENT_KEY_COLUMN, CATEGORY_TYPE, nullable=False))
         return pa.schema(fields)
 
     @cached_property
     def polars_read_schema(self) -> dict[str, object]:
-        """dtypes to give polars ``scan_csv`` (keyed by CSV name): timestamps read as Int64 first."""
+        """dtypes to give polars ``scan_csv`` (keyed by CSV name): timestamps read as Int64 first,
+        small vocabularies as Categorical (the parallel CSV engine hashes them, not the caller)."""
         import polars as pl
 
         read: dict[str, object] = {
             "timestamp": pl.Int64,
             "float": pl.Float64,
-            "category": pl.String,
+            "category": pl.Categorical,
             "string": pl.String,
             "bool": pl.Boolean,
         }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import pyarrow as pa
 
 from market_data_assets.storage.layout import check_instrument_key
 from market_data_assets.tardis.formats import (
+    CATEGORY_TYPE,
     INSTRUMENT_KEY_COLUMN,
     DataTypeSpec,
     HeaderMismatchError,
@@ -46,6 +48,12 @@ from market_data_assets.ticks.parquet_writer import (
     KeyedParquetSink,
     instrument_key_array,
     row_group_rows,
+)
+from market_data_assets.ticks.polars_sink import (
+    FooterSummary,
+    footer_summary,
+    prefers_polars_writer,
+    sink_single_instrument,
 )
 
 LOCAL_TIMESTAMP_TOLERANCE = timedelta(minutes=1)
@@ -162,11 +170,72 @@ def convert_csv_gz(
         raise HeaderError(label, str(exc).removeprefix(f"{label}: "), line=1) from None
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    window = TimestampWindow(day)
+    if prefers_polars_writer(spec, len(key_for_symbol)):
+        ((symbol, key),) = key_for_symbol.items()
+        converted = _convert_in_polars(src, spec, out_dir, symbol, key, window)
+        if converted is not None:
+            return ConvertedFiles(
+                [converted], source_bytes=source_bytes, source_rows=converted.rows, empty=False
+            )
+    return _convert_streaming(src, spec, out_dir, key_for_symbol, window, label)
+
+
+def _convert_in_polars(
+    src: Path, spec: DataTypeSpec, out_dir: Path, symbol: str, key: str, window: TimestampWindow
+) -> ConvertedFile | None:
+    """The fast route (``polars_sink``); None, with nothing left behind, when the file needs the
+    row-by-row path: a cell polars cannot parse, a missing value, a timestamp outside the window,
+    another symbol, or no rows."""
+    out = out_dir / f".convert-{uuid.uuid4().hex[:12]}.parquet"
+    try:
+        sink_single_instrument(src, spec, key, out)
+        summary = footer_summary(out, spec, symbol)
+    except (pl.exceptions.PolarsError, OSError):
+        summary = None
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    if summary is None or not _inside_window(summary, window):
+        out.unlink(missing_ok=True)
+        return None
+    ts_lo, ts_hi = summary.ranges_us["timestamp"]
+    return ConvertedFile(
+        instrument_key=key,
+        data_type=spec.name,
+        path=out,
+        rows=summary.rows,
+        bytes=out.stat().st_size,
+        sha256=_sha256(out),
+        min_timestamp=_to_datetime(ts_lo),
+        max_timestamp=_to_datetime(ts_hi),
+        source_bytes=src.stat().st_size,
+    )
+
+
+def _inside_window(summary: FooterSummary, window: TimestampWindow) -> bool:
+    for name, (lo, hi) in (("local_timestamp", window.local), ("timestamp", window.exchange)):
+        seen_lo, seen_hi = summary.ranges_us[name]
+        if seen_lo < lo or seen_hi >= hi:
+            return False
+    return True
+
+
+def _convert_streaming(
+    src: Path,
+    spec: DataTypeSpec,
+    out_dir: Path,
+    key_for_symbol: Mapping[str, str],
+    window: TimestampWindow,
+    label: str,
+) -> ConvertedFiles:
+    """Row batches through the checks into pyarrow's tuned writer, split by instrument key."""
+    source_bytes = src.stat().st_size
     sink = KeyedParquetSink(spec, out_dir)
     stats = _StreamStats()
     try:
         for batch in _batches(src, spec, label):
-            _convert_batch(batch, spec, key_for_symbol, TimestampWindow(day), label, stats, sink)
+            _convert_batch(batch, spec, key_for_symbol, window, label, stats, sink)
         written = sink.close()
     except BaseException:
         sink.abort()
@@ -175,7 +244,7 @@ def convert_csv_gz(
     files = [
         ConvertedFile(
             instrument_key=f.instrument_key,
-            data_type=data_type,
+            data_type=spec.name,
             path=f.path,
             rows=f.rows,
             bytes=f.path.stat().st_size,
@@ -217,12 +286,7 @@ def _read_header(src: Path, label: str) -> list[str] | None:
 
 def _batches(src: Path, spec: DataTypeSpec, label: str) -> Iterator[pl.DataFrame]:
     """Row batches of one row group each, in file order, with CSV errors turned into ours."""
-    # Small vocabularies are read as Categorical: the parallel CSV engine hashes them, not this thread.
-    schema = {
-        c.csv_name: (pl.Categorical if c.kind == "category" else spec.polars_read_schema[c.csv_name])
-        for c in spec.columns
-    }
-    lf = pl.scan_csv(src, schema=schema, has_header=True)
+    lf = pl.scan_csv(src, schema=spec.polars_read_schema, has_header=True)
     try:
         yield from lf.collect_batches(chunk_size=row_group_rows(spec), maintain_order=True)
     except pl.exceptions.NoDataError:
@@ -354,9 +418,6 @@ def _to_arrow(part: pl.DataFrame, spec: DataTypeSpec, key: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=spec.arrow_schema)
 
 
-_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
-
-
 def _category_array(series: pl.Series) -> pa.Array | pa.ChunkedArray:
     """A small-vocabulary column as a dictionary array.
 
@@ -366,9 +427,9 @@ def _category_array(series: pl.Series) -> pa.Array | pa.ChunkedArray:
     first = series[0]
     if first is not None and series.null_count() == 0 and (series == first).all():
         return pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(series.len(), dtype=np.int32)), pa.array([first], pa.string())
+            pa.array(np.zeros(series.len(), dtype=np.uint32)), pa.array([first], pa.string())
         )
-    return series.to_arrow().dictionary_encode().cast(_DICTIONARY)
+    return series.to_arrow().dictionary_encode().cast(CATEGORY_TYPE)
 
 
 def _sha256(path: Path) -> str:
