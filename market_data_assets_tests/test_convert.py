@@ -357,7 +357,7 @@ def test_file_of_another_day_and_exchange_timestamp_slack(tmp_path: Path, tardis
 def test_sink_flushes_early_under_its_row_budget_and_keeps_order(tmp_path: Path) -> None:
     """Thousands of thin instruments: buffers are written early as small row groups, in order."""
     from market_data_assets.tardis.formats import get_spec
-    from market_data_assets.ticks.parquet_writer import KeyedParquetSink, instrument_key_array
+    from market_data_assets.ticks.parquet_writer import KeyedParquetSink, constant_dictionary_array
 
     spec = get_spec("trades")
     sink = KeyedParquetSink(spec, tmp_path, max_buffered_rows=50)
@@ -379,7 +379,7 @@ def test_sink_flushes_early_under_its_row_budget_and_keeps_order(tmp_path: Path)
                 pa.array(["buy"] * n).dictionary_encode().cast(pa.dictionary(pa.uint32(), pa.string())),
                 pa.array([1.5] * n),
                 pa.array([2.0] * n),
-                instrument_key_array(key, n),
+                constant_dictionary_array(key, n),
             ],
             schema=spec.arrow_schema,
         )

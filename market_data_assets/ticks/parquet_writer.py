@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN, DataTypeSpec
+from market_data_assets.tardis.formats import CATEGORY_TYPE, INSTRUMENT_KEY_COLUMN, DataTypeSpec
 
 ROW_GROUP_BYTES_TARGET = 32 << 20
 MIN_ROW_GROUP_ROWS = 65_536
@@ -187,19 +187,26 @@ class KeyedParquetSink:
         self._keys.clear()
 
 
-def instrument_key_array(key: str, rows: int) -> pa.DictionaryArray:
-    """A constant dictionary column: one dictionary entry, ``rows`` zero indices."""
-    # numpy zeros: ~300x cheaper than ``pa.repeat`` per 131k-row batch (measured).
-    return pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(rows, dtype=np.uint32)), pa.array([key], pa.string())
-    )
+def constant_dictionary_array(value: str, rows: int) -> pa.DictionaryArray:
+    """``rows`` copies of ``value`` as a one-entry dictionary column (``instrument_key``, and the
+    exchange and symbol of a one-instrument file).
+
+    Zero indices straight from a numpy buffer: ~300x cheaper than ``pa.repeat`` per 131k-row batch
+    (measured), and ``from_buffers`` because ``pa.array(ndarray)`` and ``DictionaryArray.from_arrays``
+    import pandas (0.3 s of a first conversion) to look for pandas objects.
+    """
+    data = value.encode()
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int32))
+    dictionary = pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data))
+    zeros = pa.py_buffer(np.zeros(rows, dtype=np.uint32))
+    return pa.DictionaryArray.from_buffers(CATEGORY_TYPE, rows, [None, zeros], dictionary)
 
 
 __all__ = [
     "INSTRUMENT_KEY_COLUMN",
     "KeyedParquetSink",
     "SinkFile",
-    "instrument_key_array",
+    "constant_dictionary_array",
     "row_group_rows",
     "writer_options",
 ]
