@@ -241,7 +241,7 @@ def main() -> None:
     )
     parser.add_argument("--trades-rows", type=int, default=5_000_000)
     parser.add_argument("--book-rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3, help="best-of runs per tool (fresh process each)")
+    parser.add_argument("--repeat", type=int, default=5, help="best-of runs per tool (fresh process each)")
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "DATA_TYPE", "SRC"), help=argparse.SUPPRESS)
     args = parser.parse_args()

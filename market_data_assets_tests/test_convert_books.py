@@ -1,7 +1,7 @@
-"""Book files take polars' own sink (``ticks.polars_sink``): same values, same schema, same errors.
+"""Book snapshots take polars' own sink (``ticks.polars_sink``): same values, schema and errors.
 
-The round trips of every data type in ``test_convert`` already cover book files of one instrument
-(the polars route). Here: a file of several row groups against the independent reference, the two
+The round trips of every data type in ``test_convert`` already cover book snapshot files of one
+instrument (the polars route). Here: a file of several row groups against the independent reference, the two
 routes against each other, and every kind of bad input on the polars route, which must fall back
 to the row-by-row path and fail there with the file and line, leaving nothing behind.
 """
@@ -16,9 +16,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_data_assets.tardis.formats import get_spec
+from market_data_assets.tardis.sandbox import generate_csv
 from market_data_assets.ticks.convert import TimestampWindow, _convert_streaming, convert_csv_gz
 from market_data_assets.ticks.errors import BadValueError, CorruptGzipError, TimestampWindowError
-from market_data_assets_tests.test_convert import assert_round_trip, gz, reference_rows
+from market_data_assets_tests.test_convert import (
+    SANDBOX,
+    SANDBOX_DAY,
+    SANDBOX_FILES,
+    assert_round_trip,
+    gz,
+    reference_rows,
+)
 
 DAY = date(2024, 3, 5)
 KEY = "DERIBIT:PERP:BTC-USD"
@@ -57,13 +65,25 @@ def test_multi_row_group_book_file_round_trips_through_polars(tmp_path: Path) ->
     assert pq.read_schema(written).remove_metadata() == get_spec("book_snapshot_5").arrow_schema
 
 
-@pytest.mark.parametrize("data_type", ["book_snapshot_5", "book_snapshot_25", "incremental_book_L2"])
+@pytest.mark.parametrize("data_type", sorted(SANDBOX_FILES))
+def test_each_data_type_takes_the_writer_its_spec_names(tmp_path: Path, data_type: str) -> None:
+    exchange, symbol = SANDBOX_FILES[data_type]
+    text = generate_csv(SANDBOX, exchange, data_type, SANDBOX_DAY, symbol)
+    keys = {
+        s: f"{exchange.upper()}:X:{s}"
+        for s in dict.fromkeys(r["symbol"] for r in reference_rows(text.decode()))
+    }
+    files = convert_csv_gz(
+        gz(tmp_path, "in.csv.gz", text), data_type, tmp_path / "out", keys, SANDBOX_DAY, "s"
+    )
+    polars_route = get_spec(data_type).parquet_writer == "polars" and len(keys) == 1
+    assert files and all(created_by_polars(f.path) == polars_route for f in files)
+    assert data_type not in ("book_snapshot_5", "book_snapshot_25") or polars_route
+
+
+@pytest.mark.parametrize("data_type", ["book_snapshot_5", "book_snapshot_25"])
 def test_both_routes_write_the_same_table(tmp_path: Path, tardis_samples: Path, data_type: str) -> None:
-    name = {
-        "book_snapshot_5": "binance-futures_book_snapshot_5_BTCUSDT.csv",
-        "book_snapshot_25": "binance-futures_book_snapshot_25_BTCUSDT.csv",
-        "incremental_book_L2": "deribit_incremental_book_L2_BTC-PERPETUAL.csv",
-    }[data_type]
+    name = f"binance-futures_{data_type}_BTCUSDT.csv"
     text = (tardis_samples / "csv_real" / name).read_text()
     first = reference_rows(text)[0]
     day = datetime.fromtimestamp(int(first["local_timestamp"]) / 1e6, UTC).date()  # type: ignore[arg-type]

@@ -81,6 +81,10 @@ class DataTypeSpec:
     groupable: bool
     """Whether Tardis offers grouped files (OPTIONS, PERPETUALS, ...) for this type."""
     is_book: bool = False
+    parquet_writer: Literal["pyarrow", "polars"] = "pyarrow"
+    """Which writer converts a one-instrument file (``ticks.convert``): ``polars`` for wide book
+    snapshots, where per-column encodings gain nothing and polars' writer is 1.8x faster;
+    ``pyarrow`` elsewhere, where they shrink files by a third (trades, L2 updates)."""
     sort_key: tuple[str, ...] = ("local_timestamp",)
 
     @cached_property
@@ -135,7 +139,12 @@ class DataTypeSpec:
 
 
 def _spec(
-    name: str, extra: tuple[Column, ...], description: str, groupable: bool, is_book: bool = False
+    name: str,
+    extra: tuple[Column, ...],
+    description: str,
+    groupable: bool,
+    is_book: bool = False,
+    parquet_writer: Literal["pyarrow", "polars"] = "pyarrow",
 ) -> DataTypeSpec:
     return DataTypeSpec(
         name=name,
@@ -143,6 +152,7 @@ def _spec(
         description=description,
         groupable=groupable,
         is_book=is_book,
+        parquet_writer=parquet_writer,
     )
 
 
@@ -257,6 +267,7 @@ DATA_TYPES: dict[str, DataTypeSpec] = {
             "top 5 levels of the book",
             groupable=False,
             is_book=True,
+            parquet_writer="polars",
         ),
         _spec(
             "book_snapshot_25",
@@ -264,6 +275,7 @@ DATA_TYPES: dict[str, DataTypeSpec] = {
             "top 25 levels of the book",
             groupable=False,
             is_book=True,
+            parquet_writer="polars",
         ),
     )
 }

@@ -1,11 +1,17 @@
 """Tardis CSV.gz -> typed, tuned Parquet, streamed in bounded memory.
 
-The fast path is polars' streaming CSV reader (it decompresses gzip lazily, in chunks: peak RSS
-stays flat however large the day) handing row batches of one row group each to pyarrow's Parquet
-writer, which can choose encodings per column (see ``parquet_writer``). Every batch is checked on
-the way through (required values present, timestamps inside the day's window) with the exact CSV
-line of the first offence. Grouped Tardis files (one ``OPTIONS`` file for thousands of options)
-are split into one file per instrument key as they stream.
+Two routes, one result (same schema, same values, same errors):
+
+- Most files: polars' streaming CSV reader (it decompresses gzip lazily, in chunks: peak RSS stays
+  flat however large the day) hands row batches of one row group each to pyarrow's Parquet writer,
+  which can choose encodings per column (see ``parquet_writer``; trades come out at 66% of polars'
+  default size). Every batch is checked on the way through (required values present, timestamps
+  inside the day's window) with the exact CSV line of the first offence. Grouped Tardis files (one
+  ``OPTIONS`` file for thousands of options) are split into one file per instrument key as they
+  stream.
+- Book files of one instrument: polars' own ``scan_csv -> sink_parquet``, checked afterwards from
+  the footer statistics; anything off sends the file down the first route, which names the line
+  (see ``polars_sink``).
 
 Nothing is written under a final name here: files land under temporary names in ``out_dir`` and
 the caller publishes each with ``store.put_file(move=True)``. On any error every temporary file of

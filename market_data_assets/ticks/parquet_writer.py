@@ -2,7 +2,8 @@
 
 Why pyarrow's ``ParquetWriter`` and not polars' ``sink_parquet``: polars cannot choose encodings per
 column. Measured on a realistic 5 M-row trades day (benchmarks/bench_convert.py), per-column choices
-give 66% of polars' default file size at 1.07x its CPU time (book_snapshot_25: 99% at 1.18x):
+give 66% of polars' default file size at polars' speed. (Book snapshots gain nothing from them and
+take polars' own writer, see ``polars_sink``.)
 - ``local_timestamp`` (the file's sort key) and other timestamps: DELTA_BINARY_PACKED; the exchange
   ``timestamp`` stays PLAIN: it repeats (one aggressor order fills several makers in the same
   millisecond) and zstd squeezes those repeats 20% better than it does the deltas;
