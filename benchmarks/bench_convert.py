@@ -243,6 +243,7 @@ def main() -> None:
     parser.add_argument("--book-rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5, help="best-of runs per tool (fresh process each)")
     parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--data-types", default="trades,book_snapshot_25")
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "DATA_TYPE", "SRC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -250,8 +251,12 @@ def main() -> None:
         return
 
     inputs = {
-        "trades": trades_day(args.trades_rows),
-        "book_snapshot_25": book_snapshot_25_day(args.book_rows),
+        data_type: build()
+        for data_type, build in (
+            ("trades", lambda: trades_day(args.trades_rows)),
+            ("book_snapshot_25", lambda: book_snapshot_25_day(args.book_rows)),
+        )
+        if data_type in args.data_types.split(",")
     }
     tools = [t for t in args.tools.split(",") if t]
     for data_type, src in inputs.items():

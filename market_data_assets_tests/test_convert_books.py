@@ -9,6 +9,7 @@ to the row-by-row path and fail there with the file and line, leaving nothing be
 from __future__ import annotations
 
 import gzip
+import hashlib
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def test_both_routes_write_the_same_table(tmp_path: Path, tardis_samples: Path, 
     assert created_by_polars(fast.path) and not created_by_polars(slow.path)
     assert pq.read_table(fast.path).equals(pq.read_table(slow.path), check_metadata=False)
     assert pq.read_schema(fast.path).remove_metadata() == get_spec(data_type).arrow_schema
+    assert fast.sha256 == hashlib.sha256(fast.path.read_bytes()).hexdigest(), "hashed as written"
     assert (fast.rows, fast.min_timestamp, fast.max_timestamp) == (
         slow.rows,
         slow.min_timestamp,

@@ -194,7 +194,7 @@ def _convert_in_polars(
     another symbol, or no rows."""
     out = out_dir / f".convert-{uuid.uuid4().hex[:12]}.parquet"
     try:
-        sink_single_instrument(src, spec, key, out)
+        sha256 = sink_single_instrument(src, spec, key, out)
         summary = footer_summary(out, spec, symbol)
     except (pl.exceptions.PolarsError, OSError):
         summary = None
@@ -211,7 +211,7 @@ def _convert_in_polars(
         path=out,
         rows=summary.rows,
         bytes=out.stat().st_size,
-        sha256=_sha256(out),
+        sha256=sha256,
         min_timestamp=_to_datetime(ts_lo),
         max_timestamp=_to_datetime(ts_hi),
         source_bytes=src.stat().st_size,

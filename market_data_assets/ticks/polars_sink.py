@@ -17,8 +17,11 @@ names it. Bad input therefore costs a second pass; good input costs one.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow as pa
@@ -36,8 +39,9 @@ def prefers_polars_writer(spec: DataTypeSpec, keys: int) -> bool:
     return spec.parquet_writer == "polars" and keys == 1
 
 
-def sink_single_instrument(src: Path, spec: DataTypeSpec, key: str, out: Path) -> None:
-    """Convert the whole CSV.gz ``src`` into ``out`` (typed, renamed, plus ``instrument_key``).
+def sink_single_instrument(src: Path, spec: DataTypeSpec, key: str, out: Path) -> str:
+    """Convert the whole CSV.gz ``src`` into ``out`` (typed, renamed, plus ``instrument_key``) and
+    return the file's SHA-256, hashed as the bytes go out rather than re-read afterwards.
 
     Raises polars' own errors on unparseable cells; the caller removes ``out`` on any failure.
     """
@@ -48,14 +52,35 @@ def sink_single_instrument(src: Path, spec: DataTypeSpec, key: str, out: Path) -
         for c in spec.columns
     ]
     columns.append(pl.lit(key, dtype=pl.Categorical).alias(INSTRUMENT_KEY_COLUMN))
-    pl.scan_csv(src, schema=spec.polars_read_schema, has_header=True).select(columns).sink_parquet(
-        out,
-        compression="zstd",
-        compression_level=ZSTD_LEVEL,
-        row_group_size=row_group_rows(spec),
-        statistics=True,
-        arrow_schema=_sink_schema(spec),
-    )
+    with out.open("wb") as fh:
+        sink = _HashingWriter(fh)
+        pl.scan_csv(src, schema=spec.polars_read_schema, has_header=True).select(columns).sink_parquet(
+            sink,
+            compression="zstd",
+            compression_level=ZSTD_LEVEL,
+            row_group_size=row_group_rows(spec),
+            statistics=True,
+            arrow_schema=_sink_schema(spec),
+        )
+    return sink.digest.hexdigest()
+
+
+class _HashingWriter(io.RawIOBase):
+    """A binary file that hashes what polars' sink writes through it (the sink writes in order)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.digest.update(data)
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
 
 
 def _sink_schema(spec: DataTypeSpec) -> pa.Schema:
