@@ -173,6 +173,42 @@ def test_clean_run_writes_every_file_and_an_exact_manifest(
     assert sum(result.bytes_by_type.values()) == sum(r["bytes"] for r in rows if r["status"] == "ok")
 
 
+def test_a_conversion_that_uses_every_core_runs_alone(
+    make_sandbox: Callable[..., RunningSandbox], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Book snapshots (polars' own sink) never convert beside another file: memory stays bounded.
+
+    The real converter runs; a wrapper only records when each call starts and ends."""
+    import threading
+    import time
+
+    import market_data_assets.ticks.pipeline as pipeline
+    from market_data_assets.ticks.convert import runs_on_every_core
+
+    spans: list[tuple[str, bool, float, float]] = []
+    lock = threading.Lock()
+    real = pipeline.convert_csv_gz
+
+    def recorded(src, data_type, out_dir, key_for_symbol, day, name):  # type: ignore[no-untyped-def]
+        start = time.monotonic()
+        try:
+            return real(src, data_type, out_dir, key_for_symbol, day, name)
+        finally:
+            with lock:
+                alone = runs_on_every_core(data_type, len(key_for_symbol))
+                spans.append((name, alone, start, time.monotonic()))
+
+    monkeypatch.setattr(pipeline, "convert_csv_gz", recorded)
+    result = run(make_sandbox(CONFIG), LocalStore(tmp_path / "lake"))
+
+    assert result.failures == [] and len(spans) == GROUPS
+    exclusive = [s for s in spans if s[1]]
+    assert [s[0].split("/")[1] for s in exclusive] == ["book_snapshot_5"]
+    for name, _, start, end in exclusive:
+        overlapping = [o[0] for o in spans if o[0] != name and o[2] < end and start < o[3]]
+        assert overlapping == [], f"{name} converted beside {overlapping}"
+
+
 def test_faults_are_retried_and_files_equal_a_fault_free_run(
     make_sandbox: Callable[..., RunningSandbox], tmp_path: Path, clean_run: tuple[LocalStore, RawTicksResult]
 ) -> None:

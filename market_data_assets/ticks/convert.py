@@ -147,6 +147,13 @@ class ConvertedFiles(list[ConvertedFile]):
         )
 
 
+def runs_on_every_core(data_type: str, keys: int) -> bool:
+    """Whether converting a ``data_type`` file of ``keys`` instrument keys keeps every core busy by
+    itself: the polars route, whose streaming engine runs on all cores. The pyarrow route's batch
+    handling is partly serial, so two such conversions side by side do use two cores."""
+    return prefers_polars_writer(get_spec(data_type), keys)
+
+
 def convert_csv_gz(
     src: Path,
     data_type: str,

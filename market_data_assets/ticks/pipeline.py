@@ -6,10 +6,11 @@ and pyarrow release the GIL for the heavy work, so threads use both cores withou
 pool's start-up and pickling (and without fork-after-threads hazards in polars). Measured on
 2 cores, four 5 M-row trades conversions: 2 threads 41 s wall / 10.9 s CPU, 2 spawned
 processes 50 s / 12.7 s, one after another 49 s / 11.7 s (a loaded machine; the order held over
-runs). Back-pressure:
-the loop over ``download_many`` waits for a free conversion slot before taking the next result,
-so at most a window of downloaded-but-unconverted files sits on local disk and memory stays
-bounded by the converters' (one row group per open file).
+runs). A book snapshot file, which polars converts on every core by itself, takes all the
+slots: a second conversion beside it would only add its memory. Back-pressure: the loop over
+``download_many`` waits for free conversion slots before taking the next result, so at most a
+window of downloaded-but-unconverted files sits on local disk and memory stays bounded by the
+converters' (benchmarks/bench_partition.py measures a whole partition's peak RSS).
 
 Each conversion's files are published one by one with ``store.put_file(move=True)`` (atomic),
 then the manifest is rewritten. A killed run therefore loses at most the groups in flight; a
@@ -36,7 +37,7 @@ import polars as pl
 
 from market_data_assets.storage.layout import raw_ticks_dir, raw_ticks_path
 from market_data_assets.storage.store import ObjectStore
-from market_data_assets.ticks.convert import convert_csv_gz
+from market_data_assets.ticks.convert import convert_csv_gz, runs_on_every_core
 from market_data_assets.ticks.errors import TickFileError
 from market_data_assets.ticks.manifest import (
     STATUS_EMPTY,
@@ -181,12 +182,12 @@ async def materialize_raw_ticks(
     by_request = {(g.data_type, g.dataset_symbol): g for g in todo}
     dest = {g.key: work / f"{i:06d}.csv.gz" for i, g in enumerate(todo)}
     requests = [DownloadRequest(exchange, g.data_type, day, g.dataset_symbol) for g in todo]
-    slots = asyncio.Semaphore(max(1, convert_workers))
+    slots = _ConversionSlots(max(1, convert_workers))
     executor = ThreadPoolExecutor(max_workers=max(1, convert_workers), thread_name_prefix="convert")
     tasks: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
 
-    async def finish(res: DownloadResult, group: DownloadGroup) -> None:
+    async def finish(res: DownloadResult, group: DownloadGroup, weight: int) -> None:
         try:
             rows, dropped = await loop.run_in_executor(
                 executor, _convert_and_publish, store, res, group, day, exchange, work
@@ -194,7 +195,7 @@ async def materialize_raw_ticks(
         except Exception as exc:  # noqa: BLE001 - one bad group must not stop the partition
             rows, dropped = [_failed_row(group, day, exchange, f"{type(exc).__name__}: {exc}", res.bytes)], 0
         finally:
-            slots.release()
+            slots.release(weight)
         await ledger.replace(group.key, rows)
         _account(result, group, rows, res.bytes)
         result.dropped_rows += dropped
@@ -210,8 +211,9 @@ async def materialize_raw_ticks(
                 _account(result, group, rows, 0)
                 say(_describe(group, rows))
                 continue
-            await slots.acquire()
-            task = asyncio.create_task(finish(res, group))
+            weight = slots.capacity if runs_on_every_core(group.data_type, len(group.key_for_symbol)) else 1
+            await slots.acquire(weight)
+            task = asyncio.create_task(finish(res, group, weight))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:
@@ -226,6 +228,27 @@ async def materialize_raw_ticks(
     await asyncio.to_thread(ledger.write)
     result.seconds = time.perf_counter() - started
     return result
+
+
+class _ConversionSlots:
+    """``capacity`` conversion slots. A conversion that keeps every core busy by itself (polars'
+    own sink, see ``convert.runs_on_every_core``) takes all of them: a second one beside it would
+    gain no speed and double the peak memory (measured by benchmarks/bench_partition.py)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._changed = asyncio.Event()
+
+    async def acquire(self, n: int) -> None:
+        while self._free < n:
+            self._changed.clear()
+            await self._changed.wait()
+        self._free -= n
+
+    def release(self, n: int) -> None:
+        self._free += n
+        self._changed.set()
 
 
 class _Ledger:
