@@ -28,10 +28,12 @@ def _client(sandbox: RunningSandbox, **kw: object) -> TardisClient:
     return TardisClient(sandbox.api_url, sandbox.datasets_url, **kw)  # type: ignore[arg-type]
 
 
-def _download(sandbox: RunningSandbox, req: DownloadRequest, dest: Path, **kw: object) -> DownloadResult:
+def _download(
+    sandbox: RunningSandbox, req: DownloadRequest, dest: Path, *, verify: bool = True, **kw: object
+) -> DownloadResult:
     async def go() -> DownloadResult:
         async with _client(sandbox, **kw) as client:
-            return await client.download(req, dest)
+            return await client.download(req, dest, verify=verify)
 
     return asyncio.run(go())
 
@@ -63,7 +65,7 @@ def _leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if ".part-" in p.name]
 
 
-@pytest.mark.parametrize("kind", ["429", "500", "503", "reset", "truncate"])
+@pytest.mark.parametrize("kind", ["429", "500", "503", "reset", "truncate", "short_gzip"])
 def test_each_fault_is_retried_until_the_file_arrives_intact(
     sandbox: RunningSandbox, tmp_path: Path, kind: str
 ) -> None:
@@ -82,6 +84,26 @@ def test_each_fault_is_retried_until_the_file_arrives_intact(
     seen = [r for r in sandbox.requests if r.path == _url_path(req)][-3:]
     assert [r.fault for r in seen] == [kind, kind, None]
     assert all(r.had_auth for r in seen)
+    assert _leftovers(tmp_path) == []
+
+
+def test_without_verify_a_cut_connection_is_still_retried_but_a_cut_gzip_is_left_to_the_reader(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """``verify=False`` (the raw-ticks pipeline, which inflates every file while converting it)."""
+    req = DownloadRequest("binance", "trades", date(2024, 3, 9), "BTCUSDT")
+    whole = gzip.compress(_expected(sandbox, req))
+    sandbox.add_fault(path_glob=_url_path(req), kind="truncate", times=1)
+    result = _download(sandbox, req, tmp_path / "a.csv.gz", verify=False)
+    assert result.attempts == 2 and gzip.decompress(result.path.read_bytes()) == _expected(sandbox, req)
+
+    sandbox.add_fault(path_glob=_url_path(req), kind="short_gzip", times=1)
+    result = _download(sandbox, req, tmp_path / "b.csv.gz", verify=False)
+    assert result.attempts == 1 and result.error is None and not result.empty
+    body = result.path.read_bytes()
+    assert 0 < len(body) < len(whole) * 0.6
+    with pytest.raises(EOFError):
+        gzip.decompress(body)
     assert _leftovers(tmp_path) == []
 
 

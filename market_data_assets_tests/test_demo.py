@@ -21,7 +21,9 @@ def test_demo_runs_the_whole_graph(tmp_path):
     root = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MARKET_DATA_", "TARDIS_", "DAGSTER_"))}
     # No proxy can help: the demo must not need the network at all.
-    env.update({"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1"})
+    env.update(
+        {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1"}
+    )
     result = subprocess.run(
         [
             str(Path(sys.executable).with_name("market-data")),
@@ -52,7 +54,11 @@ def test_demo_runs_the_whole_graph(tmp_path):
             assert (root / layout.instruments_path(day, ex)).is_file()
             assert (root / layout.report_path(day, ex)).is_file()
             for tf in layout.TIMEFRAMES:
-                assert list((root / layout.candles_dir(day, tf)).glob(f"{layout.key_prefix_for_exchange(ex)}*.parquet"))
+                assert list(
+                    (root / layout.candles_dir(day, tf)).glob(
+                        f"{layout.key_prefix_for_exchange(ex)}*.parquet"
+                    )
+                )
 
     # Rows in the DuckDB tables, one slice per (day, exchange), no duplicates.
     con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
@@ -63,16 +69,24 @@ def test_demo_runs_the_whole_graph(tmp_path):
         "SELECT exchange, CAST(timestamp AS DATE) AS d, count(*) AS n, count(DISTINCT (instrument_key, timestamp)) AS u "
         "FROM candles_24h GROUP BY ALL ORDER BY ALL"
     ).fetchall()
-    assert {(r[0], str(r[1])) for r in per_slice} == {(ex, d) for ex in EXCHANGES for d in ("2024-03-01", "2024-03-02")}
+    assert {(r[0], str(r[1])) for r in per_slice} == {
+        (ex, d) for ex in EXCHANGES for d in ("2024-03-01", "2024-03-02")
+    }
     assert all(r[2] == r[3] for r in per_slice)
     con.close()
 
     # The missing-data report is empty (or every gap is explained).
     reports = pl.concat(
-        [pl.read_parquet(root / layout.report_path(d, ex)) for d in (date(2024, 3, 1), date(2024, 3, 2)) for ex in EXCHANGES]
+        [
+            pl.read_parquet(root / layout.report_path(d, ex))
+            for d in (date(2024, 3, 1), date(2024, 3, 2))
+            for ex in EXCHANGES
+        ]
     )
     assert reports.height > 0
-    unexplained = reports.filter(~pl.col("status").is_in(["present", "empty_at_source", "explained_by_incident"]))
+    unexplained = reports.filter(
+        ~pl.col("status").is_in(["present", "empty_at_source", "explained_by_incident"])
+    )
     assert unexplained.height == 0, unexplained
 
     # The instance persisted the runs, for `make dev` to show.

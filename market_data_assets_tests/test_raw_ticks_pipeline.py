@@ -12,6 +12,7 @@ import io
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
+from fnmatch import fnmatch
 from pathlib import Path
 
 import polars as pl
@@ -227,6 +228,30 @@ def test_faults_are_retried_and_files_equal_a_fault_free_run(
     assert len(faulted) == 10, faulted
     assert stored_hashes(store) == stored_hashes(clean_run[0])
     assert len(stored_hashes(store)) == 6 + 12
+
+
+def test_a_gzip_cut_at_the_origin_is_downloaded_again_and_converted(
+    make_sandbox: Callable[..., RunningSandbox], tmp_path: Path, clean_run: tuple[LocalStore, RawTicksResult]
+) -> None:
+    """Downloads are not inflated on arrival; the conversion finds a cut gzip and the file is
+    fetched again, verified (a second cut one is then retried by the client itself)."""
+    sandbox = make_sandbox(CONFIG)
+    cut_once = ["*/trades/*ETH-PERPETUAL*", "*/book_snapshot_5/*", "*/options_chain/*"]
+    for glob in cut_once:
+        sandbox.add_fault(path_glob=glob, kind="short_gzip", times=1)
+    sandbox.add_fault(path_glob="*/quotes/*", kind="short_gzip", times=2)
+    store = LocalStore(tmp_path / "lake")
+    result = run(sandbox, store)
+
+    assert result.failures == []
+    assert stored_hashes(store) == stored_hashes(clean_run[0])
+    requests = dataset_requests(sandbox)
+    for glob in cut_once:
+        (path,) = [p for p in requests if fnmatch(p, glob)]
+        assert requests[path] == 2, path
+    (quotes,) = [p for p in requests if "/quotes/" in p]
+    assert requests[quotes] == 3
+    assert sum(requests.values()) == GROUPS + 3 + 2
 
 
 def test_permanent_failure_is_recorded_and_a_rerun_redoes_only_it(

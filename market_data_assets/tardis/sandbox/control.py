@@ -2,8 +2,8 @@
 
 Faults act where a real network or service would fail: an error status before any work (429 with
 ``Retry-After``, 500, 503), or a response that goes wrong on the way (reset mid-response,
-truncated body, slow body). Every Tardis request is logged before its response is sent, so a
-client that got an answer always finds its request in the log.
+truncated body, a complete body that is a cut gzip, slow body). Every Tardis request is logged
+before its response is sent, so a client that got an answer always finds its request in the log.
 """
 
 from __future__ import annotations
@@ -47,8 +47,12 @@ def _reset(request: web.Request) -> None:
 
 async def _stream(request: web.Request, response: web.Response, rule: FaultRule) -> web.StreamResponse:
     """Deliver ``response`` with a fault: ``reset`` sends the headers then resets the connection,
-    ``truncate`` sends half the body then closes, ``slow`` trickles the body over ``delay``."""
+    ``truncate`` sends half the body then closes, ``short_gzip`` sends a well-formed response whose
+    body is half the gzip (its Content-Length agrees: only inflating the body shows the damage, as
+    with a file cut at the origin), ``slow`` trickles the body over ``delay``."""
     body = bytes(response.body or b"")  # type: ignore[arg-type]
+    if rule.kind == "short_gzip":
+        body = body[: max(1, len(body) // 2)] if body else b""
     stream = web.StreamResponse(status=response.status, headers=response.headers)
     stream.content_length = len(body)
     await stream.prepare(request)
@@ -59,6 +63,10 @@ async def _stream(request: web.Request, response: web.Response, rule: FaultRule)
         await stream.write(body[: max(1, len(body) // 2)] if body else b"")  # write() drains
         if request.transport is not None:
             request.transport.abort()
+        return stream
+    if rule.kind == "short_gzip":
+        await stream.write(body)
+        await stream.write_eof()
         return stream
     pieces = 10
     step = max(1, -(-len(body) // pieces))

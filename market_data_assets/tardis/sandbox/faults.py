@@ -15,7 +15,7 @@ import hashlib
 import threading
 from dataclasses import asdict, dataclass, field
 
-FAULT_KINDS = ("429", "500", "503", "reset", "truncate", "slow")
+FAULT_KINDS = ("429", "500", "503", "reset", "truncate", "short_gzip", "slow")
 
 
 @dataclass

@@ -69,7 +69,8 @@ class RunningSandbox:
         status: int | None = None,
         delay: float = 0.0,
     ) -> None:
-        """Make matching requests fail: kind is "429", "500", "503", "reset", "truncate" or "slow"."""
+        """Make matching requests fail: kind is one of ``FAULT_KINDS``
+        ("429", "500", "503", "reset", "truncate", "short_gzip", "slow")."""
         self.state.faults.add(
             FaultRule(
                 kind=kind,
