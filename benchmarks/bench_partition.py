@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_convert import DAY, book_snapshot_25_day, trades_day  # noqa: E402
+from sandbox_process import child_server  # noqa: E402
 
 EXCHANGE = "binance-futures"
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -85,21 +86,8 @@ asyncio.run(main())
 def file_server(files: dict[str, Path], mb_per_s: float = 0) -> Iterator[str]:
     """Serve ``files[data_type]`` for every dataset URL of that data type, at most ``mb_per_s``
     per connection when given; yield the base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, json.dumps({k: str(v) for k, v in files.items()}), str(mb_per_s)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line:
-            raise SystemExit(f"file server exited with {proc.poll()} before listening")
-        yield json.loads(line)["datasets_url"]
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        proc.wait(timeout=10)
+    with child_server(_SERVER, json.dumps({k: str(v) for k, v in files.items()}), str(mb_per_s)) as urls:
+        yield urls["datasets_url"]
 
 
 def targets():

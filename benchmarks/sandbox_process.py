@@ -1,4 +1,4 @@
-"""The Tardis sandbox in a child process, for benchmarks: its CPU must not count against the client.
+"""Servers in child processes, for benchmarks: their CPU must not count against the client.
 
 with sandbox_process(trades_per_day=20_000, api_key="k") as urls:
     urls["api_url"], urls["datasets_url"]
@@ -25,8 +25,16 @@ sb.stop()
 @contextmanager
 def sandbox_process(**config: object) -> Iterator[dict[str, str]]:
     """Start ``SandboxConfig(**config)`` in a child process; yield its URLs once it listens."""
+    with child_server(_RUNNER, json.dumps(config)) as urls:
+        yield urls
+
+
+@contextmanager
+def child_server(script: str, *args: str) -> Iterator[dict[str, str]]:
+    """Run ``python -c script *args`` in a child process; yield the JSON object of its first line
+    (its URLs, printed once it listens). Closing its stdin tells it to stop."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _RUNNER, json.dumps(config)],
+        [sys.executable, "-c", script, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -34,7 +42,7 @@ def sandbox_process(**config: object) -> Iterator[dict[str, str]]:
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         if not line:
-            raise SystemExit(f"sandbox process exited with {proc.poll()} before listening")
+            raise SystemExit(f"server process exited with {proc.poll()} before listening")
         yield json.loads(line)
     finally:
         if proc.stdin:
