@@ -6,7 +6,10 @@ size), and pyarrow's writer encodes 104 float columns 1.8x slower than polars'
 (benchmarks/bench_convert.py), so the whole conversion runs inside polars' streaming engine, which
 overlaps gzip decompression, parsing and writing on every core. (``incremental_book_L2`` keeps
 pyarrow's writer: its narrow rows come out 29% smaller there at the same speed, measured on a
-sandbox day.) The spec's ``parquet_writer`` says which route a data type takes.
+sandbox day.) The spec's ``parquet_writer`` says which route a data type takes. The files of the
+two routes hold the same schema and values and differ only in encodings: polars offers no choice
+per column, so its timestamps are PLAIN under zstd rather than delta-encoded (7% of a book
+snapshot file's bytes).
 
 What the streaming path checks row by row is checked here from the written file's footer:
 every row group's statistics give its null counts and timestamp range, and the symbol column's
