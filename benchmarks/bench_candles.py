@@ -30,7 +30,8 @@ import polars as pl
 
 from market_data_assets.candles.compute import DayGrid, InstrumentDayTicks, book_features, compute_candles
 from market_data_assets.candles.rollup import rollup
-from market_data_assets.candles.timeframes import TIMEFRAME_TABLE, day_start_us
+from market_data_assets.candles.timeframes import TIMEFRAME_TABLE
+from market_data_assets.days import day_start_us
 
 DAY = date(2024, 1, 1)
 KEY = "BINANCE-FUTURES:PERP:BTC-USDT"

@@ -13,12 +13,13 @@ or ``gs://bucket/prefix`` (``MARKET_DATA_ROOT`` by default).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
 
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
+from market_data_assets.days import day_start
 from market_data_assets.quality.missing import report_for_range
 from market_data_assets.settings import Settings
 from market_data_assets.storage import layout
@@ -43,7 +44,7 @@ def _as_datetime(value: TimeLike) -> datetime:
         )
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.combine(value, time(), tzinfo=UTC)
+    return day_start(value)
 
 
 def _days(start: datetime, end: datetime, slack: timedelta = timedelta(0)) -> list[date]:

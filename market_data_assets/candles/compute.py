@@ -17,7 +17,8 @@ from datetime import date
 import polars as pl
 
 from market_data_assets.candles.schema import CANDLE_COLUMNS, CANDLE_SCHEMA, Rollup
-from market_data_assets.candles.timeframes import BASE_TIMEFRAME, US_PER_DAY, Timeframe, day_start_us
+from market_data_assets.candles.timeframes import BASE_TIMEFRAME, Timeframe
+from market_data_assets.days import US_PER_DAY, day_start_us
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN, get_spec
 
 # Tick column names, looked up in the tick spec so a rename there fails here at import.

@@ -9,12 +9,10 @@ be exactly the union of the finer buckets inside it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
+from market_data_assets.days import US_PER_DAY, US_PER_SECOND
 from market_data_assets.storage.layout import TIMEFRAMES
-
-US_PER_SECOND = 1_000_000
-US_PER_DAY = 86_400 * US_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -56,11 +54,6 @@ def get_timeframe(name: str) -> Timeframe:
         return BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown timeframe {name!r}; known: {', '.join(BY_NAME)}") from None
-
-
-def day_start_us(day: date) -> int:
-    """Microseconds since the epoch of ``day`` 00:00 UTC."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * US_PER_SECOND
 
 
 def _check_table() -> None:

@@ -1,10 +1,11 @@
 """missing_data_report and the data-quality asset checks."""
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
 
+from market_data_assets.days import day_bounds
 from market_data_assets.defs.candles import CANDLE_ASSET_BY_TIMEFRAME
 from market_data_assets.defs.instruments import download_targets, instrument_definitions
 from market_data_assets.defs.metadata import markdown_preview
@@ -147,11 +148,6 @@ def instrument_keys_unique(
     )
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(), tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
 def _exchange_files(store, folder: str, exchange: str) -> list[str]:
     """The exchange's files in one layout folder: one listing, keys filtered by the venue prefix."""
     return [o.path for o in store.list(f"{folder}/{layout.key_prefix_for_exchange(exchange)}")]
@@ -163,7 +159,7 @@ def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date |
     for path in paths:
         df = pl.from_arrow(store.read_parquet(path, columns=["timestamp", column, "instrument_key"]))
         if day is not None:
-            start, end = _day_bounds(day)
+            start, end = day_bounds(day)
             df = df.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
         frames.append(df.select(pl.col("instrument_key").cast(pl.String), pl.col(column).alias(alias)))
     if not frames:
@@ -219,7 +215,7 @@ def candle_timestamps_inside_day(
     outside: list[str] = []
     files = 0
     for p in _check_partitions(context):
-        start, end = _day_bounds(p.day)
+        start, end = day_bounds(p.day)
         for path in _exchange_files(store, layout.candles_dir(p.day, "15s"), p.exchange):
             files += 1
             ts = pl.from_arrow(store.read_parquet(path, columns=["timestamp"]))["timestamp"]

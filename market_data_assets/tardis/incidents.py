@@ -7,7 +7,9 @@ them (``incidents_from_details``) to explain gaps.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
+
+from market_data_assets.days import day_bounds
 
 
 def tardis_iso(moment: datetime) -> str:
@@ -24,8 +26,8 @@ class Incident:
     details: str
 
     def overlaps(self, day: date) -> bool:
-        day_start = datetime.combine(day, time(), tzinfo=UTC)
-        return self.start < day_start + timedelta(days=1) and self.end > day_start
+        start, end = day_bounds(day)
+        return self.start < end and self.end > start
 
     def as_json(self) -> dict[str, str]:
         return {

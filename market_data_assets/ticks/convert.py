@@ -26,12 +26,13 @@ import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
+from market_data_assets.days import US_PER_DAY, US_PER_SECOND, day_start_us
 from market_data_assets.storage.layout import check_instrument_key
 from market_data_assets.tardis.formats import (
     CATEGORY_TYPE,
@@ -71,8 +72,6 @@ after midnight and sits in the next day's file) or run slightly ahead of Tardis'
 either side is far beyond any real latency or skew yet catches a file of the wrong day and unit
 errors (nanoseconds read as microseconds land millennia away)."""
 
-_US = 1_000_000
-
 
 @dataclass(frozen=True)
 class TimestampWindow:
@@ -80,19 +79,17 @@ class TimestampWindow:
 
     day: date
 
-    @property
-    def _start_us(self) -> int:
-        return int(datetime.combine(self.day, time(), tzinfo=UTC).timestamp()) * _US
+    def _around_day(self, margin: timedelta) -> tuple[int, int]:
+        start, pad = day_start_us(self.day), int(margin.total_seconds()) * US_PER_SECOND
+        return start - pad, start + US_PER_DAY + pad
 
     @property
     def local(self) -> tuple[int, int]:
-        tol = int(LOCAL_TIMESTAMP_TOLERANCE.total_seconds()) * _US
-        return self._start_us - tol, self._start_us + 86_400 * _US + tol
+        return self._around_day(LOCAL_TIMESTAMP_TOLERANCE)
 
     @property
     def exchange(self) -> tuple[int, int]:
-        slack = int(EXCHANGE_TIMESTAMP_SLACK.total_seconds()) * _US
-        return self._start_us - slack, self._start_us + 86_400 * _US + slack
+        return self._around_day(EXCHANGE_TIMESTAMP_SLACK)
 
 
 @dataclass(frozen=True)

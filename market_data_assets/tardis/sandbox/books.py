@@ -11,6 +11,7 @@ from datetime import date
 
 import numpy as np
 
+from market_data_assets.days import to_us
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.events import (
     Table,
@@ -20,7 +21,6 @@ from market_data_assets.tardis.sandbox.events import (
     scaled_count,
     stamps,
     trading_window,
-    us_of,
 )
 from market_data_assets.tardis.sandbox.exchanges import incidents
 from market_data_assets.tardis.sandbox.instruments import Instrument
@@ -126,7 +126,7 @@ def incremental_book(config: SandboxConfig, exchange: str, inst: Instrument, day
     best_bids, best_asks = bid0.tolist(), ask0.tolist()
     # after a collector outage Tardis's feed reconnects and starts again with a full snapshot
     reconnects = sorted(
-        us_of(incident.end) for incident in incidents(exchange) if a < us_of(incident.end) <= b
+        to_us(incident.end) for incident in incidents(exchange) if a < to_us(incident.end) <= b
     )
     for i in range(1, n):
         best_bid, best_ask = best_bids[i], best_asks[i]

@@ -14,7 +14,8 @@ import math
 from collections.abc import Iterable
 from datetime import date, timedelta
 
-from market_data_assets.tardis.sandbox.exchanges import exchange_info, midnight
+from market_data_assets.days import day_start
+from market_data_assets.tardis.sandbox.exchanges import exchange_info
 from market_data_assets.tardis.sandbox.instruments import Instrument
 from market_data_assets.tardis.sandbox.prices import close_price
 
@@ -100,16 +101,16 @@ def _option_expiries(large: bool, start: date, horizon: date) -> dict[date, tupl
 
 
 def deribit_derivatives(seed: int, large: bool, horizon: date) -> list[Instrument]:
-    start_dt = midnight(exchange_info("deribit").available_since)
+    start_dt = day_start(exchange_info("deribit").available_since)
     start = start_dt.date()
     fut_types = exchange_info("deribit").types["future"]
     opt_types = exchange_info("deribit").types["option"]
     out: list[Instrument] = []
     for base, fut_tick, fut_lot in (("BTC", 2.5, 10), ("ETH", 0.25, 1)):
         for expiry_day in _quarterlies(start, horizon + timedelta(days=300)):
-            listing = max(start_dt, midnight(expiry_day - timedelta(days=270)) + timedelta(hours=8))
-            expiry = midnight(expiry_day) + timedelta(hours=8)
-            if listing >= midnight(horizon):
+            listing = max(start_dt, day_start(expiry_day - timedelta(days=270)) + timedelta(hours=8))
+            expiry = day_start(expiry_day) + timedelta(hours=8)
+            if listing >= day_start(horizon):
                 continue
             code = f"{base}-{deribit_expiry_code(expiry_day)}"
             out.append(
@@ -142,10 +143,10 @@ def deribit_derivatives(seed: int, large: bool, horizon: date) -> list[Instrumen
         for expiry_day in sorted(expiries):
             life, n_strikes = expiries[expiry_day]
             listing_day = expiry_day - timedelta(days=life)
-            listing = max(start_dt, midnight(listing_day) + timedelta(hours=8))
-            if listing >= midnight(horizon):
+            listing = max(start_dt, day_start(listing_day) + timedelta(hours=8))
+            if listing >= day_start(horizon):
                 continue
-            expiry = midnight(expiry_day) + timedelta(hours=8)
+            expiry = day_start(expiry_day) + timedelta(hours=8)
             ref = close_price(seed, base, listing.date() - timedelta(days=1))
             code = deribit_expiry_code(expiry_day)
             for strike in _strikes(ref, n_strikes):

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 import numpy as np
 
+from market_data_assets.days import US_PER_DAY, day_start_us, to_us
 from market_data_assets.tardis.sandbox.exchanges import exchange_info
 from market_data_assets.tardis.sandbox.instruments import Instrument
-from market_data_assets.tardis.sandbox.prices import US_PER_DAY, day_start_us
 from market_data_assets.tardis.sandbox.textformat import Cells, join_cells
-
-
-def us_of(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
 
 
 def trading_window(inst: Instrument, exchange: str, day: date) -> tuple[int, int] | None:
@@ -28,8 +24,8 @@ def trading_window(inst: Instrument, exchange: str, day: date) -> tuple[int, int
     end = start + US_PER_DAY
     if day < exchange_info(exchange).available_since:
         return None
-    a = max(start, int(inst.listing.timestamp() * 1_000_000))
-    b = end if inst.available_to is None else min(end, int(inst.available_to.timestamp() * 1_000_000))
+    a = max(start, to_us(inst.listing))
+    b = end if inst.available_to is None else min(end, to_us(inst.available_to))
     return (a, b) if b - a >= 1_000_000 else None
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
+from market_data_assets.days import day_start
 from market_data_assets.tardis.incidents import Incident, tardis_iso
 
 
@@ -22,12 +23,8 @@ def utc(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
 def iso(moment: datetime | date) -> str:
     """Tardis spelling of a UTC instant or day: ``2024-03-05T00:00:00.000Z``."""
     if not isinstance(moment, datetime):
-        moment = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+        moment = day_start(moment)
     return tardis_iso(moment)
-
-
-def midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

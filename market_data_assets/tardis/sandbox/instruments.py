@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from market_data_assets.tardis.sandbox.exchanges import exchange_info, iso, midnight, utc
+from market_data_assets.days import day_start
+from market_data_assets.tardis.sandbox.exchanges import exchange_info, iso, utc
 
 GROUP_BY_TYPE: dict[str, str] = {
     "spot": "SPOT",
@@ -87,7 +88,7 @@ class Instrument:
         if self.settlement is not None:
             out["settlementCurrency"] = self.settlement
         out["type"] = self.type
-        out["active"] = self.available_to is None or self.available_to > midnight(exported_until)
+        out["active"] = self.available_to is None or self.available_to > day_start(exported_until)
         out["availableSince"] = iso(self.available_since)
         if self.available_to is not None:
             out["availableTo"] = iso(self.available_to)
@@ -225,7 +226,7 @@ def _binance_perp(
 
 
 def _exchange_start(exchange: str) -> datetime:
-    return midnight(exchange_info(exchange).available_since)
+    return day_start(exchange_info(exchange).available_since)
 
 
 def static_instruments(exchange: str) -> list[Instrument]:

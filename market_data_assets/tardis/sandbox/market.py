@@ -26,11 +26,12 @@ T updates, derivative_ticker T/10 (>= 24), liquidations ~T/100, options_chain T/
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 
 import numpy as np
 
+from market_data_assets.days import US_PER_DAY, day_start, day_start_us, to_us
 from market_data_assets.tardis.formats import get_spec
 from market_data_assets.tardis.sandbox.books import book_snapshots, incremental_book
 from market_data_assets.tardis.sandbox.config import SandboxConfig
@@ -44,11 +45,10 @@ from market_data_assets.tardis.sandbox.events import (
     scaled_count,
     stamps,
     trading_window,
-    us_of,
 )
 from market_data_assets.tardis.sandbox.exchanges import incidents
 from market_data_assets.tardis.sandbox.instruments import Instrument, SymbolGroup
-from market_data_assets.tardis.sandbox.prices import US_PER_DAY, day_index, day_start_us, index_at, rng_for
+from market_data_assets.tardis.sandbox.prices import day_index, index_at, rng_for
 from market_data_assets.tardis.sandbox.pricing import mid_prices, option_marks, price_grid, quote_ticks
 from market_data_assets.tardis.sandbox.textformat import Cells, format_float
 from market_data_assets.tardis.sandbox.universe import all_instruments, horizon_for, known_exchange
@@ -224,7 +224,7 @@ def _options_chain(config: SandboxConfig, exchange: str, inst: Instrument, day: 
     marks = option_marks(config, inst, day, ts)
     bid, ask = quote_ticks(inst, marks.price, grid)
     assert inst.expiry is not None
-    expiration = int(inst.expiry.timestamp() * 1_000_000)
+    expiration = to_us(inst.expiry)
     underlying_index = f"SYN.{inst.base}-{inst.id.split('-')[1]}"
     strike = format_float(float(inst.strike or 0), 4)
     pd, ad = grid.price_decimals, grid.amount_decimals
@@ -310,7 +310,7 @@ def _lines_for_day(
     gen = GENERATORS[data_type]
     start = day_start_us(day)
     end = start + US_PER_DAY
-    windows = [(us_of(i.start), us_of(i.end)) for i in incidents(exchange)]
+    windows = [(to_us(i.start), to_us(i.end)) for i in incidents(exchange)]
     locals_: list[np.ndarray] = []
     lines: list[str] = []
     for inst in insts:
@@ -344,7 +344,7 @@ def generate_csv(config: SandboxConfig, exchange: str, data_type: str, day: date
             f"data type {data_type!r} is not available for {exchange} {symbol}; "
             f"available: {', '.join(target.data_types)}"
         )
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start = day_start(day)
     lookback = timedelta(days=1 if data_type in _SPILLS_INTO_NEXT_DAY else 0)
     if isinstance(target, SymbolGroup):
         insts = [

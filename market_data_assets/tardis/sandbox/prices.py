@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import UTC, date, datetime
+from datetime import date
 from functools import lru_cache
 
 import numpy as np
+
+from market_data_assets.days import day_start_us
 
 EPOCH = date(2019, 1, 1)
 """Day index 0 of every daily series."""
 LAST_DAY = date(2031, 1, 1)
 SECONDS_PER_DAY = 86_400
-US_PER_DAY = SECONDS_PER_DAY * 1_000_000
 DAILY_VOL = 0.03
 
 # underlying -> (date, price) anchors; log-linear in between, flat outside.
@@ -98,11 +99,6 @@ def rng_for(*parts: object) -> np.random.Generator:
 
 def day_index(day: date) -> int:
     return (day - EPOCH).days
-
-
-def day_start_us(day: date) -> int:
-    """Microseconds since the epoch at 00:00 UTC of ``day``."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
 
 
 def _anchor_curve(underlying: str, n_days: int) -> np.ndarray:

@@ -13,9 +13,10 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
+from market_data_assets.days import US_PER_DAY, to_us
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.instruments import Instrument
-from market_data_assets.tardis.sandbox.prices import US_PER_DAY, day_index, index_at
+from market_data_assets.tardis.sandbox.prices import day_index, index_at
 from market_data_assets.tardis.sandbox.textformat import decimals_of
 
 YEAR_US = 365.25 * US_PER_DAY
@@ -26,7 +27,7 @@ _PARAM_FIELDS = ("priceIncrement", "amountIncrement", "minTradeAmount", "contrac
 
 def parse_iso_us(text: str) -> int:
     moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1_000_000)
+    return to_us(moment)
 
 
 def params_at(inst: Instrument, moment_us: int) -> dict[str, float]:
@@ -111,7 +112,7 @@ def option_marks(config: SandboxConfig, inst: Instrument, day: date, ts: np.ndar
     """Black-Scholes marks with a smile; premiums in the base coin, as Deribit quotes them."""
     assert inst.expiry is not None and inst.strike is not None
     spot = index_at(config.seed, inst.underlying, day, ts)
-    expiry_us = int(inst.expiry.timestamp() * 1_000_000)
+    expiry_us = to_us(inst.expiry)
     t = np.maximum((expiry_us - ts) / YEAR_US, 1.0 / (365.25 * 24 * 12))
     forward = spot * (1.0 + 0.05 * t)
     k = float(inst.strike)
@@ -144,7 +145,7 @@ def mid_prices(config: SandboxConfig, inst: Instrument, day: date, ts: np.ndarra
     if inst.type == "perpetual":
         return index * (1.0 + 0.0004 * np.sin(ts / 3.6e9 + len(inst.id)))
     assert inst.expiry is not None
-    years = np.maximum(int(inst.expiry.timestamp() * 1_000_000) - ts, 0) / YEAR_US
+    years = np.maximum(to_us(inst.expiry) - ts, 0) / YEAR_US
     return index * (1.0 + 0.08 * years)
 
 

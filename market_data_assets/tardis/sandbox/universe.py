@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 
+from market_data_assets.days import day_start
 from market_data_assets.tardis.formats import get_spec
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.deribit import deribit_derivatives
-from market_data_assets.tardis.sandbox.exchanges import EXCHANGES, midnight
+from market_data_assets.tardis.sandbox.exchanges import EXCHANGES
 from market_data_assets.tardis.sandbox.instruments import (
     GROUP_BY_TYPE,
     Instrument,
@@ -85,7 +86,7 @@ def exchange_universe(seed: int, large: bool, exchange: str, exported_until: dat
 
 def _build_universe(seed: int, large: bool, exchange: str, exported_until: date) -> ExchangeUniverse:
     horizon = horizon_for(exported_until)
-    cutoff = midnight(exported_until)  # listed before the cutoff <=> listed on a day before it
+    cutoff = day_start(exported_until)  # listed before the cutoff <=> listed on a day before it
     instruments = tuple(i for i in all_instruments(seed, large, exchange, horizon) if i.listing < cutoff)
     groups: list[SymbolGroup] = []
     for itype, group_id in GROUP_BY_TYPE.items():
