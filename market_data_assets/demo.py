@@ -100,6 +100,7 @@ def _materialize(start: date, days: int, exchanges: list[str]) -> bool:
     import dagster as dg
 
     from market_data_assets.definitions import defs
+    from market_data_assets.partitions import partition_key
 
     instance = dg.DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -110,7 +111,10 @@ def _materialize(start: date, days: int, exchanges: list[str]) -> bool:
         job = defs.resolve_job_def(job_name)
         t0 = time.perf_counter()
         result = job.execute_in_process(
-            partition_key=f"{day}|{exchange}", instance=instance, run_config=quiet, raise_on_error=False
+            partition_key=partition_key(day, exchange),
+            instance=instance,
+            run_config=quiet,
+            raise_on_error=False,
         )
         status = "ok" if result.success else "FAILED"
         all_ok &= result.success

@@ -38,6 +38,11 @@ backfill_policy = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_r
 partitions each (one GCE VM per run in production; see docs/ORCHESTRATION.md for the sharding)."""
 
 
+def partition_key(day: date, exchange: str) -> str:
+    """The partition key of ``(day, exchange)``: ``"2024-01-15|binance"``."""
+    return f"{day.isoformat()}|{exchange}"
+
+
 @dataclass(frozen=True)
 class DayExchange:
     day: date
@@ -45,7 +50,7 @@ class DayExchange:
 
     @property
     def key(self) -> str:
-        return f"{self.day.isoformat()}|{self.exchange}"
+        return partition_key(self.day, self.exchange)
 
 
 class PartitionKeyError(ValueError):

@@ -33,6 +33,7 @@ from market_data_assets.partitions import (
     EXCHANGE_DIM,
     backfill_policy,
     date_exchange_partitions,
+    partition_key,
     partitions_of_context,
 )
 
@@ -55,7 +56,7 @@ DAY_AND_NEXT_DAY = dg.MultiPartitionMapping(
 def _metadata(summaries: list[BuildSummary]) -> dict[str, dg.MetadataValue]:
     instruments = sorted({k for s in summaries for k in s.instruments})
     incomplete = sorted(
-        f"{s.day.isoformat()}|{s.exchange}" for s in summaries if not s.complete_through_midnight
+        partition_key(s.day, s.exchange) for s in summaries if not s.complete_through_midnight
     )
     preview = next((s.preview for s in summaries if s.preview is not None), None)
     meta: dict[str, dg.MetadataValue] = {

@@ -19,6 +19,7 @@ import dagster as dg
 
 from market_data_assets.defs.jobs import INGEST_KEYS, PROCESS_KEYS, daily_job
 from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.partitions import partition_key
 from market_data_assets.settings import Settings
 
 
@@ -54,7 +55,7 @@ def plan_requests(
             requests.append(
                 dg.RunRequest(
                     run_key=f"ingest|{day}|{exchange}",
-                    partition_key=f"{day}|{exchange}",
+                    partition_key=partition_key(day, exchange),
                     asset_selection=INGEST_KEYS,
                     tags={"market_data/stage": "ingest", "market_data/exchange": exchange},
                 )
@@ -64,7 +65,7 @@ def plan_requests(
                 requests.append(
                     dg.RunRequest(
                         run_key=f"process|{previous}|{exchange}",
-                        partition_key=f"{previous}|{exchange}",
+                        partition_key=partition_key(previous, exchange),
                         asset_selection=PROCESS_KEYS,
                         tags={"market_data/stage": "process", "market_data/exchange": exchange},
                     )
