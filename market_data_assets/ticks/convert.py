@@ -91,6 +91,13 @@ class TimestampWindow:
     def exchange(self) -> tuple[int, int]:
         return self._around_day(EXCHANGE_TIMESTAMP_SLACK)
 
+    def by_column(self) -> tuple[tuple[str, tuple[int, int], str], ...]:
+        """(column, accepted range, the rule in words) for each checked timestamp column."""
+        return (
+            ("local_timestamp", self.local, "local_timestamp must lie in the file's day"),
+            ("timestamp", self.exchange, "exchange timestamp must lie within the day ± the boundary slack"),
+        )
+
 
 @dataclass(frozen=True)
 class ConvertedFile:
@@ -223,7 +230,7 @@ def _convert_in_polars(
 
 
 def _inside_window(summary: FooterSummary, window: TimestampWindow) -> bool:
-    for name, (lo, hi) in (("local_timestamp", window.local), ("timestamp", window.exchange)):
+    for name, (lo, hi), _ in window.by_column():
         seen_lo, seen_hi = summary.ranges_us[name]
         if seen_lo < lo or seen_hi >= hi:
             return False
@@ -350,10 +357,7 @@ def _check_batch(
             raise BadValueError(
                 label, f"column {name!r} is empty but requires a value", line=offset + idx + 2
             )  # type: ignore[operator]
-    for name, (lo, hi), what in (
-        ("local_timestamp", window.local, "local_timestamp must lie in the file's day"),
-        ("timestamp", window.exchange, "exchange timestamp must lie within the day ± the boundary slack"),
-    ):
+    for name, (lo, hi), what in window.by_column():
         col = batch.get_column(name)
         lo_seen, hi_seen = col.min(), col.max()
         if lo_seen is not None and (lo_seen < lo or hi_seen >= hi):  # type: ignore[operator]
