@@ -84,6 +84,18 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "3",
         "Days the tardis_new_days sensor requests on its first tick (before it has a cursor).",
     ),
+    "MARKET_DATA_IO_CONCURRENCY": (
+        "32",
+        "Object reads/writes in flight per step (candle, book snapshot and raw tick files): sized to hide ~30 ms of GCS latency.",
+    ),
+    "MARKET_DATA_SPARSE_CANDLE_TYPES": (
+        "OPTION,COMBO",
+        "Instrument types whose candles are sparse (only buckets with ticks); the others get every bucket. docs/CANDLES.md.",
+    ),
+    "MARKET_DATA_CANDLE_CHUNK_ROWS": (
+        "2000000",
+        "Tick rows per vectorized candle pass (instruments are never split): bounds a step's memory.",
+    ),
     "TARDIS_API_KEY": ("(none)", "Tardis key (secret). Without it only first-of-month days download."),
     "TARDIS_API_URL": (
         TARDIS_API_URL_DEFAULT,
@@ -114,6 +126,9 @@ class Settings:
     convert_workers: int = 2
     backfill_days_per_run: int = 7
     sensor_lookback_days: int = 3
+    io_concurrency: int = 32
+    sparse_candle_types: tuple[str, ...] = ("OPTION", "COMBO")
+    candle_chunk_rows: int = 2_000_000
     tardis_api_key: Secret = field(default_factory=lambda: Secret(None))
     tardis_api_url: str = TARDIS_API_URL_DEFAULT
     tardis_datasets_url: str = TARDIS_DATASETS_URL_DEFAULT
@@ -191,6 +206,15 @@ class Settings:
             sensor_lookback_days=_parse_int(
                 "MARKET_DATA_SENSOR_LOOKBACK_DAYS", get("MARKET_DATA_SENSOR_LOOKBACK_DAYS"), 3, 1, 3660
             ),
+            io_concurrency=_parse_int(
+                "MARKET_DATA_IO_CONCURRENCY", get("MARKET_DATA_IO_CONCURRENCY"), 32, 1, 256
+            ),
+            sparse_candle_types=_parse_instrument_types(
+                "MARKET_DATA_SPARSE_CANDLE_TYPES", get("MARKET_DATA_SPARSE_CANDLE_TYPES")
+            ),
+            candle_chunk_rows=_parse_int(
+                "MARKET_DATA_CANDLE_CHUNK_ROWS", get("MARKET_DATA_CANDLE_CHUNK_ROWS"), 2_000_000, 1_000, 10**9
+            ),
             tardis_api_key=Secret(get("TARDIS_API_KEY")),
             tardis_api_url=_parse_url("TARDIS_API_URL", get("TARDIS_API_URL") or TARDIS_API_URL_DEFAULT),
             tardis_datasets_url=_parse_url(
@@ -226,6 +250,23 @@ def _parse_int(name: str, value: str | None, default: int, lo: int, hi: int) -> 
     if not lo <= n <= hi:
         raise SettingsError(f"{name}={n} is outside [{lo}, {hi}]")
     return n
+
+
+def _parse_instrument_types(name: str, value: str | None) -> tuple[str, ...]:
+    """``OPTION,COMBO`` -> a tuple of instrument types ('none' or '-' for an empty list)."""
+    from market_data_assets.candles.density import DEFAULT_SPARSE_TYPES, INSTRUMENT_TYPES
+
+    if value is None:
+        return DEFAULT_SPARSE_TYPES
+    if value.lower() in ("none", "-"):
+        return ()
+    types = tuple(dict.fromkeys(t.strip().upper() for t in value.split(",") if t.strip()))
+    unknown = [t for t in types if t not in INSTRUMENT_TYPES]
+    if unknown:
+        raise SettingsError(
+            f"{name}={value!r}: unknown instrument types {unknown}; known: {', '.join(INSTRUMENT_TYPES)}"
+        )
+    return types
 
 
 def _parse_url(name: str, value: str) -> str:

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from market_data_assets.defs.candles import CANDLE_ASSETS, DAY_AND_NEXT_DAY, RAW_TICKS_KEY
+from market_data_assets.defs.io_managers import io_managers_for
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import date_exchange_partitions
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path, candles_path
@@ -15,6 +16,11 @@ from market_data_assets.storage.store import LocalStore
 from market_data_assets_tests.test_candles_support import DAY, EXCHANGE, NEXT, at, write_ticks
 
 BTC = "BINANCE:SPOT_PAIR:BTC-USDT"
+
+
+def _resources(root: Path) -> dict:
+    market_data = MarketDataResource(root=str(root))
+    return {"market_data": market_data, **io_managers_for(market_data)}
 
 
 def _snap(ts: int, ask: float, bid: float) -> dict:
@@ -41,9 +47,7 @@ def test_materialize_every_candle_asset_for_a_partition(tmp_path: Path) -> None:
     store = LocalStore(root)
     _write_raw(store, with_next_day=True)
     partition = f"{DAY.isoformat()}|{EXCHANGE}"
-    result = dg.materialize(
-        CANDLE_ASSETS, partition_key=partition, resources={"market_data": MarketDataResource(root=str(root))}
-    )
+    result = dg.materialize(CANDLE_ASSETS, partition_key=partition, resources=_resources(root))
     assert result.success
     for tf in TIMEFRAMES:
         candles = pl.read_parquet(store.uri(candles_path(DAY, tf, BTC)))
@@ -73,7 +77,7 @@ def test_missing_next_day_materializes_with_incomplete_flag(tmp_path: Path) -> N
     result = dg.materialize(
         CANDLE_ASSETS[:2],
         partition_key=f"{DAY.isoformat()}|{EXCHANGE}",
-        resources={"market_data": MarketDataResource(root=str(root))},
+        resources=_resources(root),
     )
     assert result.success
     for node in ("candles_15s", "candles_1m"):
@@ -103,9 +107,7 @@ def test_multi_partition_run_covers_each_day(tmp_path: Path) -> None:
     store = LocalStore(root)
     _write_raw(store, with_next_day=True)
     write_ticks(store, "trades", NEXT + (NEXT - DAY), BTC, _trades((at(1, day=NEXT), 7.0)))
-    defs = dg.Definitions(
-        assets=CANDLE_ASSETS[:2], resources={"market_data": MarketDataResource(root=str(root))}
-    )
+    defs = dg.Definitions(assets=CANDLE_ASSETS[:2], resources=_resources(root))
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {
         "dagster/asset_partition_range_start": f"{DAY.isoformat()}|{EXCHANGE}",

@@ -28,7 +28,7 @@ def _run_check(check, root, partition_key: str) -> dg.AssetCheckEvaluation:
     """Execute one check (only the check) in a real run against the lake at ``root``."""
     from market_data_assets.defs.candles import CANDLE_ASSETS
     from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
-    from market_data_assets.defs.io_managers import LayoutIOManager
+    from market_data_assets.defs.io_managers import io_managers_for
     from market_data_assets.defs.raw_ticks import RAW_TICKS_ASSETS
 
     market_data = MarketDataResource(root=str(root))
@@ -36,7 +36,7 @@ def _run_check(check, root, partition_key: str) -> dg.AssetCheckEvaluation:
         assets=[*INSTRUMENT_ASSETS, *RAW_TICKS_ASSETS, *CANDLE_ASSETS],
         asset_checks=[check],
         jobs=[dg.define_asset_job("check_only", selection=dg.AssetSelection.checks(check))],
-        resources={"market_data": market_data, "layout_io_manager": LayoutIOManager(market_data=market_data)},
+        resources={"market_data": market_data, **io_managers_for(market_data)},
     )
     # A check-only selection has no asset to infer the partitions from (Dagster refuses partition_key=),
     # so the run carries the partition as tags, as a launched partitioned run does.

@@ -9,9 +9,12 @@ import dagster as dg
 import duckdb
 import pytest
 
+from market_data_assets.defs.candles import CANDLE_ASSETS
+from market_data_assets.defs.io_managers import io_managers_for
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.defs.warehouse import BOOK_SNAPSHOTS_ASSET_KEY, CANDLE_ASSET_KEYS, bq_candles
 from market_data_assets.storage import layout
+from market_data_assets.storage.slices import SliceRef, SliceSummary
 from market_data_assets.storage.store import LocalStore
 from market_data_assets_tests.test_warehouse_data import book_table, candle_table
 
@@ -35,7 +38,16 @@ def write_partition(
     book = book_table(exchange, day, keys[0], 9, depth=5, timeframe="15s", step=timedelta(seconds=15))
     store.write_parquet(book, layout.book_snapshots_path(day, "15s", keys[0]))
     expected["book_snapshots_15s"] = 9
+    mark_slices_written(store, day, exchange)
     return expected
+
+
+def mark_slices_written(store: LocalStore, day: date, exchange: str) -> None:
+    """The markers the slices IO manager writes last: the files above form materialized slices."""
+    for area in layout.KEYED_AREAS:
+        for tf in layout.TIMEFRAMES:
+            ref = SliceRef(area, day, tf, exchange)
+            store.put_bytes(SliceSummary(ref).marker_json(), ref.marker)
 
 
 def rows_in_duckdb(db: Path) -> dict[tuple[str, str, str], int]:
@@ -74,11 +86,15 @@ def test_bq_candles_loads_one_partition_into_duckdb_and_rerun_is_idempotent(lake
     expected = write_partition(lake, DAY1, "binance", KEYS, 4)
     write_partition(lake, DAY1, "deribit", ("DERIBIT:PERP:BTC-USD",), 30)  # same day, other partition
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"market_data": MarketDataResource()}
+    resources = {"market_data": MarketDataResource(), **io_managers_for(MarketDataResource())}
 
     for _ in range(2):
         result = dg.materialize(
-            [bq_candles], partition_key="2024-01-02|binance", resources=resources, instance=instance
+            [*CANDLE_ASSETS, bq_candles],
+            selection=[bq_candles],
+            partition_key="2024-01-02|binance",
+            resources=resources,
+            instance=instance,
         )
         assert result.success
         db = Path(lake.root) / "warehouse.duckdb"
@@ -107,8 +123,9 @@ def test_bq_candles_run_covering_several_partitions(lake: LocalStore) -> None:
             expected[(t, day.isoformat(), "binance")] = n
 
     result = dg.materialize(
-        [bq_candles],
-        resources={"market_data": MarketDataResource()},
+        [*CANDLE_ASSETS, bq_candles],
+        selection=[bq_candles],
+        resources={"market_data": MarketDataResource(), **io_managers_for(MarketDataResource())},
         instance=dg.DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": "2024-01-02|binance",

@@ -54,6 +54,8 @@ def lake_table(
             columns[field.name] = pa.array([exchange] * rows, field.type)
         elif field.name == "instrument_type":
             columns[field.name] = pa.array([key.split(":")[1]] * rows, field.type)
+        elif field.name == "density":
+            columns[field.name] = pa.array(["dense"] * rows, field.type)
         elif field.name == "timeframe":
             columns[field.name] = pa.array([timeframe] * rows, field.type)
         elif field.name == "timestamp":

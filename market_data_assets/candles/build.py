@@ -1,17 +1,17 @@
-"""Build one exchange-day's candle and book snapshot files in the store (what the assets call).
+"""One exchange-day's candles and book snapshots, as lazily produced outputs of whole-instrument chunks.
 
-One instrument at a time: its ticks are scanned lazily, reduced to candles and written, so memory
-holds one instrument's ticks at most, never the exchange-day. Each file is written atomically
-(``store.write_parquet``); files of the same exchange-day and timeframe that this build did not
-produce (an instrument that no longer qualifies) are deleted afterwards, so a rebuild replaces
-exactly its own slice. Every file carries ``complete_through_midnight`` in its Parquet metadata
-and coarser timeframes inherit it from the finer files they are rolled up from.
+Each ``*_output`` function plans the work (one listing per folder, the day's raw manifest for
+row counts) and returns a ``SlicesOutput`` whose chunks are computed only as they are consumed:
+many instruments per polars pass, chunks sized by a row budget, so memory holds one chunk and
+never the exchange-day. The Dagster IO manager (``defs/io_managers.py``) consumes them into the
+layout with ``storage.slices.write_output``; the ``build_*`` functions do the same without
+Dagster (tests, scripts). Every file carries ``complete_through_midnight`` in its Parquet
+metadata, and coarser timeframes inherit it from the finer slice's marker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -19,36 +19,216 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.candles.book_snapshots import book_snapshots_for_timeframe, snapshots_of_day
-from market_data_assets.candles.compute import TS, TickDataError, compute_candles
+from market_data_assets.candles.compute import KEY, TS, TickDataError, compute_base_candles
+from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_level_columns, book_snapshot_schema
 from market_data_assets.candles.sources import (
     BOOK_SOURCES_FOR_SNAPSHOTS,
+    CANDLE_DATA_TYPES,
+    DEFAULT_CHUNK_ROWS,
     ExchangeDayFiles,
+    chunks_by_rows,
     list_exchange_day,
-    open_instrument_day,
-    scan_ticks,
+    scan_exchange_day,
+    scan_paths,
 )
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME, TIMEFRAME_TABLE, Timeframe, get_timeframe
-from market_data_assets.storage.layout import (
-    book_snapshots_dir,
-    book_snapshots_path,
-    candles_dir,
-    candles_path,
-    key_from_file_name,
-    key_prefix_for_exchange,
+from market_data_assets.storage.layout import BOOK_SNAPSHOTS_AREA, CANDLES_AREA
+from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
+from market_data_assets.storage.slices import (
+    META_PREFIX,
+    SliceRef,
+    SlicesOutput,
+    SliceSummary,
+    StoredSlice,
+    write_output,
 )
 from market_data_assets.storage.store import ObjectStore
 
-COMPLETE_META_KEY = b"market_data_assets.complete_through_midnight"
+COMPLETE_FLAG = "complete_through_midnight"
+COMPLETE_META_KEY = (META_PREFIX + COMPLETE_FLAG).encode()
 """Parquet key-value metadata: ``true`` once the next day's raw ticks were read, else ``false``."""
+DENSITY_FLAG = "density_policy"
+"""Slice flag: the instrument types whose candles are sparse (each file's rows say ``density`` too)."""
+DEFAULT_ROLLUP_CHUNK_BYTES = 64 << 20
+"""Parquet bytes of finer candles per roll-up chunk (roughly 10x that in memory)."""
 
 Log = Callable[[str], None]
 
 
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _candle_schema(_: pl.DataFrame) -> pa.Schema:
+    return CANDLE_SCHEMA
+
+
+def _book_schema(frame: pl.DataFrame) -> pa.Schema:
+    return book_snapshot_schema(int(frame["book_depth"][0]))
+
+
+# --- candles ---------------------------------------------------------------------------------------
+
+
+def _naming_inputs(
+    store: ObjectStore, files: ExchangeDayFiles, keys: list[str], error: Exception
+) -> TickDataError:
+    """A polars failure on unreadable ticks (missing column, wrong type) as an error naming the files."""
+    paths = [store.uri(p) for dt in files.files for k in keys for p in files.paths(dt, k)]
+    return TickDataError(f"cannot build {', '.join(keys)} from {', '.join(paths)}: {error}")
+
+
+def _base_chunk(
+    store: ObjectStore, files: ExchangeDayFiles, keys: list[str], policy: DensityPolicy, tf: Timeframe
+) -> pl.DataFrame:
+    try:
+        return compute_base_candles(
+            scan_exchange_day(store, files, keys), files.day, files.exchange, tf, policy
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if len(keys) == 1:
+            raise _naming_inputs(store, files, keys, exc) from exc
+    # A chunk of many instruments failed: redo it one by one so the error names the instrument.
+    return pl.concat([_base_chunk(store, files, [k], policy, tf) for k in keys])
+
+
+def base_candles_output(
+    store: ObjectStore,
+    day: date,
+    exchange: str,
+    *,
+    policy: DensityPolicy = DEFAULT_POLICY,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    log: Log | None = None,
+) -> SlicesOutput:
+    """15s candles of every instrument of ``exchange`` that traded on ``day``, from raw ticks of D and D+1."""
+    tf = BASE_TIMEFRAME
+    files = list_exchange_day(store, day, exchange)
+    keys = files.keys("trades")
+    weight = {k: files.weight(k, CANDLE_DATA_TYPES) for k in keys}
+    output = SlicesOutput(
+        CANDLES_AREA,
+        day,
+        exchange,
+        (tf.name,),
+        iter(()),
+        _candle_schema,
+        flags={
+            COMPLETE_FLAG: _flag(files.next_day_present),
+            DENSITY_FLAG: ",".join(sorted(policy.sparse_types)),
+        },
+    )
+
+    def chunks() -> Iterator[Mapping[str, pl.DataFrame]]:
+        for chunk in chunks_by_rows(keys, weight, chunk_rows):
+            df = _base_chunk(store, files, chunk, policy, tf)
+            traded = set(df[KEY].unique().to_list())
+            output.skipped.extend(k for k in chunk if k not in traded)
+            output.objects_read += sum(len(files.paths(dt, k)) for dt in files.files for k in chunk)
+            if log:
+                log(
+                    f"{len(chunk)} instruments ({sum(weight[k] for k in chunk)} rows) -> {df.height} {tf.name} candles"
+                )
+            yield {tf.name: df}
+
+    output.chunks = chunks()
+    return output
+
+
+def rolled_up_output(
+    store: ObjectStore,
+    finer: StoredSlice,
+    timeframe: str,
+    *,
+    concurrency: int = DEFAULT_IO_CONCURRENCY,
+    chunk_bytes: int = DEFAULT_ROLLUP_CHUNK_BYTES,
+) -> SlicesOutput:
+    """``timeframe`` candles of the exchange-day from the finer timeframe's stored slice."""
+    tf = get_timeframe(timeframe)
+    if tf.finer is None:
+        raise ValueError(f"timeframe {timeframe} is computed from ticks, not rolled up")
+    if finer.ref.timeframe != tf.finer:
+        raise ValueError(f"candles_{timeframe} rolls up {tf.finer}, got the {finer.ref.timeframe} slice")
+    ref = finer.ref
+    flags = {COMPLETE_FLAG: finer.flag(COMPLETE_FLAG, "true"), DENSITY_FLAG: finer.flag(DENSITY_FLAG)}
+    output = SlicesOutput(
+        CANDLES_AREA, ref.day, ref.exchange, (tf.name,), iter(()), _candle_schema, flags=flags
+    )
+
+    def chunks() -> Iterator[Mapping[str, pl.DataFrame]]:
+        for frame in finer.read_chunks(store, chunk_bytes, concurrency):
+            output.objects_read += frame[KEY].n_unique()
+            yield {tf.name: rollup(frame, tf)}
+
+    output.chunks = chunks()
+    return output
+
+
+# --- book snapshots -----------------------------------------------------------------------------------
+
+
+def book_snapshots_output(
+    store: ObjectStore,
+    day: date,
+    exchange: str,
+    timeframes: tuple[Timeframe, ...] = TIMEFRAME_TABLE,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    log: Log | None = None,
+) -> SlicesOutput:
+    """The book as of every bucket end, at every timeframe, for each instrument with book snapshots."""
+    files = list_exchange_day(store, day, exchange, BOOK_SOURCES_FOR_SNAPSHOTS)
+    by_type: dict[str, list[str]] = {}
+    for key in sorted({k for dt in BOOK_SOURCES_FOR_SNAPSHOTS for k in files.keys(dt)}):
+        book_type = files.first_available(BOOK_SOURCES_FOR_SNAPSHOTS, key)
+        assert book_type is not None
+        by_type.setdefault(book_type, []).append(key)
+    output = SlicesOutput(
+        BOOK_SNAPSHOTS_AREA,
+        day,
+        exchange,
+        tuple(tf.name for tf in timeframes),
+        iter(()),
+        _book_schema,
+        flags={COMPLETE_FLAG: _flag(files.next_day_present)},
+    )
+
+    def chunks() -> Iterator[Mapping[str, pl.DataFrame]]:
+        for book_type, keys in by_type.items():
+            depth = int(book_type.rsplit("_", 1)[1])
+            weight = {k: files.weight(k, (book_type,)) for k in keys}
+            for chunk in chunks_by_rows(keys, weight, chunk_rows):
+                paths = [p for k in chunk for p in files.paths(book_type, k)]
+                try:
+                    snaps = snapshots_of_day(
+                        scan_paths(store, paths, [KEY, TS, *book_level_columns(depth)]), day, depth
+                    )
+                except (pl.exceptions.PolarsError, OSError) as exc:
+                    raise _naming_inputs(store, files, chunk, exc) from exc
+                output.objects_read += len(paths)
+                present = set(snaps[KEY].unique().to_list())
+                output.skipped.extend(k for k in chunk if k not in present)
+                if log:
+                    log(
+                        f"{len(chunk)} instruments: {snaps.height} {book_type} snapshots -> {len(timeframes)} timeframes"
+                    )
+                yield {
+                    tf.name: book_snapshots_for_timeframe(snaps, day, tf, depth, exchange)
+                    for tf in timeframes
+                }
+
+    output.chunks = chunks()
+    return output
+
+
+# --- without Dagster: build straight into the store -------------------------------------------------
+
+
 @dataclass
 class BuildSummary:
-    """What one build wrote: the assets turn it into Dagster metadata."""
+    """What one build wrote, over all its timeframes: the assets turn it into Dagster metadata."""
 
     day: date
     exchange: str
@@ -60,100 +240,45 @@ class BuildSummary:
     deleted_stale: int = 0
     complete_through_midnight: bool = True
     skipped: list[str] = field(default_factory=list)
-    """Instruments with files but no tick stamped inside the day (e.g. only after midnight)."""
-    preview: pl.DataFrame | None = None
+    objects_read: int = 0
+    by_timeframe: dict[str, SliceSummary] = field(default_factory=dict)
 
-
-def _write(store: ObjectStore, df: pl.DataFrame, schema: pa.Schema, path: str, complete: bool) -> int:
-    table = df.to_arrow().cast(schema)
-    table = table.replace_schema_metadata({COMPLETE_META_KEY: b"true" if complete else b"false"})
-    return store.write_parquet(table, path)
-
-
-def _read_complete_flag(table: pa.Table) -> bool:
-    return (table.schema.metadata or {}).get(COMPLETE_META_KEY, b"true") == b"true"
-
-
-def _delete_stale(store: ObjectStore, folder: str, exchange: str, keep: set[str]) -> int:
-    deleted = 0
-    for obj in store.list(f"{folder}/{key_prefix_for_exchange(exchange)}"):
-        if obj.path.endswith(".parquet") and key_from_file_name(obj.path) not in keep:
-            store.delete(obj.path)
-            deleted += 1
-    return deleted
-
-
-@contextmanager
-def _naming_inputs(
-    store: ObjectStore, files: ExchangeDayFiles, key: str, data_types: tuple[str, ...] | None = None
-) -> Iterator[None]:
-    """Re-raise a polars failure on unreadable ticks (missing column, wrong type) naming the files."""
-    try:
-        yield
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        types = data_types or tuple(files.files)
-        paths = [store.uri(p) for dt in types for p in files.paths(dt, key)]
-        raise TickDataError(f"cannot build {key} from {', '.join(paths)}: {exc}") from exc
-
-
-def _preview(df: pl.DataFrame, rows: int = 5) -> pl.DataFrame:
-    cols = ["instrument_key", "timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
-    traded = df.filter(pl.col("trade_count") > 0)
-    return (traded if traded.height else df).select(cols).head(rows)
-
-
-def build_base_candles(store: ObjectStore, day: date, exchange: str, log: Log | None = None) -> BuildSummary:
-    """15s candles of every instrument of ``exchange`` that traded on ``day``, from raw ticks."""
-    tf = BASE_TIMEFRAME
-    files = list_exchange_day(store, day, exchange)
-    summary = BuildSummary(day, exchange, (tf.name,), complete_through_midnight=files.next_day_present)
-    for key in files.keys("trades"):
-        with _naming_inputs(store, files, key):
-            df = compute_candles(open_instrument_day(store, files, key), day, key, exchange, tf)
-        if df is None:
-            summary.skipped.append(key)
-            continue
-        summary.bytes += _write(
-            store, df, CANDLE_SCHEMA, candles_path(day, tf.name, key), files.next_day_present
+    @classmethod
+    def of(cls, output: SlicesOutput, slices: Mapping[str, SliceSummary]) -> BuildSummary:
+        return cls(
+            output.day,
+            output.exchange,
+            output.timeframes,
+            instruments=sorted({k for s in slices.values() for k in s.instruments}),
+            rows=sum(s.rows for s in slices.values()),
+            bytes=sum(s.bytes for s in slices.values()),
+            files=sum(s.files for s in slices.values()),
+            deleted_stale=sum(s.deleted_stale for s in slices.values()),
+            complete_through_midnight=output.flags.get(COMPLETE_FLAG, "true") == "true",
+            skipped=sorted(output.skipped),
+            objects_read=output.objects_read,
+            by_timeframe=dict(slices),
         )
-        summary.instruments.append(key)
-        summary.rows += df.height
-        summary.files += 1
-        if summary.preview is None:
-            summary.preview = _preview(df)
-        if log:
-            log(f"{key}: {df['trade_count'].sum()} trades -> {df.height} {tf.name} candles")
-    summary.deleted_stale = _delete_stale(
-        store, candles_dir(day, tf.name), exchange, set(summary.instruments)
-    )
-    return summary
+
+
+def build(
+    store: ObjectStore, output: SlicesOutput, concurrency: int = DEFAULT_IO_CONCURRENCY
+) -> BuildSummary:
+    return BuildSummary.of(output, write_output(store, output, concurrency))
+
+
+def build_base_candles(
+    store: ObjectStore, day: date, exchange: str, log: Log | None = None, **options: object
+) -> BuildSummary:
+    return build(store, base_candles_output(store, day, exchange, log=log, **options))  # type: ignore[arg-type]
 
 
 def build_rolled_up_candles(store: ObjectStore, day: date, exchange: str, timeframe: str) -> BuildSummary:
-    """``timeframe`` candles of the exchange-day from the next finer timeframe's files."""
-    tf = get_timeframe(timeframe)
-    if tf.finer is None:
+    finer = get_timeframe(timeframe).finer
+    if finer is None:
         raise ValueError(f"timeframe {timeframe} is computed from ticks, not rolled up")
-    summary = BuildSummary(day, exchange, (tf.name,))
-    prefix = f"{candles_dir(day, tf.finer)}/{key_prefix_for_exchange(exchange)}"
-    for obj in store.list(prefix):
-        if not obj.path.endswith(".parquet"):
-            continue
-        key = key_from_file_name(obj.path)
-        table = store.read_parquet(obj.path)
-        complete = _read_complete_flag(table)
-        df = rollup(pl.from_arrow(table), tf)  # type: ignore[arg-type]
-        summary.bytes += _write(store, df, CANDLE_SCHEMA, candles_path(day, tf.name, key), complete)
-        summary.complete_through_midnight &= complete
-        summary.instruments.append(key)
-        summary.rows += df.height
-        summary.files += 1
-        if summary.preview is None:
-            summary.preview = _preview(df)
-    summary.deleted_stale = _delete_stale(
-        store, candles_dir(day, tf.name), exchange, set(summary.instruments)
-    )
-    return summary
+    stored = StoredSlice.open(store, SliceRef(CANDLES_AREA, day, finer, exchange))
+    return build(store, rolled_up_output(store, stored, timeframe))
 
 
 def build_book_snapshots(
@@ -163,35 +288,4 @@ def build_book_snapshots(
     timeframes: tuple[Timeframe, ...] = TIMEFRAME_TABLE,
     log: Log | None = None,
 ) -> BuildSummary:
-    """The book as of every bucket end, at every timeframe, for each instrument with book snapshots."""
-    files = list_exchange_day(store, day, exchange, BOOK_SOURCES_FOR_SNAPSHOTS)
-    summary = BuildSummary(
-        day, exchange, tuple(tf.name for tf in timeframes), complete_through_midnight=files.next_day_present
-    )
-    keys = sorted({k for dt in BOOK_SOURCES_FOR_SNAPSHOTS for k in files.keys(dt)})
-    for key in keys:
-        book_type = files.first_available(BOOK_SOURCES_FOR_SNAPSHOTS, key)
-        assert book_type is not None
-        depth = int(book_type.rsplit("_", 1)[1])
-        scan = scan_ticks(store, files.paths(book_type, key), [TS, *book_level_columns(depth)])
-        with _naming_inputs(store, files, key, (book_type,)):
-            snaps = snapshots_of_day(scan, day, depth)
-        if snaps.height == 0:
-            summary.skipped.append(key)
-            continue
-        for tf in timeframes:
-            df = book_snapshots_for_timeframe(snaps, day, tf, depth, key, exchange)
-            path = book_snapshots_path(day, tf.name, key)
-            summary.bytes += _write(store, df, book_snapshot_schema(depth), path, files.next_day_present)
-            summary.rows += df.height
-            summary.files += 1
-            if summary.preview is None and tf.name == "1h":
-                summary.preview = df.select(df.columns[4:11]).head(5)
-        summary.instruments.append(key)
-        if log:
-            log(f"{key}: {snaps.height} {book_type} snapshots -> {len(timeframes)} timeframes")
-    for tf in timeframes:
-        summary.deleted_stale += _delete_stale(
-            store, book_snapshots_dir(day, tf.name), exchange, set(summary.instruments)
-        )
-    return summary
+    return build(store, book_snapshots_output(store, day, exchange, timeframes, log=log))

@@ -1,22 +1,37 @@
-"""Candles of one instrument-day straight from its ticks (the 15s base of the roll-up chain).
+"""Candles of many instruments of one exchange-day at once, straight from their ticks (the 15s base).
 
-Pure functions over polars frames: no storage, no Dagster. Each ``*_features`` function takes the
-instrument's ticks of the day's file followed by the next day's file (rows in file order), keeps
-the rows whose exchange ``timestamp`` falls in the day, orders them by that timestamp (a stable
-sort, so file order breaks ties) and returns one row per non-empty bucket keyed by ``bucket``
-(bucket start, integer microseconds since the epoch). ``assemble_candles`` lays them on the
-dense grid of the day and derives the ratio columns. Definitions are in docs/CANDLES.md; every
-one of them is additive or a last value, which is what makes the roll-up in ``rollup.py`` exact.
+Pure functions over polars frames: no storage, no Dagster. Each tick frame holds the rows of
+many instruments (column ``instrument_key``), each instrument's rows together: its day file
+followed by its next-day file, in file order (``sources.scan_exchange_day`` lays them out so).
+``ticks_of_day`` keeps the rows whose exchange ``timestamp`` falls in the day and orders them by
+(instrument, timestamp) with a stable sort, so file order breaks ties. Every ``*_features``
+function then returns one row per (instrument, bucket) that has ticks of its source, and
+``assemble_candles`` joins them, lays dense instruments on the full grid of the day and fills
+empty buckets (``fill_empty_buckets``). Definitions are in docs/CANDLES.md; every one of them is
+additive or a last value, which is what makes the roll-up in ``rollup.py`` exact.
+
+Vectorized: one pass over all instruments of a chunk, grouped by an integer id
+``instrument * buckets_per_day + bucket`` that is sorted by construction, so polars splits groups
+at boundaries instead of hashing. One instrument with 5 M trades and 3,000 thin options cost the
+same per row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
 
-from market_data_assets.candles.schema import CANDLE_COLUMNS, CANDLE_SCHEMA, Rollup
+from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
+from market_data_assets.candles.schema import (
+    BOOK_COVERAGE,
+    BOOK_STATE_OF_INTEGRAL,
+    CANDLE_COLUMNS,
+    CANDLE_SCHEMA,
+    Rollup,
+)
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME, Timeframe
 from market_data_assets.days import US_PER_DAY, day_start_us
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN, get_spec
@@ -36,14 +51,21 @@ TOP_OF_BOOK: tuple[str, str, str, str] = tuple(  # type: ignore[assignment]
 )
 """Top-of-book columns every book source is normalized to (quotes are renamed to these)."""
 
+KEY = INSTRUMENT_KEY_COLUMN
 BUCKET = "bucket"
 """Internal integer bucket start (epoch microseconds); becomes the ``timestamp`` column."""
 _T = "_t"
 """Internal integer exchange timestamp (epoch microseconds)."""
+_CODE = "_code"
+"""Internal integer id of the instrument within one tick frame, increasing in row order."""
+_G = "_g"
+"""Internal group id ``_code * buckets_per_day + bucket index``: sorted once the ticks are."""
+_OFFSET_BITS = 37
+"""2**37 us > 1 day: ``_code << 37 | (t - day start)`` orders by (instrument, time) in one Int64."""
 
 
 class TickDataError(ValueError):
-    """Ticks that cannot make a candle (non-positive price, negative amount); names the instrument."""
+    """Ticks that cannot make a candle (non-positive price, negative amount); names the files."""
 
 
 @dataclass(frozen=True)
@@ -61,26 +83,33 @@ class DayGrid:
     def end_us(self) -> int:
         return self.start_us + US_PER_DAY
 
+    @property
+    def width(self) -> int:
+        return self.timeframe.us
+
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame(
-            {BUCKET: pl.int_range(self.start_us, self.end_us, self.timeframe.us, eager=True, dtype=pl.Int64)}
+            {BUCKET: pl.int_range(self.start_us, self.end_us, self.width, eager=True, dtype=pl.Int64)}
         )
 
 
 def ticks_of_day(ticks: pl.LazyFrame, grid: DayGrid, columns: list[pl.Expr]) -> pl.DataFrame:
-    """The rows stamped inside the day, ordered by exchange time (stable: file order breaks ties)."""
+    """Rows stamped inside the day with ``KEY``, ``_CODE``, ``_T`` and ``columns``, ordered by
+    (instrument, exchange time); stable, so file order breaks ties."""
     # Filter on the stored column itself so the bounds reach Parquet row-group statistics.
     lo, hi = (pl.lit(v, pl.Int64).cast(pl.Datetime("us", "UTC")) for v in (grid.start_us, grid.end_us))
     t = (
         ticks.filter((pl.col(TS) >= lo) & (pl.col(TS) < hi))
-        .select(pl.col(TS).cast(pl.Int64).alias(_T), *columns)
+        .select(pl.col(KEY), pl.col(TS).cast(pl.Int64).alias(_T), *columns)
+        .with_columns(pl.col(KEY).rle_id().cast(pl.Int64).alias(_CODE))
+        .with_columns((pl.col(_CODE) * (1 << _OFFSET_BITS) + (pl.col(_T) - grid.start_us)).alias("_order"))
         .collect()
     )
-    return order_by_exchange_time(t)
+    return order_by_exchange_time(t, "_order").drop("_order")
 
 
-def order_by_exchange_time(t: pl.DataFrame) -> pl.DataFrame:
-    """A stable sort by ``_T`` specialised for nearly sorted input.
+def order_by_exchange_time(t: pl.DataFrame, column: str = _T) -> pl.DataFrame:
+    """A stable sort by ``column`` specialised for nearly sorted input.
 
     Tardis orders rows by ``local_timestamp``, so exchange timestamps are almost sorted: only rows
     that arrived late (stamped before some earlier row) are out of place. Those few are sorted on
@@ -88,43 +117,66 @@ def order_by_exchange_time(t: pl.DataFrame) -> pl.DataFrame:
     in-order row with the same timestamp as a late row always precedes it in the file (otherwise
     it would be late too), so the left-biased merge keeps file order for ties: a stable sort.
     """
-    ts = t[_T]
+    ts = t[column]
     if ts.is_sorted():
         return t
     in_order = ts >= ts.cum_max()
     if in_order.sum() < t.height // 2:
-        return t.sort(_T, maintain_order=True)
-    head = t.filter(in_order).with_columns(pl.col(_T).set_sorted())
-    late = t.filter(~in_order).sort(_T, maintain_order=True)
-    return head.merge_sorted(late, key=_T, maintain_order=True)
+        return t.sort(column, maintain_order=True)
+    head = t.filter(in_order).with_columns(pl.col(column).set_sorted())
+    late = t.filter(~in_order).sort(column, maintain_order=True)
+    return head.merge_sorted(late, key=column, maintain_order=True)
 
 
-def _bucket(width: int) -> pl.Expr:
-    return (pl.col(_T) // width * width).alias(BUCKET)
+def _with_group(t: pl.DataFrame, grid: DayGrid) -> pl.DataFrame:
+    """Adds the sorted group id ``_G`` and the bucket start of each row."""
+    n = grid.timeframe.buckets_per_day
+    index = (pl.col(_T) - grid.start_us) // grid.width
+    return t.with_columns(
+        (pl.col(_CODE) * n + index).alias(_G).set_sorted(),
+        (grid.start_us + index * grid.width).alias(BUCKET),
+    )
 
 
 def _per_bucket(rows: pl.DataFrame, aggregations: list[pl.Expr]) -> pl.DataFrame:
-    """Aggregate rows already ordered by time (hence by bucket) per bucket.
+    """Aggregate rows ordered by (instrument, time) per (instrument, bucket).
 
-    The sorted flag on the bucket column lets polars split groups at boundaries instead of
-    hashing every row: about 5x less work for a 5M-row day.
+    The group id is sorted, so polars splits groups at boundaries instead of hashing every row:
+    about 5x less work for a 5M-row day.
     """
-    return rows.with_columns(pl.col(BUCKET).set_sorted()).group_by(BUCKET).agg(aggregations)
+    return (
+        rows.group_by(_G)
+        .agg(pl.col(KEY).first(), pl.col(BUCKET).first(), *aggregations)
+        .sort(_G)
+        .drop(_G)
+        .with_columns(pl.col(KEY).cast(pl.String))
+    )
 
 
-def trade_features(trades: pl.LazyFrame, grid: DayGrid, source: str = "trades") -> pl.DataFrame:
+def _same_instrument_as(offset: int) -> pl.Expr:
+    return (pl.col(_CODE) == pl.col(_CODE).shift(offset)).fill_null(False)
+
+
+def trade_features(
+    trades: pl.LazyFrame, grid: DayGrid, source: Callable[[str], str] = lambda key: key
+) -> pl.DataFrame:
     """OHLC, volumes, counts, realized variance and the largest trade per non-empty bucket."""
     t = ticks_of_day(trades, grid, [pl.col(PRICE), pl.col(AMOUNT), pl.col(SIDE)])
-    if t.height and (t[PRICE].min() <= 0 or t[AMOUNT].min() < 0):  # type: ignore[operator]
-        raise TickDataError(f"{source}: a trade has a non-positive price or a negative amount")
+    bad = t.filter((pl.col(PRICE) <= 0) | (pl.col(AMOUNT) < 0))
+    if bad.height:
+        raise TickDataError(
+            f"{source(str(bad[KEY][0]))}: a trade has a non-positive price or a negative amount"
+        )
     is_buy = pl.col(SIDE) == "buy"
     is_sell = pl.col(SIDE) == "sell"
     # Per-trade terms first, then only plain column aggregations: polars runs those on its fast
     # grouped kernels instead of evaluating an expression per group.
-    per_trade = t.with_columns(
-        _bucket(grid.timeframe.us),
-        # The squared log return from the previous trade of the day belongs to this trade.
-        pl.col(PRICE).log().diff().pow(2).fill_null(0.0).alias("realized_variance"),
+    per_trade = _with_group(t, grid).with_columns(
+        # The squared log return from the previous trade of the instrument's day belongs to this trade.
+        pl.when(_same_instrument_as(1))
+        .then(pl.col(PRICE).log().diff().pow(2))
+        .otherwise(0.0)
+        .alias("realized_variance"),
         (pl.col(PRICE) * pl.col(AMOUNT)).alias("notional"),
         pl.when(is_buy).then(pl.col(AMOUNT)).otherwise(0.0).alias("buy_volume"),
         pl.when(is_sell).then(pl.col(AMOUNT)).otherwise(0.0).alias("sell_volume"),
@@ -152,71 +204,73 @@ def trade_features(trades: pl.LazyFrame, grid: DayGrid, source: str = "trades") 
 
 
 def book_features(book: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
-    """Time integrals of spread, mid and imbalance, covered time and snapshot count per bucket.
+    """Time integrals of spread, mid and imbalance, coverage, snapshot count and the end state,
+    per bucket that has snapshots.
 
-    The top of book is a step function: each snapshot holds until the next one (or the day's
-    end). Adding every bucket start as a point carrying the state as of that instant cuts each
-    step at bucket boundaries, so each segment lies in exactly one bucket. A segment counts as
-    covered when both sides are present with a positive total size at the top.
+    The top of book is a step function: each snapshot holds until the next one of the same
+    instrument (or the day's end). A snapshot's own segment is cut at its bucket end; the first
+    snapshot of a bucket also carries the lead-in segment from the bucket start, held by the
+    previous snapshot's state. Buckets without snapshots are filled from the previous bucket's
+    end state by ``fill_empty_buckets``. A state counts as covered when both sides are present
+    with a positive total size at the top; several snapshots with one timestamp: the last in file
+    order is the state (the others hold for zero time).
     """
     ask_p, ask_a, bid_p, bid_a = TOP_OF_BOOK
-    snaps = ticks_of_day(book, grid, [pl.col(c) for c in TOP_OF_BOOK]).with_columns(
-        pl.lit(1, pl.Int64).alias("_snap")
-    )
-    state = snaps.unique(_T, keep="last", maintain_order=True).drop("_snap")
-    starts = (
-        grid.frame()
-        .rename({BUCKET: _T})
-        .join_asof(state, on=_T, strategy="backward", check_sortedness=False)
-        .with_columns(pl.lit(0, pl.Int64).alias("_snap"))
-    )
+    s = _with_group(ticks_of_day(book, grid, [pl.col(c) for c in TOP_OF_BOOK]), grid)
     valid = pl.all_horizontal(pl.col(c).is_not_null() for c in TOP_OF_BOOK) & (
         (pl.col(ask_a) + pl.col(bid_a)) > 0
     )
-    dur = pl.when(valid).then(pl.col("_dur")).otherwise(0)
-    # Both inputs are ordered by time: a linear merge, no sort. Ties between a snapshot and a
-    # bucket start need no rule, as the bucket start carries the last snapshot at that instant.
-    points = snaps.select(starts.columns).merge_sorted(starts, key=_T, maintain_order=True)
-    segments = points.with_columns(
-        (pl.col(_T).shift(-1).fill_null(grid.end_us) - pl.col(_T)).alias("_dur")
-    ).select(
-        _bucket(grid.timeframe.us),
-        dur.alias("_cov"),
-        (pl.when(valid).then(pl.col(ask_p) - pl.col(bid_p)) * dur).alias("_spread"),
-        (pl.when(valid).then((pl.col(ask_p) + pl.col(bid_p)) / 2) * dur).alias("_mid"),
-        (pl.when(valid).then((pl.col(bid_a) - pl.col(ask_a)) / (pl.col(bid_a) + pl.col(ask_a))) * dur).alias(
-            "_imb"
+    states = {
+        "close_spread": pl.when(valid).then(pl.col(ask_p) - pl.col(bid_p)),
+        "close_mid": pl.when(valid).then((pl.col(ask_p) + pl.col(bid_p)) / 2),
+        "close_imbalance": pl.when(valid).then(
+            (pl.col(bid_a) - pl.col(ask_a)) / (pl.col(bid_a) + pl.col(ask_a))
         ),
-        pl.col("_snap"),
+    }
+    next_t = pl.when(_same_instrument_as(-1)).then(pl.col(_T).shift(-1)).otherwise(grid.end_us)
+    first_in_bucket = (pl.col(_G) != pl.col(_G).shift(1)).fill_null(True)
+    s = s.with_columns(**states).with_columns(
+        (pl.min_horizontal(next_t, pl.col(BUCKET) + grid.width) - pl.col(_T)).alias("_own"),
+        pl.when(first_in_bucket).then(pl.col(_T) - pl.col(BUCKET)).otherwise(0).alias("_lead"),
+        *(pl.when(_same_instrument_as(1)).then(pl.col(c).shift(1)).alias(f"_prev_{c}") for c in states),
+    )
+
+    def held(state: str, duration: str) -> pl.Expr:
+        return (pl.col(state) * pl.col(duration)).fill_null(0.0)
+
+    def covered(state: str, duration: str) -> pl.Expr:
+        return pl.when(pl.col(state).is_not_null()).then(pl.col(duration)).otherwise(0)
+
+    segments = s.with_columns(
+        (covered("close_spread", "_own") + covered("_prev_close_spread", "_lead")).alias(BOOK_COVERAGE),
+        *(
+            (held(f"_prev_{state}", "_lead") + held(state, "_own")).alias(integral)
+            for integral, state in BOOK_STATE_OF_INTEGRAL.items()
+        ),
     )
     return _per_bucket(
         segments,
         [
-            pl.col("_cov").sum().cast(pl.Int64).alias("book_covered_us"),
-            pl.col("_spread").sum().alias("spread_time_integral"),
-            pl.col("_mid").sum().alias("mid_time_integral"),
-            pl.col("_imb").sum().alias("imbalance_time_integral"),
-            pl.col("_snap").sum().cast(pl.Int64).alias("snapshot_count"),
+            pl.col(BOOK_COVERAGE).sum().cast(pl.Int64),
+            *(pl.col(integral).sum() for integral in BOOK_STATE_OF_INTEGRAL),
+            pl.len().cast(pl.Int64).alias("snapshot_count"),
+            *(pl.col(state).last() for state in states),
         ],
     )
 
 
 def derivative_features(ticker: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
     """Last non-null value of each derivative field per bucket (carried forward on the grid later)."""
-    t = ticks_of_day(ticker, grid, [pl.col(c) for c in DERIVATIVE_FIELDS])
-    return _per_bucket(
-        t.with_columns(_bucket(grid.timeframe.us)),
-        [pl.col(c).drop_nulls().last().alias(c) for c in DERIVATIVE_FIELDS],
-    )
+    t = _with_group(ticks_of_day(ticker, grid, [pl.col(c) for c in DERIVATIVE_FIELDS]), grid)
+    return _per_bucket(t, [pl.col(c).drop_nulls().last().alias(c) for c in DERIVATIVE_FIELDS])
 
 
 def liquidation_features(liquidations: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
     """Liquidated amount and count per side per bucket."""
-    t = ticks_of_day(liquidations, grid, [pl.col(AMOUNT), pl.col(SIDE)])
+    t = _with_group(ticks_of_day(liquidations, grid, [pl.col(AMOUNT), pl.col(SIDE)]), grid)
     is_buy = pl.col(SIDE) == "buy"
     is_sell = pl.col(SIDE) == "sell"
-    per_row = t.select(
-        _bucket(grid.timeframe.us),
+    per_row = t.with_columns(
         pl.when(is_buy).then(pl.col(AMOUNT)).otherwise(0.0).alias("liquidation_buy_volume"),
         pl.when(is_sell).then(pl.col(AMOUNT)).otherwise(0.0).alias("liquidation_sell_volume"),
         is_buy.alias("liquidation_buy_count"),
@@ -233,14 +287,23 @@ def liquidation_features(liquidations: pl.LazyFrame, grid: DayGrid) -> pl.DataFr
     )
 
 
-_ZERO_FILLED = tuple(c.name for c in CANDLE_COLUMNS if c.rollup is Rollup.SUM)
+# --- assembly: rows of the grid, empty buckets filled --------------------------------------------
+
+_ZERO_FILLED = tuple(
+    c.name
+    for c in CANDLE_COLUMNS
+    if c.rollup is Rollup.SUM and c.name != BOOK_COVERAGE and c.name not in BOOK_STATE_OF_INTEGRAL
+)
 _CARRIED = ("close", *DERIVATIVE_FIELDS)
-"""As-of-bucket-end values: an empty bucket carries the previous bucket's value."""
+"""Last-value columns whose null means "nothing reported yet": an empty bucket carries the last one."""
+_BOOK_STATES = tuple(BOOK_STATE_OF_INTEGRAL.values())
+"""End-of-bucket book state: null is a state of its own (one-sided book), so it is carried with
+a NaN sentinel rather than by forward-filling nulls."""
 _DERIVED_LATER = frozenset(
     c.name for c in CANDLE_COLUMNS if c.rollup in (Rollup.RATIO, Rollup.KEY, Rollup.TIMEFRAME, Rollup.BUCKET)
 )
 """Columns no feature frame provides: identity, bucket label and ratios are derived in assembly."""
-_POLARS_TYPES: dict[str, pl.DataType] = dict(pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema)
+_POLARS_TYPES: dict[str, pl.DataType] = dict(pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
 """Polars dtype of each candle column, for the all-null columns of a missing data type."""
 
 
@@ -264,36 +327,134 @@ def fill_empty_ohlc() -> list[pl.Expr]:
     ]
 
 
-def identity_columns(key: str, exchange: str, timeframe: str) -> list[pl.Expr]:
-    return [
-        pl.lit(key, pl.String).alias(INSTRUMENT_KEY_COLUMN),
+def identity_columns(exchange: str, timeframe: str, policy: DensityPolicy | None = None) -> list[pl.Expr]:
+    """Columns derived from the key and the partition; ``density`` from ``policy`` when given."""
+    instrument_type = pl.col(KEY).str.split(":").list.get(1)
+    out = [
+        pl.col(KEY).cast(pl.String),
         pl.lit(exchange, pl.String).alias("exchange"),
-        pl.lit(key.split(":")[1], pl.String).alias("instrument_type"),
+        instrument_type.alias("instrument_type"),
         pl.lit(timeframe, pl.String).alias("timeframe"),
         pl.col(BUCKET).cast(pl.Datetime("us", "UTC")).alias("timestamp"),
     ]
+    if policy is not None:
+        out.append(policy.expression(instrument_type).alias("density"))
+    return out
 
 
-def assemble_candles(grid: DayGrid, key: str, exchange: str, features: list[pl.DataFrame]) -> pl.DataFrame:
-    """The dense candle frame of the day from per-bucket feature frames, in ``CANDLE_SCHEMA`` order."""
-    df = grid.frame()
-    for f in features:
-        df = df.join(f, on=BUCKET, how="left")
+def fill_empty_buckets(df: pl.DataFrame, width: int, fresh_book: pl.Expr) -> pl.DataFrame:
+    """Fill rows that have no ticks of some source, the way a bucket without ticks is defined.
+
+    ``df`` is sorted by (instrument, bucket). Counts and sums become 0, ``close`` and the
+    derivative fields carry the instrument's last value, and where ``fresh_book`` is false the
+    book holds the previous bucket's end state for the whole width (coverage and integrals from
+    it). Shared by the candles from ticks and by ``density.densify``, so a filled bucket is the
+    same whichever way it was made.
+    """
+    nan = float("nan")
+    carried_state = {
+        s: pl.when(fresh_book).then(pl.col(s).fill_null(nan)).forward_fill().over(KEY).fill_nan(None)
+        for s in _BOOK_STATES
+    }
+    df = df.with_columns(
+        *(pl.col(c).fill_null(0) for c in _ZERO_FILLED),
+        *(pl.col(c).forward_fill().over(KEY) for c in _CARRIED),
+        *(expr.alias(s) for s, expr in carried_state.items()),
+        fresh_book.alias("_fresh_book"),
+    )
+    held = pl.col("_fresh_book").not_()
+    return df.with_columns(
+        pl.when(held)
+        .then(pl.when(pl.col("close_spread").is_not_null()).then(width).otherwise(0))
+        .otherwise(pl.col(BOOK_COVERAGE).fill_null(0))
+        .cast(pl.Int64)
+        .alias(BOOK_COVERAGE),
+        *(
+            pl.when(held)
+            .then((pl.col(state) * width).fill_null(0.0))
+            .otherwise(pl.col(integral).fill_null(0.0))
+            .alias(integral)
+            for integral, state in BOOK_STATE_OF_INTEGRAL.items()
+        ),
+    ).drop("_fresh_book")
+
+
+def _with_missing_columns(df: pl.DataFrame) -> pl.DataFrame:
     missing = [n for n in CANDLE_SCHEMA.names if n not in df.columns and n not in _DERIVED_LATER]
-    df = df.with_columns(pl.lit(None, _POLARS_TYPES[n]).alias(n) for n in missing)
+    return df.with_columns(pl.lit(None, _POLARS_TYPES[n]).alias(n) for n in missing)
+
+
+def assemble_candles(
+    grid: DayGrid,
+    exchange: str,
+    trades: pl.DataFrame,
+    features: list[pl.DataFrame],
+    policy: DensityPolicy = DEFAULT_POLICY,
+) -> pl.DataFrame:
+    """Candles in ``CANDLE_SCHEMA`` order, sorted by (instrument, timestamp), from per-bucket frames.
+
+    Only instruments that traded on the day get candles. Dense instruments get every bucket of
+    the day; sparse ones the buckets with ticks of any source.
+    """
+    traded = trades.select(KEY).unique()
+    keyed = [f.join(traded, on=KEY, how="semi") for f in features]
+    observed = pl.concat([trades.select(KEY, BUCKET), *(f.select(KEY, BUCKET) for f in keyed)])
+    instrument_type = pl.col(KEY).str.split(":").list.get(1)
+    dense_keys = traded.filter(policy.is_dense(instrument_type))
+    rows = (
+        pl.concat([observed.join(dense_keys, on=KEY, how="anti"), dense_keys.join(grid.frame(), how="cross")])
+        .unique()
+        .sort(KEY, BUCKET)
+    )
+    df = rows.join(trades, on=[KEY, BUCKET], how="left")
+    for f in keyed:
+        df = df.join(f, on=[KEY, BUCKET], how="left")
+    df = _with_missing_columns(df)
     return (
-        df.with_columns(pl.col(c).fill_null(0) for c in _ZERO_FILLED)
-        .with_columns(pl.col(c).forward_fill() for c in _CARRIED)
+        fill_empty_buckets(df, grid.width, pl.col("snapshot_count").is_not_null())
         .with_columns(fill_empty_ohlc())
         .with_columns(ratio_expressions())
-        .with_columns(identity_columns(key, exchange, grid.timeframe.name))
+        .with_columns(identity_columns(exchange, grid.timeframe.name, policy))
         .select(CANDLE_SCHEMA.names)
     )
 
 
 @dataclass(frozen=True)
+class DayTicks:
+    """Lazy tick frames of many instruments (column ``instrument_key``), each instrument's day
+    file followed by its next-day file; book frames normalized to ``TOP_OF_BOOK``."""
+
+    trades: pl.LazyFrame
+    book: pl.LazyFrame | None = None
+    derivative_ticker: pl.LazyFrame | None = None
+    liquidations: pl.LazyFrame | None = None
+    source: Callable[[str], str] = lambda key: key
+    """Where an instrument's ticks came from, for error messages."""
+
+
+def compute_base_candles(
+    ticks: DayTicks,
+    day: date,
+    exchange: str,
+    timeframe: Timeframe = BASE_TIMEFRAME,
+    policy: DensityPolicy = DEFAULT_POLICY,
+) -> pl.DataFrame:
+    """Candles of every instrument in ``ticks`` that traded on ``day`` (15s in production)."""
+    grid = DayGrid(day, timeframe)
+    trades = trade_features(ticks.trades, grid, ticks.source)
+    features = []
+    if ticks.book is not None:
+        features.append(book_features(ticks.book, grid))
+    if ticks.derivative_ticker is not None:
+        features.append(derivative_features(ticks.derivative_ticker, grid))
+    if ticks.liquidations is not None:
+        features.append(liquidation_features(ticks.liquidations, grid))
+    return assemble_candles(grid, exchange, trades, features, policy)
+
+
+@dataclass(frozen=True)
 class InstrumentDayTicks:
-    """Lazy tick frames of one instrument for the day's file followed by the next day's file."""
+    """Lazy tick frames of ONE instrument for the day's file followed by the next day's file."""
 
     trades: pl.LazyFrame
     book: pl.LazyFrame | None = None
@@ -310,17 +471,24 @@ def compute_candles(
     key: str,
     exchange: str,
     timeframe: Timeframe = BASE_TIMEFRAME,
+    policy: DensityPolicy = DEFAULT_POLICY,
 ) -> pl.DataFrame | None:
-    """Candles of one instrument-day at ``timeframe`` (15s in production); ``None`` if it did not trade."""
-    grid = DayGrid(day, timeframe)
-    trades = trade_features(ticks.trades, grid, source=ticks.source or key)
-    if trades.height == 0:
-        return None
-    features = [trades]
-    if ticks.book is not None:
-        features.append(book_features(ticks.book, grid))
-    if ticks.derivative_ticker is not None:
-        features.append(derivative_features(ticks.derivative_ticker, grid))
-    if ticks.liquidations is not None:
-        features.append(liquidation_features(ticks.liquidations, grid))
-    return assemble_candles(grid, key, exchange, features)
+    """Candles of one instrument-day (the vectorized path with one instrument); None if it did not trade."""
+
+    def keyed(frame: pl.LazyFrame | None) -> pl.LazyFrame | None:
+        return None if frame is None else frame.with_columns(pl.lit(key, pl.String).alias(KEY))
+
+    df = compute_base_candles(
+        DayTicks(
+            trades=keyed(ticks.trades),  # type: ignore[arg-type]
+            book=keyed(ticks.book),
+            derivative_ticker=keyed(ticks.derivative_ticker),
+            liquidations=keyed(ticks.liquidations),
+            source=lambda _: ticks.source or key,
+        ),
+        day,
+        exchange,
+        timeframe,
+        policy,
+    )
+    return df if df.height else None

@@ -1,20 +1,33 @@
 """Roll finer candles up to a coarser timeframe, driven by each column's rule in ``schema.py``.
 
-The finer frame is one instrument-day on its dense grid, so every coarser bucket is exactly the
-union of the finer buckets whose start truncates to it. The rules reproduce what the coarser
-timeframe computed straight from the ticks would give: sums and maxima of additive features,
-last values of as-of-bucket-end features, OHLC from the finer buckets that had trades, and the
-ratios recomputed from the rolled-up numerators and denominators (never averaged).
+The input holds many instruments of one day, sorted by (instrument, timestamp), dense or sparse.
+Every coarser bucket is the union of the finer buckets whose start truncates to it. The rules
+reproduce what the coarser timeframe computed straight from the ticks would give: sums and
+maxima of additive features, last values of as-of-bucket-end features, OHLC from the finer
+buckets that had trades, and the ratios recomputed from the rolled-up numerators and
+denominators (never averaged).
+
+A sparse input omits empty finer buckets. Their only non-zero contribution is the book held at
+the previous bucket's end state (``close_spread`` …): each row therefore adds the held time up to
+the next present row (cut at its coarser bucket end), and the first row of a coarser bucket the
+held time since that bucket's start, at the previous row's state. On a dense input both are zero,
+so dense and sparse roll up with one rule, and a coarser bucket exists when a finer one does.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from market_data_assets.candles.compute import BUCKET, fill_empty_ohlc, identity_columns, ratio_expressions
-from market_data_assets.candles.schema import CANDLE_COLUMNS, CANDLE_SCHEMA, Rollup
-from market_data_assets.candles.timeframes import Timeframe
-from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN
+from market_data_assets.candles.compute import BUCKET, KEY, fill_empty_ohlc, ratio_expressions
+from market_data_assets.candles.schema import (
+    BOOK_COVERAGE,
+    BOOK_STATE_OF_INTEGRAL,
+    CANDLE_COLUMNS,
+    CANDLE_SCHEMA,
+    Rollup,
+)
+from market_data_assets.candles.timeframes import Timeframe, get_timeframe
+from market_data_assets.days import US_PER_DAY
 
 _TRADED = pl.col("trade_count") > 0
 
@@ -34,8 +47,10 @@ def _aggregation(name: str, rule: Rollup) -> pl.Expr | None:
             return col.sum()
         case Rollup.MAX:
             return col.max()
-        case Rollup.KEY | Rollup.TIMEFRAME | Rollup.BUCKET | Rollup.RATIO:
-            return None  # the group key, constants, or derived after aggregation
+        case Rollup.KEY:
+            return None if name == KEY else col.first()
+        case Rollup.TIMEFRAME | Rollup.BUCKET | Rollup.RATIO:
+            return None  # the coarser label, the group key, or derived after aggregation
     raise AssertionError(f"no roll-up for rule {rule!r}")
 
 
@@ -44,23 +59,71 @@ _AGGREGATIONS: list[pl.Expr] = [
 ]
 
 
+def _with_held_book(finer: pl.LazyFrame, finer_width: int, width: int) -> pl.LazyFrame:
+    """Adds to each row's book sums the time the book was held after it (and before it, for the
+    first row of a coarser bucket) in buckets the input omits."""
+    b = pl.col("_b")
+    coarse = pl.col(BUCKET)
+    same_next = (pl.col(KEY) == pl.col(KEY).shift(-1)).fill_null(False)
+    same_prev = (pl.col(KEY) == pl.col(KEY).shift(1)).fill_null(False)
+    day_end = b // US_PER_DAY * US_PER_DAY + US_PER_DAY
+    next_b = pl.when(same_next).then(b.shift(-1)).otherwise(day_end)
+    first_in_coarse = (~same_prev) | (coarse != coarse.shift(1)).fill_null(True)
+    held = finer.with_columns(
+        (pl.min_horizontal(next_b, coarse + width) - (b + finer_width)).alias("_after"),
+        pl.when(first_in_coarse).then(b - coarse).otherwise(0).alias("_before"),
+        *(
+            pl.when(same_prev).then(pl.col(s).shift(1)).alias(f"_prev_{s}")
+            for s in BOOK_STATE_OF_INTEGRAL.values()
+        ),
+    )
+
+    def covered(state: str, duration: str) -> pl.Expr:
+        return pl.when(pl.col(state).is_not_null()).then(pl.col(duration)).otherwise(0)
+
+    def integral(state: str, duration: str) -> pl.Expr:
+        return (pl.col(state) * pl.col(duration)).fill_null(0.0)
+
+    return held.with_columns(
+        (
+            pl.col(BOOK_COVERAGE)
+            + covered("close_spread", "_after")
+            + covered("_prev_close_spread", "_before")
+        ).alias(BOOK_COVERAGE),
+        *(
+            (pl.col(name) + integral(state, "_after") + integral(f"_prev_{state}", "_before")).alias(name)
+            for name, state in BOOK_STATE_OF_INTEGRAL.items()
+        ),
+    )
+
+
 def rollup(finer: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
-    """Candles of ``timeframe`` from the finer candles of one instrument-day (any finer timeframe)."""
+    """Candles of ``timeframe`` from finer candles (any finer timeframe, many instruments, one day each)."""
     if finer.height == 0:
         return finer.clear()
-    keys = finer.select(INSTRUMENT_KEY_COLUMN, "exchange").unique()
-    if keys.height != 1:
-        raise ValueError(f"rollup expects one instrument-day, got {keys.height} (instrument, exchange) pairs")
-    key, exchange = keys.row(0)
+    finer_tfs = finer["timeframe"].unique().to_list()
+    if len(finer_tfs) != 1:
+        raise ValueError(f"rollup expects one finer timeframe, got {sorted(finer_tfs)}")
+    finer_width = get_timeframe(finer_tfs[0]).us
     width = timeframe.us
-    return (
+    if width % finer_width or width <= finer_width:
+        raise ValueError(f"cannot roll {finer_tfs[0]} up to {timeframe.name}")
+    rows = (
         finer.lazy()
-        .with_columns((pl.col("timestamp").cast(pl.Int64) // width * width).alias(BUCKET))
-        .group_by(BUCKET, maintain_order=True)
+        .sort(KEY, "timestamp", maintain_order=True)
+        .with_columns(pl.col("timestamp").cast(pl.Int64).alias("_b"))
+        .with_columns((pl.col("_b") // width * width).alias(BUCKET))
+    )
+    return (
+        _with_held_book(rows, finer_width, width)
+        .group_by(KEY, BUCKET, maintain_order=True)
         .agg(_AGGREGATIONS)
         .with_columns(fill_empty_ohlc())
         .with_columns(ratio_expressions())
-        .with_columns(identity_columns(key, exchange, timeframe.name))
+        .with_columns(
+            pl.lit(timeframe.name, pl.String).alias("timeframe"),
+            pl.col(BUCKET).cast(pl.Datetime("us", "UTC")).alias("timestamp"),
+        )
         .select(CANDLE_SCHEMA.names)
         .collect()
     )

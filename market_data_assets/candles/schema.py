@@ -87,6 +87,13 @@ CANDLE_COLUMNS: tuple[CandleColumn, ...] = (
     _c(INSTRUMENT_KEY_COLUMN, _STR, Rollup.KEY, "canonical instrument key VENUE:TYPE:SYMBOL"),
     _c("exchange", _STR, Rollup.KEY, "Tardis exchange id"),
     _c("instrument_type", _STR, Rollup.KEY, "TYPE field of the key: SPOT_PAIR, PERP, FUTURE, OPTION, COMBO"),
+    _c(
+        "density",
+        _STR,
+        Rollup.KEY,
+        "dense (every bucket of the day) or sparse (only buckets with ticks); the instrument type's "
+        "policy, docs/CANDLES.md",
+    ),
     _c("timeframe", _STR, Rollup.TIMEFRAME, "15s, 1m, 5m, 15m, 1h, 4h or 24h"),
     _c(
         "timestamp",
@@ -191,6 +198,27 @@ CANDLE_COLUMNS: tuple[CandleColumn, ...] = (
         ratio=("imbalance_time_integral", "book_covered_us"),
     ),
     _c("snapshot_count", _I64, Rollup.SUM, "book snapshots (or quotes) stamped inside the bucket"),
+    _c(
+        "close_spread",
+        _F64,
+        Rollup.LAST,
+        "best ask - best bid of the top of book at the bucket end; null when it was one-sided or unknown",
+        nullable=True,
+    ),
+    _c(
+        "close_mid",
+        _F64,
+        Rollup.LAST,
+        "(best ask + best bid) / 2 at the bucket end; null likewise",
+        nullable=True,
+    ),
+    _c(
+        "close_imbalance",
+        _F64,
+        Rollup.LAST,
+        "top-of-book imbalance at the bucket end; null likewise",
+        nullable=True,
+    ),
     # --- derivative ticker (as of the bucket end, carried forward within the day) -----------
     _c("mark_price", _F64, Rollup.LAST, "last mark price reported before the bucket end", nullable=True),
     _c("index_price", _F64, Rollup.LAST, "last index price reported before the bucket end", nullable=True),
@@ -206,6 +234,20 @@ CANDLE_COLUMNS: tuple[CandleColumn, ...] = (
 )
 
 CANDLE_SCHEMA: pa.Schema = pa.schema([c.field for c in CANDLE_COLUMNS])
+
+BOOK_COVERAGE = "book_covered_us"
+BOOK_STATE_OF_INTEGRAL: dict[str, str] = {
+    "spread_time_integral": "close_spread",
+    "mid_time_integral": "close_mid",
+    "imbalance_time_integral": "close_imbalance",
+}
+"""Each book time integral and the end-of-bucket state it integrates.
+
+A bucket without a book update holds the state of the previous bucket's end for its whole
+width: its integral is ``state * width`` and its coverage ``width`` where the state is known.
+That rule fills the empty buckets of a sparse file (densify, roll-up) exactly as a dense
+computation from the ticks would have filled them.
+"""
 CANDLE_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in CANDLE_COLUMNS)
 CANDLE_DESCRIPTIONS: dict[str, str] = {c.name: c.description for c in CANDLE_COLUMNS}
 

@@ -1,4 +1,4 @@
-"""Which raw tick files feed one exchange-day's candles, and opening them lazily.
+"""Which raw tick files feed one exchange-day's candles, how they are chunked and scanned.
 
 Tardis splits daily files by ``local_timestamp``, so the ticks of day D stamped just before
 midnight can sit at the top of file D+1. Each instrument of day D is therefore read from its
@@ -6,12 +6,17 @@ file of D followed by its file of D+1 (rows stay in file order); the candle code
 the rows whose exchange ``timestamp`` lies in D. Only the exchange's own files are listed (the
 key prefix), one listing per data type and day.
 
+Instruments are processed in chunks: many instruments' files in ONE polars scan, sized by a row
+budget (rows from the day's raw manifest), so 3,000 thin options share a few scans while a 5 M-trade
+perpetual is a chunk of its own; memory holds one chunk, never the exchange-day.
+
 Whether D+1 has been downloaded decides ``complete_through_midnight``: without it, the last
 moments of D may still be missing, and the asset says so (see docs/CANDLES.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -20,11 +25,12 @@ import polars as pl
 from market_data_assets.candles.compute import (
     AMOUNT,
     DERIVATIVE_FIELDS,
+    KEY,
     PRICE,
     SIDE,
     TOP_OF_BOOK,
     TS,
-    InstrumentDayTicks,
+    DayTicks,
 )
 from market_data_assets.storage.layout import (
     key_from_file_name,
@@ -36,6 +42,7 @@ from market_data_assets.storage.layout import (
 from market_data_assets.storage.polars_io import storage_options_for
 from market_data_assets.storage.store import ObjectStore
 from market_data_assets.tardis.formats import get_spec
+from market_data_assets.ticks.manifest import STATUS_OK, read_manifest
 
 BOOK_SOURCES_FOR_FEATURES: tuple[str, ...] = ("book_snapshot_5", "book_snapshot_25", "quotes")
 """Top-of-book source for candle book features, cheapest first (quotes only where no snapshot)."""
@@ -47,6 +54,10 @@ CANDLE_DATA_TYPES: tuple[str, ...] = (
     "derivative_ticker",
     "liquidations",
 )
+DEFAULT_CHUNK_ROWS = 2_000_000
+"""Row budget of one chunk (about 300 MB of working memory for trades); one instrument is never split."""
+ESTIMATED_BYTES_PER_ROW = 10
+"""For a file the manifest does not know: Parquet trades take about 10 bytes a row."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class ExchangeDayFiles:
     """data_type -> instrument key -> [path in D, path in D+1] (whichever exist, in that order)."""
     next_day_present: bool = False
     """Whether D+1's raw ticks exist for this exchange (its manifest or any of its tick files)."""
+    rows: dict[str, int] = field(default_factory=dict)
+    """Rows per path of day D (from the manifest, else estimated from the size)."""
 
     def keys(self, data_type: str) -> list[str]:
         return sorted(self.files.get(data_type, {}))
@@ -69,6 +82,9 @@ class ExchangeDayFiles:
     def first_available(self, data_types: tuple[str, ...], key: str) -> str | None:
         return next((dt for dt in data_types if self.paths(dt, key)), None)
 
+    def weight(self, key: str, data_types: tuple[str, ...]) -> int:
+        return sum(self.rows.get(p, 0) for dt in data_types for p in self.paths(dt, key))
+
 
 def list_exchange_day(
     store: ObjectStore, day: date, exchange: str, data_types: tuple[str, ...] = CANDLE_DATA_TYPES
@@ -76,6 +92,7 @@ def list_exchange_day(
     prefix = key_prefix_for_exchange(exchange)
     nxt = day + timedelta(days=1)
     files: dict[str, dict[str, list[str]]] = {}
+    rows: dict[str, int] = {}
     next_day_any = False
     for data_type in data_types:
         by_key: dict[str, list[str]] = {}
@@ -88,24 +105,44 @@ def list_exchange_day(
                     continue  # deeper or oddly named object: not a tick file of this layout
                 by_key.setdefault(key, []).append(obj.path)
                 next_day_any |= d == nxt
+                if d == day:
+                    rows[obj.path] = obj.size // ESTIMATED_BYTES_PER_ROW
         if by_key:
             files[data_type] = by_key
+    if files and store.exists(raw_manifest_path(day, exchange)):
+        manifest = read_manifest(store, day, exchange).to_pydict()
+        for path, status, n in zip(manifest["path"], manifest["status"], manifest["rows"], strict=True):
+            if status == STATUS_OK and path in rows:
+                rows[path] = n
     present = next_day_any or store.exists(raw_manifest_path(nxt, exchange))
-    return ExchangeDayFiles(day, exchange, files, present)
+    return ExchangeDayFiles(day, exchange, files, present, rows)
 
 
-def scan_ticks(store: ObjectStore, paths: list[str], columns: list[str]) -> pl.LazyFrame:
-    """The files concatenated in order (day file first), only ``columns`` read.
+def chunks_by_rows(keys: list[str], weight: dict[str, int], budget: int) -> Iterator[list[str]]:
+    """Consecutive keys grouped while their rows fit ``budget``; a heavier key is a chunk alone."""
+    chunk: list[str] = []
+    rows = 0
+    for key in keys:
+        w = weight.get(key, 0)
+        if chunk and rows + w > budget:
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(key)
+        rows += w
+    if chunk:
+        yield chunk
+
+
+def scan_paths(store: ObjectStore, paths: list[str], columns: list[str]) -> pl.LazyFrame:
+    """The files concatenated in order, only ``columns`` read, in ONE polars scan.
 
     Scanned in place (a local file or ``gs://`` through polars' object store), so the filter on
-    the day's time range reaches the Parquet row-group statistics: of the next day's file only
+    the day's time range reaches the Parquet row-group statistics: of the next day's files only
     the first row groups, the ones that can hold ticks stamped before midnight, are fetched.
     """
-    options = storage_options_for(store.root)
-    return pl.concat(
-        [pl.scan_parquet(store.uri(p), storage_options=options).select(columns) for p in paths],
-        how="vertical_relaxed",
-    )
+    return pl.scan_parquet(
+        [store.uri(p) for p in paths], storage_options=storage_options_for(store.root)
+    ).select(columns)
 
 
 def _quotes_as_top_of_book() -> dict[str, str]:
@@ -114,28 +151,35 @@ def _quotes_as_top_of_book() -> dict[str, str]:
     return {q: next(b for b in TOP_OF_BOOK if b.startswith(q + "_")) for q in quote_names}
 
 
-def open_instrument_day(store: ObjectStore, files: ExchangeDayFiles, key: str) -> InstrumentDayTicks:
-    """Lazy frames over one instrument's files of D and D+1 (nothing is read until collected)."""
+def scan_exchange_day(store: ObjectStore, files: ExchangeDayFiles, keys: list[str]) -> DayTicks:
+    """Lazy frames over the chunk's files of D and D+1, instruments in ``keys`` order."""
 
-    def scan(data_type: str, columns: list[str]) -> pl.LazyFrame | None:
-        paths = files.paths(data_type, key)
-        return scan_ticks(store, paths, columns) if paths else None
+    def scan(data_type: str, columns: list[str], of: list[str]) -> pl.LazyFrame | None:
+        paths = [p for k in of for p in files.paths(data_type, k)]
+        return scan_paths(store, paths, [KEY, *columns]) if paths else None
 
-    trades = scan("trades", [TS, PRICE, AMOUNT, SIDE])
+    trades = scan("trades", [TS, PRICE, AMOUNT, SIDE], keys)
     if trades is None:
-        raise FileNotFoundError(f"no trades file for {key} on {files.day} or the day after")
-    book_type = files.first_available(BOOK_SOURCES_FOR_FEATURES, key)
-    book = None
-    if book_type == "quotes":
-        rename = _quotes_as_top_of_book()
-        book = scan("quotes", [TS, *rename])
-        book = book.rename(rename) if book is not None else None
-    elif book_type is not None:
-        book = scan(book_type, [TS, *TOP_OF_BOOK])
-    return InstrumentDayTicks(
+        raise FileNotFoundError(f"no trades file for {keys[:3]} on {files.day} or the day after")
+    books = []
+    for book_type in BOOK_SOURCES_FOR_FEATURES:
+        of = [k for k in keys if files.first_available(BOOK_SOURCES_FOR_FEATURES, k) == book_type]
+        if book_type == "quotes":
+            rename = _quotes_as_top_of_book()
+            frame = scan("quotes", [TS, *rename], of)
+            frame = frame.rename(rename) if frame is not None else None
+        else:
+            frame = scan(book_type, [TS, *TOP_OF_BOOK], of)
+        if frame is not None:
+            books.append(frame)
+
+    def source(key: str) -> str:
+        return ", ".join(store.uri(p) for dt in files.files for p in files.paths(dt, key))
+
+    return DayTicks(
         trades=trades,
-        book=book,
-        derivative_ticker=scan("derivative_ticker", [TS, *DERIVATIVE_FIELDS]),
-        liquidations=scan("liquidations", [TS, AMOUNT, SIDE]),
-        source=", ".join(store.uri(p) for p in files.paths("trades", key)),
+        book=pl.concat(books, how="vertical_relaxed") if books else None,
+        derivative_ticker=scan("derivative_ticker", [TS, *DERIVATIVE_FIELDS], keys),
+        liquidations=scan("liquidations", [TS, AMOUNT, SIDE], keys),
+        source=source,
     )

@@ -14,7 +14,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The project's Definitions; resources read ``settings.py`` at run time."""
     from market_data_assets.defs.candles import CANDLE_ASSETS
     from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
-    from market_data_assets.defs.io_managers import LayoutIOManager
+    from market_data_assets.defs.io_managers import io_managers_for
     from market_data_assets.defs.jobs import JOBS
     from market_data_assets.defs.quality import QUALITY_ASSETS, QUALITY_CHECKS
     from market_data_assets.defs.raw_ticks import RAW_TICKS_ASSETS
@@ -32,6 +32,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         schedules=SCHEDULES,
         resources={
             "market_data": market_data,
-            "layout_io_manager": LayoutIOManager(market_data=market_data),
+            **io_managers_for(market_data),
         },
     )

@@ -1,8 +1,9 @@
 """Candle assets ``candles_15s`` … ``candles_24h`` (one per row of the timeframe table) and ``book_snapshots``.
 
-Wiring only: the work is in ``market_data_assets.candles.build``. Each asset writes its files
-through the store itself (one Parquet per instrument, many per partition), so it returns a
-``MaterializeResult`` rather than a value for an IO manager.
+Wiring only: the work is in ``market_data_assets.candles.build``. Each asset returns a
+``SlicesOutput`` (its instruments' frames, computed chunk by chunk as they are consumed) and the
+``slices_io_manager`` writes it as one file per instrument; a roll-up receives the finer
+timeframe's stored slice from that IO manager (a data edge in the UI), never by listing folders.
 
 Day boundary: Tardis files are split by ``local_timestamp``, so the last trades of day D can sit in
 file D+1. ``candles_15s`` of D therefore depends on ``raw_ticks`` of D *and* D+1 (identity on the
@@ -19,25 +20,23 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from market_data_assets.candles.build import (
-    BuildSummary,
-    build_base_candles,
-    build_book_snapshots,
-    build_rolled_up_candles,
-)
+from market_data_assets.candles.build import base_candles_output, book_snapshots_output, rolled_up_output
+from market_data_assets.candles.density import DensityPolicy
 from market_data_assets.candles.timeframes import TIMEFRAME_TABLE, Timeframe
-from market_data_assets.defs.metadata import markdown_preview
+from market_data_assets.defs.metadata import StageClock
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import (
     DATE_DIM,
     EXCHANGE_DIM,
+    DayExchange,
     backfill_policy,
     date_exchange_partitions,
-    partition_key,
     partitions_of_context,
 )
+from market_data_assets.storage.slices import SlicesOutput
 
 RAW_TICKS_KEY = dg.AssetKey("raw_ticks")
+SLICES_IO_MANAGER = "slices_io_manager"
 
 DAY_AND_NEXT_DAY = dg.MultiPartitionMapping(
     {
@@ -53,75 +52,89 @@ DAY_AND_NEXT_DAY = dg.MultiPartitionMapping(
 """candles_15s(D, ex) reads raw_ticks(D, ex) and raw_ticks(D+1, ex): D's late trades sit in file D+1."""
 
 
-def _metadata(summaries: list[BuildSummary]) -> dict[str, dg.MetadataValue]:
-    instruments = sorted({k for s in summaries for k in s.instruments})
-    incomplete = sorted(
-        partition_key(s.day, s.exchange) for s in summaries if not s.complete_through_midnight
-    )
-    preview = next((s.preview for s in summaries if s.preview is not None), None)
-    meta: dict[str, dg.MetadataValue] = {
-        "dagster/row_count": dg.MetadataValue.int(sum(s.rows for s in summaries)),
-        "instruments": dg.MetadataValue.int(len(instruments)),
-        "instrument_keys": dg.MetadataValue.json(instruments[:200]),
-        "files": dg.MetadataValue.int(sum(s.files for s in summaries)),
-        "bytes": dg.MetadataValue.int(sum(s.bytes for s in summaries)),
-        "timeframes": dg.MetadataValue.json(sorted({tf for s in summaries for tf in s.timeframes})),
-        "complete_through_midnight": dg.MetadataValue.bool(not incomplete),
-        "incomplete_partitions": dg.MetadataValue.json(incomplete),
-        "stale_files_deleted": dg.MetadataValue.int(sum(s.deleted_stale for s in summaries)),
-        "skipped_instruments": dg.MetadataValue.json(sorted({k for s in summaries for k in s.skipped})[:200]),
-    }
-    if preview is not None:
-        meta["preview"] = markdown_preview(preview)
-    return meta
-
-
-def _run(
-    context: dg.AssetExecutionContext, build: Callable[[dg.AssetExecutionContext, object], BuildSummary]
-) -> dg.MaterializeResult:
-    summaries = []
+def _outputs(
+    context: dg.AssetExecutionContext,
+    market_data: MarketDataResource,
+    make: Callable[[DayExchange], SlicesOutput],
+) -> dict[str, SlicesOutput]:
+    """One output per partition of the run, by partition key, timed from here."""
+    clock = StageClock.start(market_data.store())
+    outputs = {}
     for part in partitions_of_context(context):
-        summary = build(context, part)
-        if not summary.complete_through_midnight:
-            context.log.warning(
-                f"{part.key}: raw ticks of the next day are not there yet; built without them "
-                "(complete_through_midnight=false), to be rebuilt when they arrive"
-            )
-        summaries.append(summary)
-    return dg.MaterializeResult(metadata=_metadata(summaries))
+        output = make(part)
+        output.clock = clock
+        outputs[part.key] = output
+    return (
+        next(iter(outputs.values())) if len(outputs) == 1 and not context.has_partition_key_range else outputs
+    )
 
 
 def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
-    if tf.finer is None:
-        deps = [dg.AssetDep(RAW_TICKS_KEY, partition_mapping=DAY_AND_NEXT_DAY)]
-        source = (
-            "raw ticks (trades, book_snapshot_5/25 or quotes, derivative_ticker, liquidations) of D and D+1"
-        )
-    else:
-        deps = [dg.AssetDep(dg.AssetKey(f"candles_{tf.finer}"))]
-        source = f"candles_{tf.finer}, rolled up"
-
-    @dg.asset(
+    common = dict(
         name=f"candles_{tf.name}",
-        deps=deps,
         partitions_def=date_exchange_partitions,
         group_name="candles",
         kinds={"polars", "parquet"},
         backfill_policy=backfill_policy,
         owners=["team:market-data"],
-        description=(
-            f"{tf.name} candles with microstructure features for every instrument that traded on the day: "
-            f"dense UTC grid of {tf.buckets_per_day} buckets, labelled by bucket start. From {source}. "
-            f"`processed_candles/by_date/day-D/timeframe-{tf.name}/KEY.parquet`; columns in docs/CANDLES.md."
-        ),
+        io_manager_key=SLICES_IO_MANAGER,
     )
-    def _asset(context: dg.AssetExecutionContext, market_data: MarketDataResource) -> dg.MaterializeResult:
-        store = market_data.store()
-        if tf.finer is None:
-            return _run(context, lambda ctx, p: build_base_candles(store, p.day, p.exchange, ctx.log.debug))
-        return _run(context, lambda ctx, p: build_rolled_up_candles(store, p.day, p.exchange, tf.name))
+    layout_note = (
+        f"`processed_candles/by_date/day-D/timeframe-{tf.name}/KEY.parquet`, one file per instrument; "
+        "dense (every bucket, empty ones carrying the close) for spot, perpetuals and futures, sparse "
+        "(buckets with ticks) for options and combos (MARKET_DATA_SPARSE_CANDLE_TYPES); columns in docs/CANDLES.md."
+    )
+    if tf.finer is None:
 
-    return _asset
+        @dg.asset(
+            deps=[dg.AssetDep(RAW_TICKS_KEY, partition_mapping=DAY_AND_NEXT_DAY)],
+            description=(
+                f"{tf.name} candles with microstructure features for every instrument that traded on the day, "
+                "computed for all instruments in vectorized chunks from the raw ticks (trades, book_snapshot_5/25 "
+                f"or quotes, derivative_ticker, liquidations) of D and D+1. {layout_note}"
+            ),
+            **common,
+        )
+        def _base(context: dg.AssetExecutionContext, market_data: MarketDataResource):
+            store = market_data.store()
+            settings = market_data.settings()
+            policy = DensityPolicy(frozenset(settings.sparse_candle_types))
+            return _outputs(
+                context,
+                market_data,
+                lambda p: base_candles_output(
+                    store,
+                    p.day,
+                    p.exchange,
+                    policy=policy,
+                    chunk_rows=settings.candle_chunk_rows,
+                    log=context.log.debug,
+                ),
+            )
+
+        return _base
+
+    @dg.asset(
+        ins={
+            "finer": dg.AssetIn(key=dg.AssetKey(f"candles_{tf.finer}"), input_manager_key=SLICES_IO_MANAGER)
+        },
+        description=(
+            f"{tf.name} candles rolled up from candles_{tf.finer} (received from the IO manager), exactly as if "
+            f"computed from the ticks. {layout_note}"
+        ),
+        **common,
+    )
+    def _rolled(context: dg.AssetExecutionContext, market_data: MarketDataResource, finer):
+        store = market_data.store()
+        settings = market_data.settings()
+
+        def make(p: DayExchange) -> SlicesOutput:
+            stored = finer.get(p.key, finer)  # one partition: {tf: slice}; several: {key: {tf: slice}}
+            return rolled_up_output(store, stored[tf.finer], tf.name, concurrency=settings.io_concurrency)
+
+        return _outputs(context, market_data, make)
+
+    return _rolled
 
 
 CANDLE_ASSET_BY_TIMEFRAME: dict[str, dg.AssetsDefinition] = {
@@ -137,18 +150,24 @@ CANDLE_TIMEFRAME_ASSETS: list[dg.AssetsDefinition] = list(CANDLE_ASSET_BY_TIMEFR
     kinds={"polars", "parquet"},
     backfill_policy=backfill_policy,
     owners=["team:market-data"],
+    io_manager_key=SLICES_IO_MANAGER,
     description=(
         "The order book (5 levels, or 25 where book_snapshot_25 is downloaded) as of each bucket's END, for "
-        "every timeframe (15s … 24h), from the raw book snapshots of D and D+1. Row `timestamp` is the bucket "
-        "start; the book is the last snapshot stamped strictly before the bucket end. "
-        "`processed_book_snapshots/by_date/day-D/timeframe-TF/KEY.parquet`."
+        "every timeframe (15s … 24h), from the raw book snapshots of D and D+1, all instruments in one "
+        "vectorized as-of join per chunk. Row `timestamp` is the bucket start; the book is the last snapshot "
+        "stamped strictly before the bucket end. `processed_book_snapshots/by_date/day-D/timeframe-TF/KEY.parquet`."
     ),
 )
-def book_snapshots(
-    context: dg.AssetExecutionContext, market_data: MarketDataResource
-) -> dg.MaterializeResult:
+def book_snapshots(context: dg.AssetExecutionContext, market_data: MarketDataResource):
     store = market_data.store()
-    return _run(context, lambda ctx, p: build_book_snapshots(store, p.day, p.exchange, log=ctx.log.debug))
+    settings = market_data.settings()
+    return _outputs(
+        context,
+        market_data,
+        lambda p: book_snapshots_output(
+            store, p.day, p.exchange, chunk_rows=settings.candle_chunk_rows, log=context.log.debug
+        ),
+    )
 
 
 CANDLE_ASSETS: list[dg.AssetsDefinition] = [*CANDLE_TIMEFRAME_ASSETS, book_snapshots]

@@ -17,9 +17,11 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import parse_partition_key
 from market_data_assets.storage import layout
+from market_data_assets.storage.slices import SliceRef, SlicesOutput, SliceSummary, StoredSlice, write_output
 
 PathFn = Callable[[date, str], str]
 
@@ -105,3 +107,153 @@ def by_partition(
     if len(partition_keys) != 1:
         raise dg.DagsterInvariantViolationError(f"expected one partition, got {len(partition_keys)}")
     return {partition_keys[0]: obj}
+
+
+# --- per-instrument slices (candles, book snapshots) ---------------------------------------------------
+
+SLICE_ASSETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{f"candles_{tf}": (layout.CANDLES_AREA, (tf,)) for tf in layout.TIMEFRAMES},
+    "book_snapshots": (layout.BOOK_SNAPSHOTS_AREA, layout.TIMEFRAMES),
+}
+"""Asset name -> (layout area, timeframe folders) for every asset that writes one file per instrument."""
+
+StoredSlices = dict[str, StoredSlice]
+"""What a downstream asset receives for one partition: timeframe -> the stored slice."""
+
+
+def _slice_layout(asset_key: dg.AssetKey) -> tuple[str, tuple[str, ...]]:
+    name = asset_key.path[-1]
+    try:
+        return SLICE_ASSETS[name]
+    except KeyError:
+        raise dg.DagsterInvariantViolationError(
+            f"slices_io_manager has no layout for asset {name!r}; known: {sorted(SLICE_ASSETS)}"
+        ) from None
+
+
+def _by_key(context: dg.OutputContext, obj: object) -> dict[str, object]:
+    keys = list(context.asset_partition_keys)
+    outputs = obj if isinstance(obj, dict) else {keys[0]: obj} if len(keys) == 1 else None
+    if outputs is None or set(keys) - set(outputs):
+        raise dg.DagsterInvariantViolationError(
+            f"{context.asset_key.to_user_string()}: a run covering partitions {keys} must return "
+            "one SlicesOutput per partition key"
+        )
+    return {k: outputs[k] for k in keys}
+
+
+_PREVIEW_COLUMNS = (
+    "instrument_key",
+    "timestamp",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "trade_count",
+    "vwap",
+)
+
+
+def _preview_rows(summaries: dict[str, SliceSummary]) -> pl.DataFrame | None:
+    """A few rows of the first timeframe written: traded candles where there are, book levels otherwise."""
+    sample = next((s.sample for s in summaries.values() if s.sample is not None), None)
+    if sample is None:
+        return None
+    if "trade_count" in sample.columns:
+        traded = sample.filter(pl.col("trade_count") > 0)
+        return (traded if traded.height else sample).select(_PREVIEW_COLUMNS)
+    return sample.select(sample.columns[4:11])
+
+
+def io_managers_for(market_data: MarketDataResource) -> dict[str, dg.ConfigurableIOManager]:
+    """Every IO manager of the project, keyed as the assets ask for them (Definitions and tests)."""
+    return {
+        "layout_io_manager": LayoutIOManager(market_data=market_data),
+        "slices_io_manager": SlicesIOManager(market_data=market_data),
+    }
+
+
+class SlicesIOManager(dg.ConfigurableIOManager):
+    """``SlicesOutput`` -> ``<area>/by_date/day-D/timeframe-TF/KEY.parquet``, one file per instrument.
+
+    Writing consumes the asset's lazily computed chunks (so the heavy work happens here, one chunk
+    in memory at a time), writes every instrument's file atomically on a bounded pool, removes the
+    slice's stale files and writes the slice marker last. Loading gives each partition's stored
+    slices (files + marker) per timeframe; a partition never materialized fails naming its marker.
+    Protocol for several partitions (``BackfillPolicy.multi_run``): ``dict[partition_key, ...]``.
+    """
+
+    market_data: MarketDataResource
+
+    def handle_output(self, context: dg.OutputContext, obj: SlicesOutput | dict[str, SlicesOutput]) -> None:
+        store = self.market_data.store()
+        settings = self.market_data.settings()
+        by_tf: dict[str, dict[str, int]] = {}
+        totals = {"instruments": set(), "skipped": set(), "objects_read": 0, "stale": 0}
+        incomplete = []
+        clock = None
+        sample = None
+        for key, output in _by_key(context, obj).items():
+            if not isinstance(output, SlicesOutput):
+                raise dg.DagsterInvariantViolationError(
+                    f"{context.asset_key.to_user_string()}: expected SlicesOutput for {key}, got {type(output).__name__}"
+                )
+            clock = clock or output.clock
+            summaries = write_output(store, output, settings.io_concurrency)
+            sample = sample if sample is not None else _preview_rows(summaries)
+            for tf, s in summaries.items():
+                agg = by_tf.setdefault(tf, {"instruments": 0, "files": 0, "rows": 0, "bytes": 0})
+                agg["instruments"] += len(s.instruments)
+                agg["files"] += s.files
+                agg["rows"] += s.rows
+                agg["bytes"] += s.bytes
+                totals["instruments"].update(s.instruments)  # type: ignore[union-attr]
+                totals["stale"] += s.deleted_stale  # type: ignore[operator]
+            totals["skipped"].update(output.skipped)  # type: ignore[union-attr]
+            totals["objects_read"] += output.objects_read  # type: ignore[operator]
+            if output.flags.get("complete_through_midnight", "true") != "true":
+                incomplete.append(key)
+                context.log.warning(
+                    f"{key}: raw ticks of the next day are not there yet; built without them "
+                    "(complete_through_midnight=false), to be rebuilt when they arrive"
+                )
+        files = sum(v["files"] for v in by_tf.values())
+        metadata: dict[str, object] = {
+            "dagster/row_count": dg.MetadataValue.int(sum(v["rows"] for v in by_tf.values())),
+            "instruments": dg.MetadataValue.int(len(totals["instruments"])),  # type: ignore[arg-type]
+            "files": dg.MetadataValue.int(files),
+            "bytes": dg.MetadataValue.int(sum(v["bytes"] for v in by_tf.values())),
+            "by_timeframe": dg.MetadataValue.json(by_tf),
+            "complete_through_midnight": dg.MetadataValue.bool(not incomplete),
+            "incomplete_partitions": dg.MetadataValue.json(sorted(incomplete)),
+            "stale_files_deleted": dg.MetadataValue.int(totals["stale"]),  # type: ignore[arg-type]
+            "skipped_instruments": dg.MetadataValue.json(sorted(totals["skipped"])[:200]),  # type: ignore[arg-type]
+            "objects_read": dg.MetadataValue.int(totals["objects_read"]),  # type: ignore[arg-type]
+            "objects_written": dg.MetadataValue.int(files + len(by_tf) * len(_by_key(context, obj))),
+        }
+        if sample is not None:
+            metadata["preview"] = markdown_preview(sample, rows=5)
+        if clock is not None:
+            metadata.update(clock.metadata(store))
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> StoredSlices | dict[str, StoredSlices]:
+        store = self.market_data.store()
+        area, timeframes = _slice_layout(context.asset_key)
+        keys = list(context.asset_partition_keys)
+        out: dict[str, StoredSlices] = {}
+        for key in keys:
+            part = parse_partition_key(key)
+            slices: StoredSlices = {}
+            for tf in timeframes:
+                ref = SliceRef(area, part.day, tf, part.exchange)
+                try:
+                    slices[tf] = StoredSlice.open(store, ref)
+                except FileNotFoundError:
+                    raise dg.Failure(
+                        f"{context.asset_key.to_user_string()} for partition {key} is not materialized: "
+                        f"{store.uri(ref.marker)} does not exist (materialize it first)"
+                    ) from None
+            out[key] = slices
+        return out[keys[0]] if len(keys) == 1 else out

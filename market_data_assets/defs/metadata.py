@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import resource
+import time
+from dataclasses import dataclass
+
 import dagster as dg
 import polars as pl
+
+from market_data_assets.storage.store import ObjectStore
 
 
 def markdown_preview(df: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
@@ -19,3 +25,28 @@ def markdown_preview(df: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
         fmt_str_lengths=80,
     ):
         return dg.MetadataValue.md(str(df.head(rows)))
+
+
+@dataclass(frozen=True)
+class StageClock:
+    """Wall, CPU and store requests of one step from its start: the figures every stage reports.
+
+    CPU is the process's (all threads): Dagster's multiprocess executor gives each step its own
+    process, so it is the step's. ``peak_rss_mb`` is the process's high-water mark.
+    """
+
+    wall: float
+    cpu: float
+    requests: int
+
+    @classmethod
+    def start(cls, store: ObjectStore) -> StageClock:
+        return cls(time.perf_counter(), time.process_time(), store.requests)
+
+    def metadata(self, store: ObjectStore) -> dict[str, dg.MetadataValue]:
+        return {
+            "stage_wall_s": dg.MetadataValue.float(round(time.perf_counter() - self.wall, 3)),
+            "stage_cpu_s": dg.MetadataValue.float(round(time.process_time() - self.cpu, 3)),
+            "store_requests": dg.MetadataValue.int(store.requests - self.requests),
+            "peak_rss_mb": dg.MetadataValue.int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024),
+        }

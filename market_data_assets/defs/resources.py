@@ -10,6 +10,7 @@ shows in the UI, run config or logs.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,9 @@ from market_data_assets.storage.store import ObjectStore, open_store
 
 if TYPE_CHECKING:
     from market_data_assets.tardis.client import TardisClient
+
+
+_STORES: dict[tuple[str, str | None], ObjectStore] = {}
 
 
 class MarketDataResource(dg.ConfigurableResource):
@@ -37,7 +41,15 @@ class MarketDataResource(dg.ConfigurableResource):
         return settings
 
     def store(self) -> ObjectStore:
-        return open_store(self.settings().root)
+        """The store of the root, one per process and root: its client, connection pool and
+        request count are shared by an asset and the IO manager that writes its output."""
+        root = self.settings().root
+        # The emulator switch is part of the identity: tests point one root at several emulators.
+        key = (root, os.environ.get("STORAGE_EMULATOR_HOST"))
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = open_store(root)
+        return store
 
     def tardis_client(self, **overrides: object) -> TardisClient:
         """A new client (use as ``async with``): one aiohttp session per run step."""

@@ -1,9 +1,17 @@
-"""bq_candles: every candle and book snapshot table's (day, exchange) slice, replaced in the warehouse."""
+"""bq_candles: every candle and book snapshot table's (day, exchange) slice, replaced in the warehouse.
+
+Its inputs come from the slices IO manager (the stored slices of every candle timeframe and of the
+book snapshots: data edges in the UI), so it loads exactly the files those assets wrote.
+
+No ``from __future__ import annotations``: Dagster inspects the asset's signature at definition time.
+"""
 
 from collections import defaultdict
 
 import dagster as dg
 
+from market_data_assets.defs.candles import SLICES_IO_MANAGER
+from market_data_assets.defs.metadata import StageClock
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import backfill_policy, date_exchange_partitions, partitions_of_context
 from market_data_assets.settings import get_settings
@@ -13,11 +21,29 @@ from market_data_assets.warehouse import WAREHOUSE_TABLES, load_slice, open_ware
 _SETTINGS = get_settings()
 CANDLE_ASSET_KEYS: list[dg.AssetKey] = [dg.AssetKey(f"candles_{tf}") for tf in TIMEFRAMES]
 BOOK_SNAPSHOTS_ASSET_KEY = dg.AssetKey("book_snapshots")
+_INPUTS: dict[str, dg.AssetIn] = {
+    key.path[-1]: dg.AssetIn(key=key, input_manager_key=SLICES_IO_MANAGER)
+    for key in [*CANDLE_ASSET_KEYS, BOOK_SNAPSHOTS_ASSET_KEY]
+}
+_TABLE_OF_INPUT: dict[tuple[str, str], str] = {
+    **{(f"candles_{tf}", tf): f"candles_{tf}" for tf in TIMEFRAMES},
+    **{("book_snapshots", tf): f"book_snapshots_{tf}" for tf in TIMEFRAMES},
+}
+"""(input name, timeframe of its slice) -> warehouse table."""
+
+
+def _paths_by_table(inputs: dict[str, dict], partition_key: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in inputs.items():
+        slices = value.get(partition_key, value)  # one partition: {tf: slice}; several: {key: {tf: slice}}
+        for tf, stored in slices.items():
+            out[_TABLE_OF_INPUT[(name, tf)]] = [f.path for f in stored.files]
+    return out
 
 
 @dg.asset(
     partitions_def=date_exchange_partitions,
-    deps=[*CANDLE_ASSET_KEYS, BOOK_SNAPSHOTS_ASSET_KEY],
+    ins=_INPUTS,
     group_name="warehouse",
     kinds={_SETTINGS.warehouse_kind},
     backfill_policy=backfill_policy,
@@ -26,22 +52,29 @@ BOOK_SNAPSHOTS_ASSET_KEY = dg.AssetKey("book_snapshots")
         "The partition's candles and book snapshots of every timeframe in the warehouse tables "
         "`candles_<tf>` and `book_snapshots_<tf>` (BigQuery dataset `market_data_analytics`, DAY-partitioned "
         "on timestamp, clustered by exchange, instrument_type, instrument_key; the same table names in "
-        "`<root>/warehouse.duckdb` locally). Each table's (day, exchange) slice is replaced atomically from the lake's Parquet "
-        "files: re-running never duplicates or loses rows."
+        "`<root>/warehouse.duckdb` locally). Each table's (day, exchange) slice is replaced atomically from the "
+        "lake's Parquet files the upstream assets wrote: re-running never duplicates or loses rows."
     ),
 )
-def bq_candles(context: dg.AssetExecutionContext, market_data: MarketDataResource) -> dg.MaterializeResult:
+def bq_candles(
+    context: dg.AssetExecutionContext, market_data: MarketDataResource, **inputs
+) -> dg.MaterializeResult:
     settings = market_data.settings()
     store = market_data.store()
+    clock = StageClock.start(store)
     warehouse = open_warehouse(settings, store)
     rows_by_table: dict[str, int] = defaultdict(int)
     rows_by_partition: dict[str, int] = {}
+    files = 0
     try:
         for part in partitions_of_context(context):
-            load = load_slice(warehouse, store, part.day, part.exchange)
+            load = load_slice(
+                warehouse, store, part.day, part.exchange, paths_by_table=_paths_by_table(inputs, part.key)
+            )
             for name, result in load.results.items():
                 rows_by_table[name] += result.rows
             rows_by_partition[part.key] = load.rows
+            files += sum(r.files for r in load.results.values())
             context.log.info(
                 f"{part.key}: {load.rows} rows into {len(load.results)} tables of {warehouse.uri} "
                 f"({sum(r.files for r in load.results.values())} files)"
@@ -55,6 +88,9 @@ def bq_candles(context: dg.AssetExecutionContext, market_data: MarketDataResourc
             "tables": dg.MetadataValue.json([warehouse.table_ref(name) for name in WAREHOUSE_TABLES]),
             "rows_by_table": dg.MetadataValue.json(dict(rows_by_table)),
             "rows_by_partition": dg.MetadataValue.json(rows_by_partition),
+            "objects_read": dg.MetadataValue.int(files),
+            "objects_written": dg.MetadataValue.int(0),
+            **clock.metadata(store),
         }
     )
 

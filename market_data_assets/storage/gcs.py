@@ -38,6 +38,7 @@ from market_data_assets.storage.store import (
     ObjectStore,
     StoreError,
     _check_relative,
+    counted,
     local_staging_dir,
 )
 
@@ -85,17 +86,34 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+CONNECTION_POOL_SIZE = 64
+"""HTTP connections kept per store: object I/O runs on a pool of up to MARKET_DATA_IO_CONCURRENCY
+threads, and requests' default of 10 would make the rest open and drop a connection per call."""
+
+
+def _widen_connection_pool(client: storage.Client, size: int = CONNECTION_POOL_SIZE) -> storage.Client:
+    from requests.adapters import HTTPAdapter
+
+    session = getattr(client, "_http", None)
+    if session is not None and hasattr(session, "mount"):
+        for scheme in ("https://", "http://"):
+            session.mount(scheme, HTTPAdapter(pool_connections=size, pool_maxsize=size))
+    return client
+
+
 def client_for_environment() -> storage.Client:
     """A storage client for the emulator (anonymous) or real GCS (application default credentials)."""
     emulator = gcs_emulator_host()
     project = os.environ.get("GOOGLE_CLOUD_PROJECT") or None
     if emulator:
-        return storage.Client(
-            project=project or EMULATOR_PROJECT_DEFAULT,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": emulator},
+        return _widen_connection_pool(
+            storage.Client(
+                project=project or EMULATOR_PROJECT_DEFAULT,
+                credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": emulator},
+            )
         )
-    return storage.Client(project=project)
+    return _widen_connection_pool(storage.Client(project=project))
 
 
 class GcsStore(ObjectStore):
@@ -158,6 +176,7 @@ class GcsStore(ObjectStore):
 
     # --- the interface ---------------------------------------------------------------------
 
+    @counted
     def put_file(
         self, local_path: Path, path: str, *, move: bool = False, if_generation_match: int | None = None
     ) -> None:
@@ -181,11 +200,13 @@ class GcsStore(ObjectStore):
         if move:
             local_path.unlink(missing_ok=True)
 
+    @counted
     def generation(self, path: str) -> int | None:
         """The object's current generation (for ``put_file(if_generation_match=...)``), None if absent."""
         blob = self._bucket.get_blob(self.object_name(path), timeout=self._timeout)
         return None if blob is None else int(blob.generation)
 
+    @counted
     def get_file(self, path: str, local_path: Path) -> None:
         """Download beside ``local_path`` and rename, so a failed download leaves no partial file."""
         local_path = Path(local_path)
@@ -200,6 +221,7 @@ class GcsStore(ObjectStore):
         finally:
             tmp.unlink(missing_ok=True)
 
+    @counted
     def get_bytes(self, path: str) -> bytes:
         try:
             return self._bucket.blob(self.object_name(path)).download_as_bytes(timeout=self._timeout)
@@ -215,12 +237,14 @@ class GcsStore(ObjectStore):
         except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
             raise StoreError(f"{self.uri(path)} is not a readable Parquet file: {exc}") from exc
 
+    @counted
     def exists(self, path: str) -> bool:
         try:
             return self._bucket.blob(self.object_name(path)).exists(timeout=self._timeout)
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"cannot check whether {self.uri(path)} exists: {exc}") from exc
 
+    @counted
     def list(self, prefix: str) -> list[ObjectInfo]:
         """One listing call; the iterator follows ``nextPageToken`` across pages."""
         _check_prefix(prefix)
@@ -243,6 +267,7 @@ class GcsStore(ObjectStore):
         out.sort(key=lambda o: o.path)
         return out
 
+    @counted
     def delete(self, path: str) -> None:
         try:
             self._bucket.blob(self.object_name(path)).delete(timeout=self._timeout)

@@ -34,6 +34,8 @@ AREAS: tuple[str, ...] = (
     REPORTS_AREA,
 )
 """Every top-level folder of the lake, in pipeline order."""
+KEYED_AREAS: tuple[str, ...] = (CANDLES_AREA, BOOK_SNAPSHOTS_AREA)
+"""Areas of one file per instrument under ``timeframe-TF`` folders, written through the IO manager."""
 
 _EXCHANGE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _KEY_FIELD = re.compile(r"^[A-Z0-9._-]+$")
@@ -112,7 +114,7 @@ def raw_manifest_path(day: date, exchange: str) -> str:
 
 
 def candles_dir(day: date, timeframe: str) -> str:
-    return f"{CANDLES_AREA}/by_date/{day_dir(day)}/timeframe-{check_timeframe(timeframe)}"
+    return timeframe_dir(CANDLES_AREA, day, timeframe)
 
 
 def candles_path(day: date, timeframe: str, key: str) -> str:
@@ -120,11 +122,28 @@ def candles_path(day: date, timeframe: str, key: str) -> str:
 
 
 def book_snapshots_dir(day: date, timeframe: str) -> str:
-    return f"{BOOK_SNAPSHOTS_AREA}/by_date/{day_dir(day)}/timeframe-{check_timeframe(timeframe)}"
+    return timeframe_dir(BOOK_SNAPSHOTS_AREA, day, timeframe)
 
 
 def book_snapshots_path(day: date, timeframe: str, key: str) -> str:
     return f"{book_snapshots_dir(day, timeframe)}/{check_instrument_key(key)}.parquet"
+
+
+def timeframe_dir(area: str, day: date, timeframe: str) -> str:
+    """The folder of one timeframe of a per-instrument area (candles, book snapshots, ...)."""
+    if area not in KEYED_AREAS:
+        raise LayoutError(f"{area!r} is not a per-instrument area; known: {', '.join(KEYED_AREAS)}")
+    return f"{area}/by_date/{day_dir(day)}/timeframe-{check_timeframe(timeframe)}"
+
+
+def slice_marker_path(area: str, day: date, timeframe: str, exchange: str) -> str:
+    """The marker written LAST when an exchange's slice of a timeframe folder is complete.
+
+    It sits beside the instrument files (``_slice-EXCHANGE.json``: no key can start with ``_``
+    and it is not Parquet), records what the slice holds, and tells "materialized with no
+    instrument" apart from "never materialized".
+    """
+    return f"{timeframe_dir(area, day, timeframe)}/_slice-{check_exchange(exchange)}.json"
 
 
 def report_path(day: date, exchange: str) -> str:

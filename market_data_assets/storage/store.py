@@ -9,13 +9,15 @@ makes visible all at once. Either way a reader sees the old file or the new one,
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +45,31 @@ def _check_relative(path: str) -> str:
     return path
 
 
+def counted(method: Callable) -> Callable:
+    """Counts one store request per call (``ObjectStore.requests``): the figure a stage reports."""
+
+    @functools.wraps(method)
+    def wrapper(self: ObjectStore, *args: object, **kwargs: object) -> object:
+        with _COUNTER_LOCK:
+            self.requests = getattr(self, "requests", 0) + 1
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+_COUNTER_LOCK = threading.Lock()
+
+
 class ObjectStore(ABC):
-    """Relative ``/`` paths in, bytes and files out. Implementations: LocalStore, GcsStore."""
+    """Relative ``/`` paths in, bytes and files out. Implementations: LocalStore, GcsStore.
+
+    Every implementation is safe to call from several threads at once (object I/O runs on a
+    bounded pool: ``storage.parallel``).
+    """
 
     root: str
+    requests: int = 0
+    """Requests made so far (reads, writes, listings, existence checks, deletes)."""
 
     @abstractmethod
     def uri(self, path: str) -> str:
@@ -127,6 +150,7 @@ class LocalStore(ObjectStore):
     def uri(self, path: str) -> str:
         return str(self._abs(path))
 
+    @counted
     def put_file(self, local_path: Path, path: str, *, move: bool = False) -> None:
         dest = self._abs(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -140,18 +164,21 @@ class LocalStore(ObjectStore):
         finally:
             tmp.unlink(missing_ok=True)
 
+    @counted
     def get_file(self, path: str, local_path: Path) -> None:
         src = self._abs(path)
         if not src.is_file():
             raise FileNotFoundError(f"{self.uri(path)} does not exist")
         shutil.copyfile(src, local_path)
 
+    @counted
     def get_bytes(self, path: str) -> bytes:
         src = self._abs(path)
         if not src.is_file():
             raise FileNotFoundError(f"{self.uri(path)} does not exist")
         return src.read_bytes()
 
+    @counted
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
         src = self._abs(path)
         if not src.is_file():
@@ -159,9 +186,11 @@ class LocalStore(ObjectStore):
         with pq.ParquetFile(src) as f:
             return f.read(columns=columns)
 
+    @counted
     def exists(self, path: str) -> bool:
         return self._abs(path).is_file()
 
+    @counted
     def list(self, prefix: str) -> list[ObjectInfo]:
         # Scan only the deepest folder the prefix names, filter names before any stat call, and
         # everything below a matching folder matches: the hot path for a day folder of 1,000s of files.
@@ -187,6 +216,7 @@ class LocalStore(ObjectStore):
         out.sort(key=lambda o: o.path)
         return out
 
+    @counted
     def delete(self, path: str) -> None:
         self._abs(path).unlink(missing_ok=True)
 

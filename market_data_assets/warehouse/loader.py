@@ -7,7 +7,7 @@ partition converges, because every replace is idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -42,14 +42,22 @@ def load_slice(
     day: date,
     exchange: str,
     tables: Iterable[WarehouseTable] | None = None,
+    *,
+    paths_by_table: Mapping[str, Sequence[str]] | None = None,
 ) -> SliceLoad:
     """Replace the (day, exchange) slice of every table with what the lake holds now.
 
     A table with no files for the partition gets an empty slice: the warehouse mirrors the
-    lake, including files that were removed.
+    lake, including files that were removed. ``paths_by_table`` gives each table's store paths
+    (what the IO manager handed the asset); a table it does not name is listed.
     """
     load = SliceLoad(day, exchange)
     for table in tables if tables is not None else WAREHOUSE_TABLES.values():
-        uris = [warehouse.source_uri(store, path) for path in slice_paths(store, table, day, exchange)]
+        paths = (
+            paths_by_table[table.name]
+            if paths_by_table is not None and table.name in paths_by_table
+            else slice_paths(store, table, day, exchange)
+        )
+        uris = [warehouse.source_uri(store, path) for path in paths]
         load.results[table.name] = warehouse.replace_slice(table.name, day, exchange, uris)
     return load
