@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pyarrow as pa
 
+from market_data_assets.candles.densify import densify
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
 from market_data_assets.days import day_start
 from market_data_assets.quality.missing import report_for_range
@@ -79,16 +80,21 @@ def _scan_keyed(
     end: TimeLike,
     empty_schema: pa.Schema,
     slack: timedelta = timedelta(0),
+    whole_days: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> pl.LazyFrame:
-    """Scan the existing files of ``keys`` for the days that can hold ``[start, end)``, time-filtered."""
+    """Scan the existing files of ``keys`` for the days that can hold ``[start, end)``, time-filtered.
+
+    ``whole_days``, if given, transforms the files' whole days before the time filter (it reads them).
+    """
     start_dt, end_dt = _as_datetime(start), _as_datetime(end)
     wanted = {folder_of(day): [path_of(day, k) for k in keys] for day in _days(start_dt, end_dt, slack)}
     paths = _existing(store, wanted)
     if not paths:
-        return pl.LazyFrame(schema=pl.from_arrow(empty_schema.empty_table()).schema)
-    return pl.scan_parquet([store.uri(p) for p in paths], **_scan_options(store)).filter(
-        (pl.col("timestamp") >= start_dt) & (pl.col("timestamp") < end_dt)
-    )
+        return pl.LazyFrame(schema=pl.from_arrow(empty_schema.empty_table()).schema)  # type: ignore[union-attr]
+    scan = pl.scan_parquet([store.uri(p) for p in paths], **_scan_options(store))
+    if whole_days is not None:
+        scan = whole_days(scan.collect()).lazy()
+    return scan.filter((pl.col("timestamp") >= start_dt) & (pl.col("timestamp") < end_dt))
 
 
 def _check_keys(keys: Iterable[str] | str) -> list[str]:
@@ -149,9 +155,20 @@ def scan_ticks(
 
 
 def scan_candles(
-    timeframe: str, keys: Iterable[str] | str, start: TimeLike, end: TimeLike, *, root: str | None = None
+    timeframe: str,
+    keys: Iterable[str] | str,
+    start: TimeLike,
+    end: TimeLike,
+    *,
+    dense: bool = False,
+    root: str | None = None,
 ) -> pl.LazyFrame:
-    """Candles of ``keys`` at ``timeframe`` whose bucket start is in ``[start, end)``."""
+    """Candles of ``keys`` at ``timeframe`` whose bucket start is in ``[start, end)``, as stored.
+
+    Options and combos are stored sparse (only buckets with ticks; docs/CANDLES.md). ``dense=True``
+    puts every instrument-day on its full grid first, filling the omitted buckets exactly as a
+    dense file would hold them (this reads the days' files eagerly).
+    """
     layout.check_timeframe(timeframe)
     return _scan_keyed(
         _store(root),
@@ -161,6 +178,7 @@ def scan_candles(
         start,
         end,
         CANDLE_SCHEMA,
+        whole_days=densify if dense else None,
     )
 
 
