@@ -58,6 +58,7 @@ async def _run_partitions(
                 part.exchange,
                 force=force,
                 convert_workers=settings.convert_workers,
+                io_concurrency=settings.io_concurrency,
                 progress=context.log.info,
             )
             context.log.info(

@@ -12,8 +12,9 @@ slots: a second conversion beside it would only add its memory. Back-pressure: t
 window of downloaded-but-unconverted files sits on local disk and memory stays bounded by the
 converters' (benchmarks/bench_partition.py measures a whole partition's peak RSS).
 
-Each conversion's files are published one by one with ``store.put_file(move=True)`` (atomic),
-then the manifest is rewritten. A killed run therefore loses at most the groups in flight; a
+Each conversion's files are published with ``store.put_file(move=True)`` (atomic each), on a
+bounded pool of ``io_concurrency`` (a grouped OPTIONS file splits into thousands of pieces, each a
+GCS round trip), then the manifest is rewritten. A killed run therefore loses at most the groups in flight; a
 re-run skips every group whose manifest rows still match storage (``manifest.group_is_complete``).
 Downloads are not inflated on arrival (``verify=False``): the conversion reads every byte anyway,
 and inflating twice cost ~12% of a partition's CPU. A gzip found broken while converting (cut at
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from market_data_assets.storage.layout import raw_ticks_dir, raw_ticks_path
+from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY, map_objects
 from market_data_assets.storage.store import ObjectStore
 from market_data_assets.ticks.convert import convert_csv_gz, runs_on_every_core
 from market_data_assets.ticks.errors import CorruptGzipError, TickFileError
@@ -162,6 +164,7 @@ async def materialize_raw_ticks(
     *,
     force: bool = False,
     convert_workers: int = 2,
+    io_concurrency: int = DEFAULT_IO_CONCURRENCY,
     progress: Progress | None = None,
 ) -> RawTicksResult:
     """Download, convert and publish every raw tick file of one partition; see the module docstring."""
@@ -194,7 +197,7 @@ async def materialize_raw_ticks(
 
     async def convert(res: DownloadResult, group: DownloadGroup) -> tuple[list[ManifestRow], int]:
         return await loop.run_in_executor(
-            executor, _convert_and_publish, store, res, group, day, exchange, work
+            executor, _convert_and_publish, store, res, group, day, exchange, work, io_concurrency
         )
 
     async def finish(res: DownloadResult, group: DownloadGroup, weight: int) -> None:
@@ -320,7 +323,13 @@ class _Ledger:
 
 
 def _convert_and_publish(
-    store: ObjectStore, res: DownloadResult, group: DownloadGroup, day: date, exchange: str, work: Path
+    store: ObjectStore,
+    res: DownloadResult,
+    group: DownloadGroup,
+    day: date,
+    exchange: str,
+    work: Path,
+    io_concurrency: int = DEFAULT_IO_CONCURRENCY,
 ) -> tuple[list[ManifestRow], int]:
     """Runs in a worker thread: convert one download, publish its files, describe them as rows.
 
@@ -341,10 +350,17 @@ def _convert_and_publish(
                 **base, instrument_key=None, path=None, status=STATUS_EMPTY, source_bytes=res.bytes
             )
             return [empty], 0
+        files = list(converted)
+        paths = [raw_ticks_path(day, group.data_type, f.instrument_key) for f in files]
+        # A grouped file (OPTIONS) splits into thousands of pieces: publish them concurrently.
+        map_objects(
+            lambda i: store.put_file(files[i].path, paths[i], move=True),
+            range(len(files)),
+            lambda i: store.uri(paths[i]),
+            io_concurrency,
+        )
         rows: list[ManifestRow] = []
-        for f in converted:
-            path = raw_ticks_path(day, group.data_type, f.instrument_key)
-            store.put_file(f.path, path, move=True)
+        for f, path in zip(files, paths, strict=True):
             rows.append(
                 ManifestRow(
                     **base,
