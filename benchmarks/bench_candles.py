@@ -278,7 +278,11 @@ def main() -> None:
 
         book = synthetic_book(args.book_rows)
         t_book, c_book, _ = _best(
-            lambda: book_features(book.lazy(), DayGrid(DAY, TIMEFRAME_TABLE[0])), args.repeat
+            lambda: book_features(
+                book.lazy().with_columns(pl.lit(KEY).alias("instrument_key")),
+                DayGrid(DAY, TIMEFRAME_TABLE[0]),
+            ),
+            args.repeat,
         )
 
     n = f"{args.trades:,}"

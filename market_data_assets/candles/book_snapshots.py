@@ -13,7 +13,7 @@ from datetime import date
 
 import polars as pl
 
-from market_data_assets.candles.compute import _T, BUCKET, KEY, DayGrid, identity_columns, ticks_of_day
+from market_data_assets.candles.compute import _CODE, _T, BUCKET, KEY, DayGrid, identity_columns, ticks_of_day
 from market_data_assets.candles.schema import book_level_columns, book_snapshot_schema
 from market_data_assets.candles.timeframes import Timeframe, get_timeframe
 
@@ -25,11 +25,12 @@ def snapshots_of_day(book: pl.LazyFrame, day: date, depth: int) -> pl.DataFrame:
     (instrument, exchange time), one row per timestamp: the last in file order."""
     grid = DayGrid(day, get_timeframe("24h"))  # only its day bounds are used
     levels = book_level_columns(depth)
-    snaps = ticks_of_day(book, grid, [pl.col(c) for c in levels])
+    day = ticks_of_day(book, grid, [pl.col(c) for c in levels])
+    rows = day.rows if _CODE in day.rows.columns else day.rows.with_columns(pl.lit(0, pl.UInt32).alias(_CODE))
     last_of_timestamp = (
-        (pl.col(KEY) != pl.col(KEY).shift(-1)) | (pl.col(_T) != pl.col(_T).shift(-1))
+        (pl.col(_CODE) != pl.col(_CODE).shift(-1)) | (pl.col(_T) != pl.col(_T).shift(-1))
     ).fill_null(True)
-    return snaps.filter(last_of_timestamp).with_columns(pl.col(KEY).cast(pl.String)).drop("_code")
+    return day.with_keys(rows.filter(last_of_timestamp))
 
 
 def book_snapshots_for_timeframe(

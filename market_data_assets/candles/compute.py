@@ -93,19 +93,52 @@ class DayGrid:
         )
 
 
-def ticks_of_day(ticks: pl.LazyFrame, grid: DayGrid, columns: list[pl.Expr]) -> pl.DataFrame:
-    """Rows stamped inside the day with ``KEY``, ``_CODE``, ``_T`` and ``columns``, ordered by
-    (instrument, exchange time); stable, so file order breaks ties."""
+@dataclass(frozen=True)
+class DayRows:
+    """One source's rows of the day, ordered by (instrument, exchange time), and their instruments.
+
+    The rows carry the instrument as the integer ``_CODE`` (its run in file order), not the key:
+    a 5 M-row day would otherwise drag a key column through every sort and merge.
+    """
+
+    rows: pl.DataFrame
+    keys: pl.Series
+    """``keys[code]`` is the instrument key of ``_CODE == code``."""
+
+    def with_keys(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame``'s ``_CODE`` replaced by the ``KEY`` column (for frames far smaller than the rows)."""
+        return frame.with_columns(self.keys.gather(frame[_CODE]).alias(KEY)).drop(_CODE)
+
+
+def ticks_of_day(
+    ticks: pl.LazyFrame, grid: DayGrid, columns: list[pl.Expr], key: str | None = None
+) -> DayRows:
+    """Rows stamped inside the day with ``_CODE``, ``_T`` and ``columns``, ordered by (instrument,
+    exchange time); stable, so file order breaks ties.
+
+    ``key``: the frame is one instrument's and has no ``KEY`` column (nothing to read or sort by).
+    """
     # Filter on the stored column itself so the bounds reach Parquet row-group statistics.
     lo, hi = (pl.lit(v, pl.Int64).cast(pl.Datetime("us", "UTC")) for v in (grid.start_us, grid.end_us))
+    in_day = ticks.filter((pl.col(TS) >= lo) & (pl.col(TS) < hi))
+    if key is not None:
+        t = in_day.select(pl.col(TS).cast(pl.Int64).alias(_T), *columns).collect()
+        return DayRows(
+            order_by_exchange_time(t).with_columns(pl.lit(0, pl.UInt32).alias(_CODE)), pl.Series([key])
+        )
     t = (
-        ticks.filter((pl.col(TS) >= lo) & (pl.col(TS) < hi))
-        .select(pl.col(KEY), pl.col(TS).cast(pl.Int64).alias(_T), *columns)
-        .with_columns(pl.col(KEY).rle_id().cast(pl.Int64).alias(_CODE))
-        .with_columns((pl.col(_CODE) * (1 << _OFFSET_BITS) + (pl.col(_T) - grid.start_us)).alias("_order"))
+        in_day.select(pl.col(KEY), pl.col(TS).cast(pl.Int64).alias(_T), *columns)
+        .with_columns(pl.col(KEY).rle_id().alias(_CODE))
         .collect()
     )
-    return order_by_exchange_time(t, "_order").drop("_order")
+    run_starts = (pl.col(_CODE) != pl.col(_CODE).shift(1)).fill_null(True)
+    keys = t.filter(run_starts)[KEY].cast(pl.String)
+    t = t.drop(KEY)
+    if len(keys) <= 1:
+        return DayRows(order_by_exchange_time(t), keys)  # one instrument: linear for nearly sorted rows
+    # Many instruments (thin ones, by the chunking): one stable sort on the combined key.
+    order = pl.col(_CODE).cast(pl.Int64) * (1 << _OFFSET_BITS) + (pl.col(_T) - grid.start_us)
+    return DayRows(t.sort(order, maintain_order=True), keys)
 
 
 def order_by_exchange_time(t: pl.DataFrame, column: str = _T) -> pl.DataFrame:
@@ -132,51 +165,56 @@ def _with_group(t: pl.DataFrame, grid: DayGrid) -> pl.DataFrame:
     """Adds the sorted group id ``_G`` and the bucket start of each row."""
     n = grid.timeframe.buckets_per_day
     index = (pl.col(_T) - grid.start_us) // grid.width
+    group = index if _CODE not in t.columns else pl.col(_CODE).cast(pl.Int64) * n + index
     return t.with_columns(
-        (pl.col(_CODE) * n + index).alias(_G).set_sorted(),
+        group.alias(_G).set_sorted(),
         (grid.start_us + index * grid.width).alias(BUCKET),
     )
 
 
-def _per_bucket(rows: pl.DataFrame, aggregations: list[pl.Expr]) -> pl.DataFrame:
-    """Aggregate rows ordered by (instrument, time) per (instrument, bucket).
+def _per_bucket(day: DayRows, rows: pl.DataFrame, aggregations: list[pl.Expr]) -> pl.DataFrame:
+    """Aggregate rows ordered by (instrument, time) per (instrument, bucket), keyed by ``KEY``.
 
     The group id is sorted, so polars splits groups at boundaries instead of hashing every row:
     about 5x less work for a 5M-row day.
     """
-    return (
-        rows.group_by(_G)
-        .agg(pl.col(KEY).first(), pl.col(BUCKET).first(), *aggregations)
-        .sort(_G)
-        .drop(_G)
-        .with_columns(pl.col(KEY).cast(pl.String))
+    out = (
+        rows.group_by(_G).agg(pl.col(_CODE).first(), pl.col(BUCKET).first(), *aggregations).sort(_G).drop(_G)
     )
+    return day.with_keys(out)
 
 
-def _same_instrument_as(offset: int) -> pl.Expr:
+def _same_instrument_as(offset: int, rows: pl.DataFrame) -> pl.Expr:
+    if _CODE not in rows.columns:  # one instrument: every row has a neighbour but at the ends
+        index = pl.int_range(pl.len())
+        return index >= offset if offset > 0 else index < pl.len() + offset
     return (pl.col(_CODE) == pl.col(_CODE).shift(offset)).fill_null(False)
 
 
 def trade_features(
-    trades: pl.LazyFrame, grid: DayGrid, source: Callable[[str], str] = lambda key: key
+    trades: pl.LazyFrame,
+    grid: DayGrid,
+    source: Callable[[str], str] = lambda key: key,
+    key: str | None = None,
 ) -> pl.DataFrame:
     """OHLC, volumes, counts, realized variance and the largest trade per non-empty bucket."""
-    t = ticks_of_day(trades, grid, [pl.col(PRICE), pl.col(AMOUNT), pl.col(SIDE)])
-    bad = t.filter((pl.col(PRICE) <= 0) | (pl.col(AMOUNT) < 0))
-    if bad.height:
+    day = ticks_of_day(trades, grid, [pl.col(PRICE), pl.col(AMOUNT), pl.col(SIDE)], key)
+    t = day.rows
+    if t.height and (t[PRICE].min() <= 0 or t[AMOUNT].min() < 0):  # type: ignore[operator]
+        bad = t.filter((pl.col(PRICE) <= 0) | (pl.col(AMOUNT) < 0))
         raise TickDataError(
-            f"{source(str(bad[KEY][0]))}: a trade has a non-positive price or a negative amount"
+            f"{source(str(day.keys[bad[_CODE][0]]))}: a trade has a non-positive price or a negative amount"
         )
+    log_return = pl.col(PRICE).log().diff()
+    if len(day.keys) > 1:  # several instruments: no return across an instrument change
+        log_return = pl.when(_same_instrument_as(1, t)).then(log_return)
     is_buy = pl.col(SIDE) == "buy"
     is_sell = pl.col(SIDE) == "sell"
     # Per-trade terms first, then only plain column aggregations: polars runs those on its fast
     # grouped kernels instead of evaluating an expression per group.
     per_trade = _with_group(t, grid).with_columns(
         # The squared log return from the previous trade of the instrument's day belongs to this trade.
-        pl.when(_same_instrument_as(1))
-        .then(pl.col(PRICE).log().diff().pow(2))
-        .otherwise(0.0)
-        .alias("realized_variance"),
+        log_return.pow(2).fill_null(0.0).alias("realized_variance"),
         (pl.col(PRICE) * pl.col(AMOUNT)).alias("notional"),
         pl.when(is_buy).then(pl.col(AMOUNT)).otherwise(0.0).alias("buy_volume"),
         pl.when(is_sell).then(pl.col(AMOUNT)).otherwise(0.0).alias("sell_volume"),
@@ -184,6 +222,7 @@ def trade_features(
         is_sell.alias("sell_count"),
     )
     return _per_bucket(
+        day,
         per_trade,
         [
             pl.col(PRICE).first().alias("open"),
@@ -203,7 +242,7 @@ def trade_features(
     )
 
 
-def book_features(book: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
+def book_features(book: pl.LazyFrame, grid: DayGrid, key: str | None = None) -> pl.DataFrame:
     """Time integrals of spread, mid and imbalance, coverage, snapshot count and the end state,
     per bucket that has snapshots.
 
@@ -216,7 +255,8 @@ def book_features(book: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
     order is the state (the others hold for zero time).
     """
     ask_p, ask_a, bid_p, bid_a = TOP_OF_BOOK
-    s = _with_group(ticks_of_day(book, grid, [pl.col(c) for c in TOP_OF_BOOK]), grid)
+    day = ticks_of_day(book, grid, [pl.col(c) for c in TOP_OF_BOOK], key)
+    s = _with_group(day.rows, grid)
     valid = pl.all_horizontal(pl.col(c).is_not_null() for c in TOP_OF_BOOK) & (
         (pl.col(ask_a) + pl.col(bid_a)) > 0
     )
@@ -227,12 +267,12 @@ def book_features(book: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
             (pl.col(bid_a) - pl.col(ask_a)) / (pl.col(bid_a) + pl.col(ask_a))
         ),
     }
-    next_t = pl.when(_same_instrument_as(-1)).then(pl.col(_T).shift(-1)).otherwise(grid.end_us)
+    next_t = pl.when(_same_instrument_as(-1, s)).then(pl.col(_T).shift(-1)).otherwise(grid.end_us)
     first_in_bucket = (pl.col(_G) != pl.col(_G).shift(1)).fill_null(True)
     s = s.with_columns(**states).with_columns(
         (pl.min_horizontal(next_t, pl.col(BUCKET) + grid.width) - pl.col(_T)).alias("_own"),
         pl.when(first_in_bucket).then(pl.col(_T) - pl.col(BUCKET)).otherwise(0).alias("_lead"),
-        *(pl.when(_same_instrument_as(1)).then(pl.col(c).shift(1)).alias(f"_prev_{c}") for c in states),
+        *(pl.when(_same_instrument_as(1, s)).then(pl.col(c).shift(1)).alias(f"_prev_{c}") for c in states),
     )
 
     def held(state: str, duration: str) -> pl.Expr:
@@ -249,6 +289,7 @@ def book_features(book: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
         ),
     )
     return _per_bucket(
+        day,
         segments,
         [
             pl.col(BOOK_COVERAGE).sum().cast(pl.Int64),
@@ -259,15 +300,18 @@ def book_features(book: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
     )
 
 
-def derivative_features(ticker: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
+def derivative_features(ticker: pl.LazyFrame, grid: DayGrid, key: str | None = None) -> pl.DataFrame:
     """Last non-null value of each derivative field per bucket (carried forward on the grid later)."""
-    t = _with_group(ticks_of_day(ticker, grid, [pl.col(c) for c in DERIVATIVE_FIELDS]), grid)
-    return _per_bucket(t, [pl.col(c).drop_nulls().last().alias(c) for c in DERIVATIVE_FIELDS])
+    day = ticks_of_day(ticker, grid, [pl.col(c) for c in DERIVATIVE_FIELDS], key)
+    return _per_bucket(
+        day, _with_group(day.rows, grid), [pl.col(c).drop_nulls().last().alias(c) for c in DERIVATIVE_FIELDS]
+    )
 
 
-def liquidation_features(liquidations: pl.LazyFrame, grid: DayGrid) -> pl.DataFrame:
+def liquidation_features(liquidations: pl.LazyFrame, grid: DayGrid, key: str | None = None) -> pl.DataFrame:
     """Liquidated amount and count per side per bucket."""
-    t = _with_group(ticks_of_day(liquidations, grid, [pl.col(AMOUNT), pl.col(SIDE)]), grid)
+    day = ticks_of_day(liquidations, grid, [pl.col(AMOUNT), pl.col(SIDE)], key)
+    t = _with_group(day.rows, grid)
     is_buy = pl.col(SIDE) == "buy"
     is_sell = pl.col(SIDE) == "sell"
     per_row = t.with_columns(
@@ -277,6 +321,7 @@ def liquidation_features(liquidations: pl.LazyFrame, grid: DayGrid) -> pl.DataFr
         is_sell.alias("liquidation_sell_count"),
     )
     return _per_bucket(
+        day,
         per_row,
         [
             pl.col("liquidation_buy_volume").sum(),
@@ -430,6 +475,8 @@ class DayTicks:
     liquidations: pl.LazyFrame | None = None
     source: Callable[[str], str] = lambda key: key
     """Where an instrument's ticks came from, for error messages."""
+    key: str | None = None
+    """Set when the frames hold ONE instrument and no ``instrument_key`` column (nothing to sort by)."""
 
 
 def compute_base_candles(
@@ -441,14 +488,14 @@ def compute_base_candles(
 ) -> pl.DataFrame:
     """Candles of every instrument in ``ticks`` that traded on ``day`` (15s in production)."""
     grid = DayGrid(day, timeframe)
-    trades = trade_features(ticks.trades, grid, ticks.source)
+    trades = trade_features(ticks.trades, grid, ticks.source, ticks.key)
     features = []
     if ticks.book is not None:
-        features.append(book_features(ticks.book, grid))
+        features.append(book_features(ticks.book, grid, ticks.key))
     if ticks.derivative_ticker is not None:
-        features.append(derivative_features(ticks.derivative_ticker, grid))
+        features.append(derivative_features(ticks.derivative_ticker, grid, ticks.key))
     if ticks.liquidations is not None:
-        features.append(liquidation_features(ticks.liquidations, grid))
+        features.append(liquidation_features(ticks.liquidations, grid, ticks.key))
     return assemble_candles(grid, exchange, trades, features, policy)
 
 
@@ -475,16 +522,14 @@ def compute_candles(
 ) -> pl.DataFrame | None:
     """Candles of one instrument-day (the vectorized path with one instrument); None if it did not trade."""
 
-    def keyed(frame: pl.LazyFrame | None) -> pl.LazyFrame | None:
-        return None if frame is None else frame.with_columns(pl.lit(key, pl.String).alias(KEY))
-
     df = compute_base_candles(
         DayTicks(
-            trades=keyed(ticks.trades),  # type: ignore[arg-type]
-            book=keyed(ticks.book),
-            derivative_ticker=keyed(ticks.derivative_ticker),
-            liquidations=keyed(ticks.liquidations),
+            trades=ticks.trades,
+            book=ticks.book,
+            derivative_ticker=ticks.derivative_ticker,
+            liquidations=ticks.liquidations,
             source=lambda _: ticks.source or key,
+            key=key,
         ),
         day,
         exchange,

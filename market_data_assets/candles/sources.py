@@ -154,9 +154,11 @@ def _quotes_as_top_of_book() -> dict[str, str]:
 def scan_exchange_day(store: ObjectStore, files: ExchangeDayFiles, keys: list[str]) -> DayTicks:
     """Lazy frames over the chunk's files of D and D+1, instruments in ``keys`` order."""
 
+    single = keys[0] if len(keys) == 1 else None  # a heavy instrument alone: no key column to read
+
     def scan(data_type: str, columns: list[str], of: list[str]) -> pl.LazyFrame | None:
         paths = [p for k in of for p in files.paths(data_type, k)]
-        return scan_paths(store, paths, [KEY, *columns]) if paths else None
+        return scan_paths(store, paths, columns if single else [KEY, *columns]) if paths else None
 
     trades = scan("trades", [TS, PRICE, AMOUNT, SIDE], keys)
     if trades is None:
@@ -182,4 +184,5 @@ def scan_exchange_day(store: ObjectStore, files: ExchangeDayFiles, keys: list[st
         derivative_ticker=scan("derivative_ticker", [TS, *DERIVATIVE_FIELDS], keys),
         liquidations=scan("liquidations", [TS, AMOUNT, SIDE], keys),
         source=source,
+        key=single,
     )
