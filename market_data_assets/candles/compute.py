@@ -162,24 +162,36 @@ def order_by_exchange_time(t: pl.DataFrame, column: str = _T) -> pl.DataFrame:
 
 
 def _with_group(t: pl.DataFrame, grid: DayGrid) -> pl.DataFrame:
-    """Adds the sorted group id ``_G`` and the bucket start of each row."""
-    n = grid.timeframe.buckets_per_day
+    """Adds the sorted group id ``_G``: instrument code * buckets per day + bucket index."""
     index = (pl.col(_T) - grid.start_us) // grid.width
-    group = index if _CODE not in t.columns else pl.col(_CODE).cast(pl.Int64) * n + index
-    return t.with_columns(
-        group.alias(_G).set_sorted(),
-        (grid.start_us + index * grid.width).alias(BUCKET),
+    group = (
+        index
+        if _CODE not in t.columns
+        else pl.col(_CODE).cast(pl.Int64) * grid.timeframe.buckets_per_day + index
     )
+    return t.with_columns(group.alias(_G).set_sorted())
 
 
-def _per_bucket(day: DayRows, rows: pl.DataFrame, aggregations: list[pl.Expr]) -> pl.DataFrame:
+def _bucket_of_row(grid: DayGrid) -> pl.Expr:
+    return grid.start_us + (pl.col(_T) - grid.start_us) // grid.width * grid.width
+
+
+def _per_bucket(day: DayRows, rows: pl.DataFrame, aggregations: list[pl.Expr], grid: DayGrid) -> pl.DataFrame:
     """Aggregate rows ordered by (instrument, time) per (instrument, bucket), keyed by ``KEY``.
 
     The group id is sorted, so polars splits groups at boundaries instead of hashing every row:
-    about 5x less work for a 5M-row day.
+    about 5x less work for a 5M-row day. Instrument and bucket come back from the group id.
     """
+    n = grid.timeframe.buckets_per_day
     out = (
-        rows.group_by(_G).agg(pl.col(_CODE).first(), pl.col(BUCKET).first(), *aggregations).sort(_G).drop(_G)
+        rows.group_by(_G)
+        .agg(aggregations)
+        .sort(_G)
+        .with_columns(
+            (pl.col(_G) // n).cast(pl.UInt32).alias(_CODE),
+            (grid.start_us + pl.col(_G) % n * grid.width).alias(BUCKET),
+        )
+        .drop(_G)
     )
     return day.with_keys(out)
 
@@ -239,6 +251,7 @@ def trade_features(
             pl.col("realized_variance").sum(),
             pl.col(AMOUNT).max().alias("max_trade_amount"),
         ],
+        grid,
     )
 
 
@@ -269,9 +282,10 @@ def book_features(book: pl.LazyFrame, grid: DayGrid, key: str | None = None) -> 
     }
     next_t = pl.when(_same_instrument_as(-1, s)).then(pl.col(_T).shift(-1)).otherwise(grid.end_us)
     first_in_bucket = (pl.col(_G) != pl.col(_G).shift(1)).fill_null(True)
+    bucket = _bucket_of_row(grid)
     s = s.with_columns(**states).with_columns(
-        (pl.min_horizontal(next_t, pl.col(BUCKET) + grid.width) - pl.col(_T)).alias("_own"),
-        pl.when(first_in_bucket).then(pl.col(_T) - pl.col(BUCKET)).otherwise(0).alias("_lead"),
+        (pl.min_horizontal(next_t, bucket + grid.width) - pl.col(_T)).alias("_own"),
+        pl.when(first_in_bucket).then(pl.col(_T) - bucket).otherwise(0).alias("_lead"),
         *(pl.when(_same_instrument_as(1, s)).then(pl.col(c).shift(1)).alias(f"_prev_{c}") for c in states),
     )
 
@@ -297,6 +311,7 @@ def book_features(book: pl.LazyFrame, grid: DayGrid, key: str | None = None) -> 
             pl.len().cast(pl.Int64).alias("snapshot_count"),
             *(pl.col(state).last() for state in states),
         ],
+        grid,
     )
 
 
@@ -304,7 +319,10 @@ def derivative_features(ticker: pl.LazyFrame, grid: DayGrid, key: str | None = N
     """Last non-null value of each derivative field per bucket (carried forward on the grid later)."""
     day = ticks_of_day(ticker, grid, [pl.col(c) for c in DERIVATIVE_FIELDS], key)
     return _per_bucket(
-        day, _with_group(day.rows, grid), [pl.col(c).drop_nulls().last().alias(c) for c in DERIVATIVE_FIELDS]
+        day,
+        _with_group(day.rows, grid),
+        [pl.col(c).drop_nulls().last().alias(c) for c in DERIVATIVE_FIELDS],
+        grid,
     )
 
 
@@ -329,6 +347,7 @@ def liquidation_features(liquidations: pl.LazyFrame, grid: DayGrid, key: str | N
             pl.col("liquidation_buy_count").sum().cast(pl.Int64),
             pl.col("liquidation_sell_count").sum().cast(pl.Int64),
         ],
+        grid,
     )
 
 
