@@ -23,6 +23,7 @@ from market_data_assets.quality.missing import (
     report_for_day,
 )
 from market_data_assets.storage import layout
+from market_data_assets.storage.parallel import map_objects
 from market_data_assets.tardis.incidents import Incident, incidents_from_details
 
 #: Statuses that mean "nothing we can fetch is missing": the raw-ticks check passes on them.
@@ -153,15 +154,19 @@ def _exchange_files(store, folder: str, exchange: str) -> list[str]:
     return [o.path for o in store.list(f"{folder}/{layout.key_prefix_for_exchange(exchange)}")]
 
 
-def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date | None = None) -> pl.DataFrame:
+def _volume_by_key(
+    store, paths: list[str], column: str, alias: str, concurrency: int, day: date | None = None
+) -> pl.DataFrame:
     """Σ ``column`` per instrument over ``paths`` (rows with a timestamp on ``day`` only, if given)."""
-    frames = []
-    for path in paths:
+
+    def one(path: str) -> pl.DataFrame:
         df = pl.from_arrow(store.read_parquet(path, columns=["timestamp", column, "instrument_key"]))
         if day is not None:
             start, end = day_bounds(day)
-            df = df.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
-        frames.append(df.select(pl.col("instrument_key").cast(pl.String), pl.col(column).alias(alias)))
+            df = df.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))  # type: ignore[union-attr]
+        return df.select(pl.col("instrument_key").cast(pl.String), pl.col(column).alias(alias))  # type: ignore[union-attr]
+
+    frames = map_objects(one, paths, store.uri, concurrency)
     if not frames:
         return pl.DataFrame(schema={"instrument_key": pl.String, alias: pl.Float64})
     return pl.concat(frames).group_by("instrument_key").agg(pl.col(alias).sum())
@@ -186,9 +191,10 @@ def candle_volume_matches_raw_trades(
             for file_day in (p.day, p.day + timedelta(days=1))
             for path in _exchange_files(store, layout.raw_ticks_dir(file_day, "trades"), p.exchange)
         ]
-        raw = _volume_by_key(store, trade_files, "amount", "raw_volume", day=p.day)
+        concurrency = market_data.settings().io_concurrency
+        raw = _volume_by_key(store, trade_files, "amount", "raw_volume", concurrency, day=p.day)
         candle_files = _exchange_files(store, layout.candles_dir(p.day, "24h"), p.exchange)
-        candles = _volume_by_key(store, candle_files, "volume", "candle_volume")
+        candles = _volume_by_key(store, candle_files, "volume", "candle_volume", concurrency)
         joined = raw.join(candles, on="instrument_key", how="full", coalesce=True).fill_null(0.0)
         compared += joined.height
         bad = joined.filter(
@@ -214,16 +220,26 @@ def candle_timestamps_inside_day(
     store = market_data.store()
     outside: list[str] = []
     files = 0
+    concurrency = market_data.settings().io_concurrency
     for p in _check_partitions(context):
         start, end = day_bounds(p.day)
-        for path in _exchange_files(store, layout.candles_dir(p.day, "15s"), p.exchange):
+        paths = _exchange_files(store, layout.candles_dir(p.day, "15s"), p.exchange)
+        for path, (lo, hi) in zip(
+            paths,
+            map_objects(lambda path: _timestamp_range(store, path), paths, store.uri, concurrency),
+            strict=True,
+        ):
             files += 1
-            ts = pl.from_arrow(store.read_parquet(path, columns=["timestamp"]))["timestamp"]
-            if ts.len() and (ts.min() < start or ts.max() >= end):
-                outside.append(f"{path}: {ts.min()} .. {ts.max()}")
+            if lo is not None and (lo < start or hi >= end):
+                outside.append(f"{path}: {lo} .. {hi}")
     return dg.AssetCheckResult(
         passed=not outside, metadata={"files": files, "outside_day": dg.MetadataValue.json(outside[:50])}
     )
+
+
+def _timestamp_range(store, path: str) -> tuple[object, object]:
+    ts = pl.from_arrow(store.read_parquet(path, columns=["timestamp"]))["timestamp"]  # type: ignore[index]
+    return (ts.min(), ts.max()) if ts.len() else (None, None)
 
 
 QUALITY_ASSETS = [missing_data_report]
