@@ -23,8 +23,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     from market_data_assets.defs.warehouse import WAREHOUSE_ASSETS
 
     settings = settings or get_settings()
+    # Each step runs in its own process (isolation, both cores). Forked from a server that has
+    # already imported the code location, a step starts in ~0.1 s instead of ~2 s of imports: a
+    # processing run has nine steps and two checks.
+    executor = dg.multiprocess_executor.configured(
+        {"start_method": {"forkserver": {"preload_modules": ["market_data_assets.definitions"]}}}
+    )
     market_data = MarketDataResource()
     return dg.Definitions(
+        executor=executor,
         assets=[*INSTRUMENT_ASSETS, *RAW_TICKS_ASSETS, *CANDLE_ASSETS, *WAREHOUSE_ASSETS, *QUALITY_ASSETS],
         asset_checks=QUALITY_CHECKS,
         jobs=JOBS,
