@@ -395,3 +395,14 @@ def test_slice_marker_records_the_slice(day) -> None:
     assert stored.flag("complete_through_midnight") == "true"
     assert stored.marker["rows"] == sum(pq.read_metadata(store.uri(f.path)).num_rows for f in stored.files)
     assert pq.read_schema(store.uri(candles_path(DAY, "1m", PERP))).metadata[COMPLETE_META_KEY] == b"true"
+
+
+def test_one_chunk_for_the_whole_day_writes_the_same_files(day) -> None:
+    """Snapshots, quotes, tickers and thin options all in ONE polars pass: the same bytes as small chunks."""
+    store, _ = day
+    folder = Path(store.uri(candles_path(DAY, "15s", PERP))).parent
+    before = {p.name: p.read_bytes() for p in folder.glob("*.parquet")}
+    build_base_candles(store, DAY, EXCHANGE, chunk_rows=10**9)
+    after = {p.name: p.read_bytes() for p in folder.glob("*.parquet")}
+    assert after.keys() == before.keys() and len(after) == N_OPTIONS + 2
+    assert [name for name in before if after[name] != before[name]] == []

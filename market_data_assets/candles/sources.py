@@ -160,6 +160,9 @@ def scan_exchange_day(store: ObjectStore, files: ExchangeDayFiles, keys: list[st
         paths = [p for k in of for p in files.paths(data_type, k)]
         return scan_paths(store, paths, columns if single else [KEY, *columns]) if paths else None
 
+    def book_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.select(TS, *TOP_OF_BOOK) if single else frame.select(KEY, TS, *TOP_OF_BOOK)
+
     trades = scan("trades", [TS, PRICE, AMOUNT, SIDE], keys)
     if trades is None:
         raise FileNotFoundError(f"no trades file for {keys[:3]} on {files.day} or the day after")
@@ -169,7 +172,7 @@ def scan_exchange_day(store: ObjectStore, files: ExchangeDayFiles, keys: list[st
         if book_type == "quotes":
             rename = _quotes_as_top_of_book()
             frame = scan("quotes", [TS, *rename], of)
-            frame = frame.rename(rename) if frame is not None else None
+            frame = book_columns(frame.rename(rename)) if frame is not None else None
         else:
             frame = scan(book_type, [TS, *TOP_OF_BOOK], of)
         if frame is not None:
