@@ -142,7 +142,6 @@ def rolled_up_output(
     finer: StoredSlice,
     timeframe: str,
     *,
-    concurrency: int = DEFAULT_IO_CONCURRENCY,
     chunk_bytes: int = DEFAULT_ROLLUP_CHUNK_BYTES,
 ) -> SlicesOutput:
     """``timeframe`` candles of the exchange-day from the finer timeframe's stored slice."""
@@ -158,7 +157,7 @@ def rolled_up_output(
     )
 
     def chunks() -> Iterator[Mapping[str, pl.DataFrame]]:
-        for frame in finer.read_chunks(store, chunk_bytes, concurrency):
+        for frame in finer.read_chunks(store, chunk_bytes):
             output.objects_read += frame[KEY].n_unique()
             yield {tf.name: rollup(frame, tf)}
 

@@ -97,6 +97,14 @@ def _with_held_book(finer: pl.LazyFrame, finer_width: int, width: int) -> pl.Laz
     )
 
 
+def _sorted_by_instrument_and_time(df: pl.DataFrame) -> bool:
+    """Whether each instrument's rows are together and in time order (what the slices hold)."""
+    runs = df.select(pl.col(KEY).rle_id().alias("run"), pl.col("timestamp"))
+    same = runs["run"] == runs["run"].shift(1)
+    rising = (runs["timestamp"] > runs["timestamp"].shift(1)) | ~same
+    return int(runs["run"][-1]) + 1 == df[KEY].n_unique() and bool(rising.fill_null(True).all())
+
+
 def rollup(finer: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
     """Candles of ``timeframe`` from finer candles (any finer timeframe, many instruments, one day each)."""
     if finer.height == 0:
@@ -108,16 +116,21 @@ def rollup(finer: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
     width = timeframe.us
     if width % finer_width or width <= finer_width:
         raise ValueError(f"cannot roll {finer_tfs[0]} up to {timeframe.name}")
+    if not _sorted_by_instrument_and_time(finer):
+        finer = finer.sort(KEY, "timestamp", maintain_order=True)
     rows = (
         finer.lazy()
-        .sort(KEY, "timestamp", maintain_order=True)
         .with_columns(pl.col("timestamp").cast(pl.Int64).alias("_b"))
         .with_columns((pl.col("_b") // width * width).alias(BUCKET))
+        # Sorted group id: (instrument run, coarser bucket since the epoch) in one Int64.
+        .with_columns((pl.col(KEY).rle_id().cast(pl.Int64) * (1 << 32) + pl.col(BUCKET) // width).alias("_g"))
     )
     return (
         _with_held_book(rows, finer_width, width)
-        .group_by(KEY, BUCKET, maintain_order=True)
-        .agg(_AGGREGATIONS)
+        .with_columns(pl.col("_g").set_sorted())
+        .group_by("_g")
+        .agg(pl.col(KEY).first(), pl.col(BUCKET).first(), *_AGGREGATIONS)
+        .sort("_g")
         .with_columns(fill_empty_ohlc())
         .with_columns(ratio_expressions())
         .with_columns(

@@ -126,11 +126,10 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
     )
     def _rolled(context: dg.AssetExecutionContext, market_data: MarketDataResource, finer):
         store = market_data.store()
-        settings = market_data.settings()
 
         def make(p: DayExchange) -> SlicesOutput:
             stored = finer.get(p.key, finer)  # one partition: {tf: slice}; several: {key: {tf: slice}}
-            return rolled_up_output(store, stored[tf.finer], tf.name, concurrency=settings.io_concurrency)
+            return rolled_up_output(store, stored[tf.finer], tf.name)
 
         return _outputs(context, market_data, make)
 

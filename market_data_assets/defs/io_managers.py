@@ -235,7 +235,7 @@ class SlicesIOManager(dg.ConfigurableIOManager):
         if sample is not None:
             metadata["preview"] = markdown_preview(sample, rows=5)
         if clock is not None:
-            metadata.update(clock.metadata(store))
+            metadata.update(clock.metadata(store, totals["objects_read"]))  # type: ignore[arg-type]
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> StoredSlices | dict[str, StoredSlices]:

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from market_data_assets.storage import layout
 from market_data_assets.storage.parallel import map_objects
+from market_data_assets.storage.polars_io import storage_options_for
 from market_data_assets.storage.store import ObjectInfo, ObjectStore
 
 KEY = "instrument_key"
@@ -99,7 +100,10 @@ class SliceSummary:
 
 
 SchemaOf = Callable[[pl.DataFrame], pa.Schema]
-"""The Parquet schema of one instrument's frame (book snapshots: depth 5 or 25 per instrument)."""
+"""The Parquet schema of a frame's rows (one per chunk: book snapshots are chunked by depth)."""
+STATISTICS_COLUMNS = ["timestamp", KEY]
+"""Columns whose min/max go into the footer: what readers filter on. Statistics of the other 40
+columns cost write time for every one of thousands of small files and serve no query."""
 
 
 class SliceWriter:
@@ -123,11 +127,24 @@ class SliceWriter:
         self._seen: set[str] = set()
 
     def write(self, frame: pl.DataFrame) -> None:
-        """One file per instrument of ``frame`` (rows of each in frame order), concurrently."""
+        """One file per instrument of ``frame``, concurrently.
+
+        ``frame`` holds whole instruments, each instrument's rows together (the producers sort by
+        key). It goes to Arrow and is cast to the schema ONCE; each file is a zero-copy slice of
+        it: per-file conversion was a third of the cost of 3,000 small files.
+        """
         if frame.height == 0:
             return
-        parts = frame.partition_by(KEY, as_dict=True, maintain_order=True)
-        items = [(str(k[0]), part) for k, part in parts.items()]
+        runs = frame.select(pl.col(KEY).rle()).unnest(KEY)
+        if runs.height != frame[KEY].n_unique():
+            frame = frame.sort(KEY, maintain_order=True)
+            runs = frame.select(pl.col(KEY).rle()).unnest(KEY)
+        table = frame.to_arrow().cast(self.schema_of(frame)).replace_schema_metadata(self._metadata)
+        items: list[tuple[str, pa.Table]] = []
+        offset = 0
+        for length, key in runs.iter_rows():
+            items.append((str(key), table.slice(offset, length)))
+            offset += length
         duplicates = sorted(k for k, _ in items if k in self._seen)
         if duplicates:
             raise ValueError(f"{self.ref.folder}: instruments written twice in one slice: {duplicates[:5]}")
@@ -140,14 +157,13 @@ class SliceWriter:
             for (key, part), size in zip(items, sizes, strict=True):
                 self._seen.add(key)
                 self.summary.instruments.append(key)
-                self.summary.rows += part.height
+                self.summary.rows += part.num_rows
                 self.summary.bytes += size
                 self.summary.files += 1
 
-    def _write_one(self, item: tuple[str, pl.DataFrame]) -> int:
+    def _write_one(self, item: tuple[str, pa.Table]) -> int:
         key, part = item
-        table = part.to_arrow().cast(self.schema_of(part)).replace_schema_metadata(self._metadata)
-        return self.store.write_parquet(table, self.ref.path(key))
+        return self.store.write_parquet(part, self.ref.path(key), write_statistics=STATISTICS_COLUMNS)
 
     def finish(self) -> SliceSummary:
         """Delete the slice's files this write did not produce, then write the marker."""
@@ -188,26 +204,34 @@ class StoredSlice:
     def uris(self, store: ObjectStore) -> list[str]:
         return [store.uri(f.path) for f in self.files]
 
-    def read_chunks(self, store: ObjectStore, budget_bytes: int, concurrency: int) -> Iterator[pl.DataFrame]:
+    def read_chunks(self, store: ObjectStore, budget_bytes: int) -> Iterator[pl.DataFrame]:
         """The slice's rows in chunks of whole instruments (in key order), each about ``budget_bytes``
         of Parquet, every chunk's files read concurrently."""
         chunk: list[ObjectInfo] = []
         size = 0
         for obj in self.files:
             if chunk and size + obj.size > budget_bytes:
-                yield read_frames(store, [o.path for o in chunk], concurrency)
+                yield read_frames(store, [o.path for o in chunk])
                 chunk, size = [], 0
             chunk.append(obj)
             size += obj.size
         if chunk:
-            yield read_frames(store, [o.path for o in chunk], concurrency)
+            yield read_frames(store, [o.path for o in chunk])
 
 
-def read_frames(store: ObjectStore, paths: list[str], concurrency: int) -> pl.DataFrame:
-    """The files' rows concatenated in ``paths`` order (read on a bounded pool)."""
-    tables = map_objects(store.read_parquet, paths, store.uri, concurrency)
-    frames = [pl.from_arrow(t.replace_schema_metadata(None)) for t in tables]
-    return pl.concat(frames, how="diagonal_relaxed")  # type: ignore[arg-type]
+def read_frames(store: ObjectStore, paths: list[str]) -> pl.DataFrame:
+    """The files' rows concatenated in ``paths`` order, in one polars read (local or ``gs://``).
+
+    polars reads many files concurrently by itself, at a fifth of the CPU of a pyarrow reader per
+    small file. Files of one slice may differ in columns (book depth 5 vs 25): missing ones are null.
+    """
+    if not paths:
+        return pl.DataFrame()
+    return pl.read_parquet(
+        [store.uri(p) for p in paths],
+        storage_options=storage_options_for(store.root),
+        missing_columns="insert",
+    )
 
 
 @dataclass
