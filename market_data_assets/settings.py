@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from market_data_assets.storage.layout import is_exchange_id
+
 DEFAULT_EXCHANGES = ("binance", "binance-futures", "deribit", "bitmex", "coinbase")
 TARDIS_API_URL_DEFAULT = "https://api.tardis.dev/v1"
 TARDIS_DATASETS_URL_DEFAULT = "https://datasets.tardis.dev/v1"
-_EXCHANGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class SettingsError(ValueError):
@@ -139,7 +140,7 @@ class Settings:
 
         root = get("MARKET_DATA_ROOT") or "./data"
         if root.startswith("gs://"):
-            if not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$", root):
+            if not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?", root):
                 raise SettingsError(f"MARKET_DATA_ROOT={root!r} is not a valid gs://bucket[/prefix] URI")
         elif "://" in root:
             raise SettingsError(
@@ -153,7 +154,7 @@ class Settings:
             if not exchanges:
                 raise SettingsError("MARKET_DATA_EXCHANGES is set but lists no exchange")
             for ex in exchanges:
-                if not _EXCHANGE_ID.match(ex):
+                if not is_exchange_id(ex):
                     raise SettingsError(
                         f"MARKET_DATA_EXCHANGES: {ex!r} is not a Tardis exchange id (lowercase letters, digits, '-')"
                     )
@@ -191,7 +192,7 @@ class Settings:
             sensor_lookback_days=_parse_int(
                 "MARKET_DATA_SENSOR_LOOKBACK_DAYS", get("MARKET_DATA_SENSOR_LOOKBACK_DAYS"), 3, 1, 3660
             ),
-            tardis_api_key=Secret(get("TARDIS_API_KEY")),
+            tardis_api_key=_parse_api_key("TARDIS_API_KEY", get("TARDIS_API_KEY")),
             tardis_api_url=_parse_url("TARDIS_API_URL", get("TARDIS_API_URL") or TARDIS_API_URL_DEFAULT),
             tardis_datasets_url=_parse_url(
                 "TARDIS_DATASETS_URL", get("TARDIS_DATASETS_URL") or TARDIS_DATASETS_URL_DEFAULT
@@ -203,8 +204,20 @@ class Settings:
         )
 
 
+def _parse_api_key(name: str, value: str | None) -> Secret:
+    """A key goes into an HTTP header: only printable ASCII without spaces. The message names the
+    variable and the position, never the value (it is a secret)."""
+    for i, ch in enumerate(value or ""):
+        if not "!" <= ch <= "~":
+            raise SettingsError(
+                f"{name} contains a control, space or non-ASCII character (U+{ord(ch):04X} at position "
+                f"{i + 1}); copy the key again without line breaks (the value is not shown)"
+            )
+    return Secret(value)
+
+
 def _is_bigquery_uri(value: str) -> bool:
-    return re.match(r"^bigquery://[a-z][a-z0-9-]{4,61}[a-z0-9]/[A-Za-z0-9_]{1,1024}$", value) is not None
+    return re.fullmatch(r"bigquery://[a-z][a-z0-9-]{4,61}[a-z0-9]/[A-Za-z0-9_]{1,1024}", value) is not None
 
 
 def _parse_date(name: str, value: str | None) -> date | None:
@@ -229,7 +242,7 @@ def _parse_int(name: str, value: str | None, default: int, lo: int, hi: int) -> 
 
 
 def _parse_url(name: str, value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
         raise SettingsError(f"{name}={value!r} is not an http(s) URL")
     return value.rstrip("/")
 

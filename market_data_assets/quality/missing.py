@@ -99,7 +99,7 @@ def classify_day(
     """
     if targets.height == 0:
         return _empty_report()
-    bad_keys = targets.filter(~pl.col("instrument_key").str.contains(_KEY_PATTERN))
+    bad_keys = targets.filter(~pl.col("instrument_key").str.contains(layout.INSTRUMENT_KEY_REGEX))
     if bad_keys.height:
         raise ValueError(
             f"targets of {day}|{exchange}: invalid instrument key {bad_keys['instrument_key'][0]!r}"
@@ -241,9 +241,6 @@ def classify_day(
         pl.col("manifest_bytes").cast(pl.Int64),
         pl.col("manifest_rows").cast(pl.Int64),
     )
-
-
-_KEY_PATTERN = r"^[A-Z0-9._-]+:[A-Z0-9._-]+:[A-Z0-9._-]+$"
 
 
 def _manifest_frame(manifest: pa.Table | pl.DataFrame | None) -> pl.DataFrame:
