@@ -78,6 +78,34 @@ def test_without_a_key_keys_come_from_symbol_ids(tardis_env, tmp_path, monkeypat
     assert "DERIBIT:PERP:BTC-USD" in defs["instrument_key"].to_list()
 
 
+def test_a_refused_key_is_an_error_naming_the_variable_and_no_key_records_key_source(
+    tardis_env, tmp_path, monkeypatch
+):
+    """A wrong key used to succeed with 'needs a Tardis API key' and keys parsed from symbols."""
+    monkeypatch.setenv("MARKET_DATA_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("TARDIS_API_KEY", "TD.wrong-key-4242")
+    result = dg.materialize(
+        [instrument_definitions],
+        resources=_resources(),
+        partition_key="2024-03-05|deribit",
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = str(failure.event_specific_data.error)
+    assert "TARDIS_API_KEY" in text and "401" in text
+    assert "wrong-key-4242" not in text
+    store = open_store(str(tmp_path / "lake"))
+    assert not store.exists(layout.instruments_path(date(2024, 3, 5), "deribit"))
+
+    monkeypatch.delenv("TARDIS_API_KEY")
+    result = dg.materialize(
+        [instrument_definitions], resources=_resources(), partition_key="2024-03-01|deribit"
+    )
+    mat = result.asset_materializations_for_node("instrument_definitions")[0]
+    assert set(mat.metadata["key_source"].value) == {"symbol_parse"}
+
+
 def test_a_run_covering_several_partitions_writes_each(tardis_env, tmp_path, monkeypatch):
     monkeypatch.setenv("MARKET_DATA_ROOT", str(tmp_path / "lake"))
     result = dg.materialize(

@@ -30,18 +30,30 @@ async def _fetch_metadata(
 ) -> dict[str, tuple[dict, list[dict] | None]]:
     """Exchange details and instruments metadata, once per exchange for the whole run.
 
-    Instruments metadata needs a paid key (BitMEX is free): a 401 is not an error, the
-    definitions then come from parsing dataset symbol ids, and each row says so.
+    Instruments metadata needs a paid key (BitMEX is free). Without a key a 401 is expected: the
+    definitions then come from parsing dataset symbol ids, each row says so (``key_source``) and
+    so does the materialization's metadata. With a key, a 401/403 means the key was refused: that
+    is an error (naming the variable, never its value), not a silent switch to parsed symbols,
+    whose tick sizes, multipliers, fees and listing dates would differ from the metadata's.
     """
+    has_key = bool(market_data.settings().tardis_api_key)
     out: dict[str, tuple[dict, list[dict] | None]] = {}
     async with market_data.tardis_client() as client:
         for exchange in sorted(exchanges):
             details = await client.exchange_details(exchange)
             try:
                 instruments: list[dict] | None = await client.instruments(exchange)
-            except TardisAuthError:
+            except TardisAuthError as exc:
+                if has_key:
+                    raise dg.Failure(
+                        description=(
+                            f"{exchange}: Tardis refused TARDIS_API_KEY for instruments metadata "
+                            f"(HTTP {exc.status}): {exc}. Check the key and its plan, or unset "
+                            "TARDIS_API_KEY to build keys from dataset symbol ids (key_source=symbol_parse)."
+                        )
+                    ) from None
                 log.warning(
-                    f"{exchange}: instruments metadata needs a Tardis API key; "
+                    f"{exchange}: instruments metadata needs a Tardis API key (TARDIS_API_KEY is not set); "
                     "building keys from dataset symbol ids (key_source=symbol_parse)"
                 )
                 instruments = None
