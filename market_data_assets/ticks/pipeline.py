@@ -14,7 +14,8 @@ converters' (benchmarks/bench_partition.py measures a whole partition's peak RSS
 
 Each conversion's files are published one by one with ``store.put_file(move=True)`` (atomic),
 then the manifest is rewritten. A killed run therefore loses at most the groups in flight; a
-re-run skips every group whose manifest rows still match storage (``manifest.group_is_complete``).
+re-run skips every group whose manifest rows still match storage (``manifest.group_is_complete``:
+size and SHA-256, so a file whose bytes changed in place is downloaded again).
 Downloads are not inflated on arrival (``verify=False``): the conversion reads every byte anyway,
 and inflating twice cost ~12% of a partition's CPU. A gzip found broken while converting (cut at
 the origin; a cut connection is already caught by the client's Content-Length check) is
@@ -52,6 +53,7 @@ from market_data_assets.ticks.manifest import (
     ManifestRow,
     group_is_complete,
     read_manifest_rows,
+    stored_sha256,
     write_manifest,
 )
 
@@ -299,7 +301,12 @@ class _Ledger:
         rows = self.rows.get(group.key, [])
         if not rows:
             return False
-        return group_is_complete(rows, group.key_for_symbol.values(), self._stored_sizes(group.data_type))
+        return group_is_complete(
+            rows,
+            group.key_for_symbol.values(),
+            self._stored_sizes(group.data_type),
+            hash_of=lambda path: stored_sha256(self.store, path),
+        )
 
     async def replace(self, group: GroupKey, rows: list[ManifestRow]) -> None:
         self.rows[group] = rows
