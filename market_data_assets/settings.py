@@ -77,6 +77,11 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "MARKET_DATA_CONCURRENCY": ("16", "Parallel downloads (HTTP connections) per run."),
     "MARKET_DATA_CONVERT_WORKERS": ("2", "CSV.gz -> Parquet conversions running at once."),
+    "MARKET_DATA_STAGING_MAX_AGE_HOURS": (
+        "24",
+        "Staging entries not owned by a live run on this host (other hosts', loose temp files) are "
+        "removed once this old; dead local runs' folders go at once. See `market-data clean-staging`.",
+    ),
     "MARKET_DATA_BACKFILL_DAYS_PER_RUN": (
         "7",
         "Days per run in a multi-run backfill (one GCE VM per shard).",
@@ -113,6 +118,7 @@ class Settings:
     targets_file: Path = field(default_factory=_bundled_targets_file)
     concurrency: int = 16
     convert_workers: int = 2
+    staging_max_age_hours: int = 24
     backfill_days_per_run: int = 7
     sensor_lookback_days: int = 3
     tardis_api_key: Secret = field(default_factory=lambda: Secret(None))
@@ -185,6 +191,9 @@ class Settings:
             concurrency=_parse_int("MARKET_DATA_CONCURRENCY", get("MARKET_DATA_CONCURRENCY"), 16, 1, 512),
             convert_workers=_parse_int(
                 "MARKET_DATA_CONVERT_WORKERS", get("MARKET_DATA_CONVERT_WORKERS"), 2, 1, 64
+            ),
+            staging_max_age_hours=_parse_int(
+                "MARKET_DATA_STAGING_MAX_AGE_HOURS", get("MARKET_DATA_STAGING_MAX_AGE_HOURS"), 24, 0, 24 * 366
             ),
             backfill_days_per_run=_parse_int(
                 "MARKET_DATA_BACKFILL_DAYS_PER_RUN", get("MARKET_DATA_BACKFILL_DAYS_PER_RUN"), 7, 1, 366

@@ -35,13 +35,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
 from market_data_assets.storage.layout import raw_ticks_dir, raw_ticks_path
+from market_data_assets.storage.staging import DEFAULT_MAX_AGE, claim_work_dir, clean_staging
 from market_data_assets.storage.store import ObjectStore
 from market_data_assets.ticks.convert import convert_csv_gz, runs_on_every_core
 from market_data_assets.ticks.errors import CorruptGzipError, TickFileError
@@ -165,13 +166,20 @@ async def materialize_raw_ticks(
     force: bool = False,
     convert_workers: int = 2,
     progress: Progress | None = None,
+    staging_max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> RawTicksResult:
-    """Download, convert and publish every raw tick file of one partition; see the module docstring."""
+    """Download, convert and publish every raw tick file of one partition; see the module docstring.
+
+    First removes what dead runs left in the staging folder (``storage.staging.clean_staging``;
+    ``staging_max_age`` for entries whose owner cannot be checked)."""
     from market_data_assets.tardis.client import DownloadRequest
 
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     result = RawTicksResult(day=day, exchange=exchange)
+    cleaned = await asyncio.to_thread(clean_staging, store.staging_dir(), max_age=staging_max_age)
+    if cleaned.removed:
+        say(f"removed {len(cleaned.removed)} staging entries of dead runs ({cleaned.freed_bytes:,} bytes)")
     groups = download_groups(targets, exchange)
     previous = [] if force else read_manifest_rows(store, day, exchange)
     ledger = _Ledger(store, day, exchange, {g.key for g in groups}, previous)
@@ -184,8 +192,7 @@ async def materialize_raw_ticks(
         result.seconds = time.perf_counter() - started
         return result
 
-    work = store.staging_dir() / f"raw-ticks-{uuid.uuid4().hex[:12]}"
-    work.mkdir(parents=True)
+    work = claim_work_dir(store.staging_dir(), "raw-ticks")
     by_request = {(g.data_type, g.dataset_symbol): g for g in todo}
     dest = {g.key: work / f"{i:06d}.csv.gz" for i, g in enumerate(todo)}
     requests = [DownloadRequest(exchange, g.data_type, day, g.dataset_symbol) for g in todo]
