@@ -393,7 +393,7 @@ def test_a_file_of_another_symbol_fails_instead_of_looking_empty(
     assert result.empty_groups == []
     (failure,) = result.failures
     assert (
-        "WrongSymbolError" in failure.error
+        "requested symbol" in failure.error
         and "'BTC-PERPETUAL'" in failure.error
         and "'XBTUSD'" in failure.error
     )
