@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
                     )
                 )
     else:
-        full = with_paths(report.sort("exchange", "day", "data_type", "instrument_key"), store)
+        full = with_paths(report, store).sort("exchange", "day", "data_type", "instrument_key")
         if fmt == "csv":
             full.write_csv(sys.stdout)
         else:

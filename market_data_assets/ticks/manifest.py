@@ -112,7 +112,7 @@ def stored_sha256(store: ObjectStore, path: str) -> str | None:
             with open(store.uri(path), "rb") as fh:
                 return hashlib.file_digest(fh, "sha256").hexdigest()
         return hashlib.sha256(store.get_bytes(path)).hexdigest()
-    except (OSError, FileNotFoundError):
+    except Exception:  # noqa: BLE001 - unreadable (gone, permissions, a remote error): it does not match
         return None
 
 
