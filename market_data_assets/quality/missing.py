@@ -174,11 +174,14 @@ def classify_day(
         frame = frame.join(counts, on="path", how="left")
     else:
         frame = frame.with_columns(footer_rows=pl.lit(None, pl.Int64), footer_read=pl.lit(None, pl.Boolean))
-    hash_frame = pl.DataFrame(
-        {"path": list(hashes or {}), "stored_sha256": list((hashes or {}).values())},
-        schema={"path": pl.String, "stored_sha256": pl.String},
-    )
-    frame = frame.join(hash_frame, on="path", how="left")
+    if hashes is not None:
+        hash_frame = pl.DataFrame(
+            {"path": list(hashes), "stored_sha256": list(hashes.values())},
+            schema={"path": pl.String, "stored_sha256": pl.String},
+        )
+        frame = frame.join(hash_frame, on="path", how="left")
+    else:
+        frame = frame.with_columns(stored_sha256=pl.lit(None, pl.String))
 
     day_incidents = [i for i in (incidents or []) if i.overlaps(day)]
     incident_text = " | ".join(f"{i.status}: {i.details}" for i in day_incidents)
