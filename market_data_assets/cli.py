@@ -14,6 +14,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("market_data_assets.tardis.sandbox.cli", "serve the bundled Tardis-compatible sandbox"),
     "missing": ("market_data_assets.quality.cli", "report missing data over any date range"),
+    "clean-staging": (
+        "market_data_assets.storage.staging",
+        "remove partial downloads and work folders that dead runs left in the staging folder",
+    ),
     "demo": ("market_data_assets.demo", "run the whole graph end to end on the embedded default"),
     "dev": ("market_data_assets.devserver", "start the sandbox and the Dagster UI"),
 }

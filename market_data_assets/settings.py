@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from market_data_assets.storage.layout import is_exchange_id
+
 DEFAULT_EXCHANGES = ("binance", "binance-futures", "deribit", "bitmex", "coinbase")
 TARDIS_API_URL_DEFAULT = "https://api.tardis.dev/v1"
 TARDIS_DATASETS_URL_DEFAULT = "https://datasets.tardis.dev/v1"
-_EXCHANGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class SettingsError(ValueError):
@@ -76,6 +77,11 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "MARKET_DATA_CONCURRENCY": ("16", "Parallel downloads (HTTP connections) per run."),
     "MARKET_DATA_CONVERT_WORKERS": ("2", "CSV.gz -> Parquet conversions running at once."),
+    "MARKET_DATA_STAGING_MAX_AGE_HOURS": (
+        "24",
+        "Staging entries not owned by a live run on this host (other hosts', loose temp files) are "
+        "removed once this old; dead local runs' folders go at once. See `market-data clean-staging`.",
+    ),
     "MARKET_DATA_BACKFILL_DAYS_PER_RUN": (
         "7",
         "Days per run in a multi-run backfill (one GCE VM per shard).",
@@ -124,6 +130,7 @@ class Settings:
     targets_file: Path = field(default_factory=_bundled_targets_file)
     concurrency: int = 16
     convert_workers: int = 2
+    staging_max_age_hours: int = 24
     backfill_days_per_run: int = 7
     sensor_lookback_days: int = 3
     io_concurrency: int = 32
@@ -154,7 +161,7 @@ class Settings:
 
         root = get("MARKET_DATA_ROOT") or "./data"
         if root.startswith("gs://"):
-            if not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$", root):
+            if not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?", root):
                 raise SettingsError(f"MARKET_DATA_ROOT={root!r} is not a valid gs://bucket[/prefix] URI")
         elif "://" in root:
             raise SettingsError(
@@ -168,7 +175,7 @@ class Settings:
             if not exchanges:
                 raise SettingsError("MARKET_DATA_EXCHANGES is set but lists no exchange")
             for ex in exchanges:
-                if not _EXCHANGE_ID.match(ex):
+                if not is_exchange_id(ex):
                     raise SettingsError(
                         f"MARKET_DATA_EXCHANGES: {ex!r} is not a Tardis exchange id (lowercase letters, digits, '-')"
                     )
@@ -200,6 +207,9 @@ class Settings:
             convert_workers=_parse_int(
                 "MARKET_DATA_CONVERT_WORKERS", get("MARKET_DATA_CONVERT_WORKERS"), 2, 1, 64
             ),
+            staging_max_age_hours=_parse_int(
+                "MARKET_DATA_STAGING_MAX_AGE_HOURS", get("MARKET_DATA_STAGING_MAX_AGE_HOURS"), 24, 0, 24 * 366
+            ),
             backfill_days_per_run=_parse_int(
                 "MARKET_DATA_BACKFILL_DAYS_PER_RUN", get("MARKET_DATA_BACKFILL_DAYS_PER_RUN"), 7, 1, 366
             ),
@@ -215,7 +225,7 @@ class Settings:
             candle_chunk_rows=_parse_int(
                 "MARKET_DATA_CANDLE_CHUNK_ROWS", get("MARKET_DATA_CANDLE_CHUNK_ROWS"), 2_000_000, 1_000, 10**9
             ),
-            tardis_api_key=Secret(get("TARDIS_API_KEY")),
+            tardis_api_key=_parse_api_key("TARDIS_API_KEY", get("TARDIS_API_KEY")),
             tardis_api_url=_parse_url("TARDIS_API_URL", get("TARDIS_API_URL") or TARDIS_API_URL_DEFAULT),
             tardis_datasets_url=_parse_url(
                 "TARDIS_DATASETS_URL", get("TARDIS_DATASETS_URL") or TARDIS_DATASETS_URL_DEFAULT
@@ -227,8 +237,20 @@ class Settings:
         )
 
 
+def _parse_api_key(name: str, value: str | None) -> Secret:
+    """A key goes into an HTTP header: only printable ASCII without spaces. The message names the
+    variable and the position, never the value (it is a secret)."""
+    for i, ch in enumerate(value or ""):
+        if not "!" <= ch <= "~":
+            raise SettingsError(
+                f"{name} contains a control, space or non-ASCII character (U+{ord(ch):04X} at position "
+                f"{i + 1}); copy the key again without line breaks (the value is not shown)"
+            )
+    return Secret(value)
+
+
 def _is_bigquery_uri(value: str) -> bool:
-    return re.match(r"^bigquery://[a-z][a-z0-9-]{4,61}[a-z0-9]/[A-Za-z0-9_]{1,1024}$", value) is not None
+    return re.fullmatch(r"bigquery://[a-z][a-z0-9-]{4,61}[a-z0-9]/[A-Za-z0-9_]{1,1024}", value) is not None
 
 
 def _parse_date(name: str, value: str | None) -> date | None:
@@ -270,7 +292,7 @@ def _parse_instrument_types(name: str, value: str | None) -> tuple[str, ...]:
 
 
 def _parse_url(name: str, value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
         raise SettingsError(f"{name}={value!r} is not an http(s) URL")
     return value.rstrip("/")
 

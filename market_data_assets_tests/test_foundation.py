@@ -41,6 +41,17 @@ def test_api_key_never_shows():
     assert "supersecret" not in repr(Secret("supersecret"))
 
 
+@pytest.mark.parametrize(
+    "key", ["TD.super\nsecret", "TD.super\x00secret", "TD.super\tsecret", "TD.süpersecret"]
+)
+def test_api_key_with_control_characters_is_refused_naming_the_variable_only(key):
+    """A key with a newline used to reach aiohttp and fail as a bare 'Forbidden control character
+    detected in headers' that named no variable."""
+    with pytest.raises(SettingsError, match="TARDIS_API_KEY") as info:
+        Settings.from_env({"TARDIS_API_KEY": key})
+    assert "secret" not in str(info.value) and "super" not in str(info.value)
+
+
 def test_partition_keys():
     p = parse_partition_key("2024-01-15|binance-futures")
     assert p.day == date(2024, 1, 15) and p.exchange == "binance-futures"

@@ -292,3 +292,30 @@ def test_split_ambiguity_collides_and_is_resolved() -> None:
     # before the second one lists, the first still has the plain key; on no day do they swap
     alone = build_definitions("kraken", date(2024, 1, 15), details, records)
     assert alone["instrument_key"].to_list() == ["KRAKEN:SPOT_PAIR:A-B-C"]
+
+
+# --- full matches and the key length bound -----------------------------------------------------
+
+
+def test_path_patterns_are_full_matches_and_keys_have_a_maximum_length(tmp_path: Path) -> None:
+    """A trailing newline used to pass ``$``; a key over ~209 characters could never be written
+    (the temporary suffix overflowed the file name limit) and failed with a bare Errno 36."""
+    from market_data_assets.storage.layout import MAX_INSTRUMENT_KEY_LENGTH, LayoutError, check_exchange
+    from market_data_assets.storage.store import LocalStore
+
+    for bad in ("bitmex\n", "bitmex\r\n"):
+        with pytest.raises(LayoutError):
+            check_exchange(bad)
+    with pytest.raises(LayoutError):
+        check_instrument_key("BITMEX:PERP:BTC\n")
+
+    longest = "KRAKEN:COMBO:" + "A" * (MAX_INSTRUMENT_KEY_LENGTH - len("KRAKEN:COMBO:"))
+    store = LocalStore(tmp_path)
+    store.put_bytes(b"x", raw_ticks_path(date(2024, 1, 1), "trades", longest))  # room for the temp name
+    with pytest.raises(LayoutError, match=f"maximum is {MAX_INSTRUMENT_KEY_LENGTH}"):
+        check_instrument_key(longest + "A")
+
+    combo = "BTC-" + "X" * 250
+    record = _meta(exchange="kraken", id=combo, baseCurrency="BTC", quoteCurrency="USD", type="combo")
+    with pytest.raises(InstrumentKeyError, match=f"longer than {MAX_INSTRUMENT_KEY_LENGTH}.*{combo[:20]}"):
+        key_for_instrument(record)

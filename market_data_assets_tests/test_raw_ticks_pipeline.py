@@ -345,3 +345,126 @@ def test_gcs_root_gets_the_same_files_and_resumes(
     sandbox.clear_requests()
     second = run(sandbox, store)
     assert second.skipped == GROUPS and not dataset_requests(sandbox)
+
+
+def test_a_file_whose_bytes_changed_is_downloaded_again(
+    make_sandbox: Callable[..., RunningSandbox], tmp_path: Path, clean_run: tuple[LocalStore, RawTicksResult]
+) -> None:
+    """Same size, different bytes (400 flipped): the size check alone kept it as done."""
+    sandbox = make_sandbox(CONFIG)
+    store = LocalStore(tmp_path / "lake")
+    run(sandbox, store)
+    victim = next(
+        r
+        for r in read_manifest(store, DAY, EXCHANGE).to_pylist()
+        if r["status"] == "ok" and r["data_type"] == "trades"
+    )
+    path = Path(store.uri(victim["path"]))
+    data = bytearray(path.read_bytes())
+    start = len(data) // 4
+    data[start : start + 400] = bytes(b ^ 0xFF for b in data[start : start + 400])
+    path.write_bytes(bytes(data))
+
+    sandbox.clear_requests()
+    again = run(sandbox, store)
+    assert again.skipped == GROUPS - 1
+    assert list(dataset_requests(sandbox)) == [
+        f"/v1/{EXCHANGE}/trades/2024/03/05/{victim['dataset_symbol']}.csv.gz"
+    ]
+    assert stored_hashes(store) == stored_hashes(clean_run[0])
+    assert pq.read_metadata(path).num_rows == victim["rows"]
+
+
+def test_a_file_of_another_symbol_fails_instead_of_looking_empty(
+    make_sandbox: Callable[..., RunningSandbox], tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(CONFIG)
+    store = LocalStore(tmp_path / "lake")
+    wrong = make_targets().filter(
+        pl.col("data_type") == "trades", pl.col("dataset_symbol") == "BTC-PERPETUAL"
+    )
+    wrong = wrong.with_columns(symbol_in_csv=pl.lit("XBTUSD"))
+
+    async def go() -> RawTicksResult:
+        async with TardisClient(sandbox.api_url, sandbox.datasets_url, sandbox.api_key) as client:
+            return await materialize_raw_ticks(client, store, wrong, DAY, EXCHANGE)
+
+    result = asyncio.run(go())
+    assert result.empty_groups == []
+    (failure,) = result.failures
+    assert (
+        "requested symbol" in failure.error
+        and "'BTC-PERPETUAL'" in failure.error
+        and "'XBTUSD'" in failure.error
+    )
+    (row,) = read_manifest(store, DAY, EXCHANGE).to_pylist()
+    assert row["status"] == "failed"
+
+
+_KILLED_RUN = """
+import asyncio, sys
+from pathlib import Path
+from market_data_assets.storage.store import LocalStore
+from market_data_assets.tardis.client import TardisClient
+from market_data_assets.ticks.pipeline import materialize_raw_ticks
+from market_data_assets_tests.test_raw_ticks_pipeline import DAY, EXCHANGE, make_targets
+
+api, datasets, key, root = sys.argv[1:5]
+
+async def announce_downloads():
+    staging = Path(root) / ".staging"
+    while not any(staging.rglob(".*.part-*")):
+        await asyncio.sleep(0.01)
+    print("downloading", flush=True)
+
+async def main():
+    async with TardisClient(api, datasets, key, concurrency=4) as client:
+        watcher = asyncio.create_task(announce_downloads())
+        await materialize_raw_ticks(client, LocalStore(root), make_targets(), DAY, EXCHANGE)
+
+asyncio.run(main())
+"""
+
+
+def test_a_run_killed_mid_download_leaves_no_partial_files_after_the_next_run(
+    make_sandbox: Callable[..., RunningSandbox], tmp_path: Path
+) -> None:
+    """kill -9 skips every cleanup; the next run removes the dead run's work folder (8 .part files
+    per kill used to stay in <root>/.staging forever)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    sandbox = make_sandbox(CONFIG)
+    sandbox.add_fault(path_glob="*.csv.gz", kind="slow", delay=120)
+    root = tmp_path / "lake"
+    staging = root / ".staging"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_RUN,
+            sandbox.api_url,
+            sandbox.datasets_url,
+            sandbox.api_key,
+            str(root),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.strip() == "downloading", proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert list(staging.rglob(".*.part-*")), "the kill left partial downloads behind"
+
+    sandbox.clear_faults()
+    result = run(sandbox, LocalStore(root))
+    assert result.failures == []
+    assert not list(root.rglob("*.part-*"))
+    assert [p.name for p in staging.iterdir()] == [], "the dead run's work folder is gone"

@@ -10,9 +10,9 @@ from market_data_assets.defs.io_managers import by_partition
 from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.instruments.definitions import build_definitions
-from market_data_assets.instruments.targets import load_targets_config, select_targets
+from market_data_assets.instruments.targets import load_targets_config, select_targets, unmatched_rules
 from market_data_assets.partitions import backfill_policy, date_exchange_partitions, partitions_of_context
-from market_data_assets.tardis.errors import TardisAuthError
+from market_data_assets.tardis.errors import TardisAuthError, TardisError
 
 _PREVIEW_COLUMNS = [
     "instrument_key",
@@ -30,18 +30,30 @@ async def _fetch_metadata(
 ) -> dict[str, tuple[dict, list[dict] | None]]:
     """Exchange details and instruments metadata, once per exchange for the whole run.
 
-    Instruments metadata needs a paid key (BitMEX is free): a 401 is not an error, the
-    definitions then come from parsing dataset symbol ids, and each row says so.
+    Instruments metadata needs a paid key (BitMEX is free). Without a key a 401 is expected: the
+    definitions then come from parsing dataset symbol ids, each row says so (``key_source``) and
+    so does the materialization's metadata. With a key, a 401/403 means the key was refused: that
+    is an error (naming the variable, never its value), not a silent switch to parsed symbols,
+    whose tick sizes, multipliers, fees and listing dates would differ from the metadata's.
     """
+    has_key = bool(market_data.settings().tardis_api_key)
     out: dict[str, tuple[dict, list[dict] | None]] = {}
     async with market_data.tardis_client() as client:
         for exchange in sorted(exchanges):
             details = await client.exchange_details(exchange)
             try:
                 instruments: list[dict] | None = await client.instruments(exchange)
-            except TardisAuthError:
+            except TardisAuthError as exc:
+                if has_key:
+                    raise dg.Failure(
+                        description=(
+                            f"{exchange}: Tardis refused TARDIS_API_KEY for instruments metadata "
+                            f"(HTTP {exc.status}): {exc}. Check the key and its plan, or unset "
+                            "TARDIS_API_KEY to build keys from dataset symbol ids (key_source=symbol_parse)."
+                        )
+                    ) from None
                 log.warning(
-                    f"{exchange}: instruments metadata needs a Tardis API key; "
+                    f"{exchange}: instruments metadata needs a Tardis API key (TARDIS_API_KEY is not set); "
                     "building keys from dataset symbol ids (key_source=symbol_parse)"
                 )
                 instruments = None
@@ -90,6 +102,24 @@ def instrument_definitions(
     return frames[parts[0].key] if len(parts) == 1 else frames
 
 
+def _known_exchanges(market_data: MarketDataResource, log: dg.DagsterLogManager) -> set[str]:
+    """The partition exchanges plus Tardis's exchange list (one small request); the settings alone
+    when the list cannot be fetched, so an offline run still catches a typo among them."""
+    known = set(market_data.settings().exchanges)
+
+    async def fetch() -> list[dict]:
+        async with market_data.tardis_client() as client:
+            return await client.exchanges()
+
+    try:
+        known |= {str(e["id"]) for e in asyncio.run(fetch()) if isinstance(e, dict) and "id" in e}
+    except TardisError as exc:
+        log.warning(
+            f"Tardis exchange list unavailable ({exc}); checking the targets file against MARKET_DATA_EXCHANGES"
+        )
+    return known
+
+
 @dg.asset(
     partitions_def=date_exchange_partitions,
     io_manager_key="layout_io_manager",
@@ -110,12 +140,24 @@ def download_targets(
 ):  # one DataFrame, or dict[partition_key, DataFrame] for a multi-partition run
     parts = partitions_of_context(context)
     definitions = by_partition(instrument_definitions, [p.key for p in parts])
-    config = load_targets_config(market_data.settings().targets_file)
+    settings = market_data.settings()
+    config = load_targets_config(
+        settings.targets_file, known_exchanges=_known_exchanges(market_data, context.log)
+    )
 
     details = market_data.exchange_details({p.exchange for p in parts})
     frames: dict[str, pl.DataFrame] = {}
+    unmatched: list[str] = []
     for p in parts:
         frames[p.key] = select_targets(definitions[p.key], details[p.exchange], config, p.exchange, p.day)
+        for line in unmatched_rules(definitions[p.key], config, p.exchange):
+            context.log.warning(f"{p.key}: download targets rule {line}")
+            unmatched.append(f"{p.key}: {line}")
+        if frames[p.key].height == 0:
+            context.log.warning(
+                f"{p.key}: the targets file selects nothing"
+                + (" (allow_empty: true)" if config.allow_empty else "; raw_ticks_complete will fail")
+            )
     rows = sum(df.height for df in frames.values())
     by_type: Counter[str] = Counter()
     downloads = 0
@@ -128,6 +170,7 @@ def download_targets(
             "dagster/row_count": dg.MetadataValue.int(rows),
             "downloads": dg.MetadataValue.int(downloads),
             "targets_by_data_type": dg.MetadataValue.json(dict(sorted(by_type.items()))),
+            "unmatched_rules": dg.MetadataValue.json(unmatched),
             "preview": markdown_preview(first),
         }
     )

@@ -11,6 +11,7 @@ from market_data_assets.defs.instruments import download_targets, instrument_def
 from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.raw_ticks import raw_ticks
 from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.instruments.targets import load_targets_config
 from market_data_assets.partitions import (
     backfill_policy,
     date_exchange_partitions,
@@ -18,16 +19,15 @@ from market_data_assets.partitions import (
     partitions_of_context,
 )
 from market_data_assets.quality.missing import (
+    ACCEPTABLE_STATUSES,
     GAP_STATUSES,
+    NO_TARGETS_FILE,
     STATUSES,
     report_for_day,
 )
 from market_data_assets.storage import layout
 from market_data_assets.storage.parallel import map_objects
 from market_data_assets.tardis.incidents import Incident, incidents_from_details
-
-#: Statuses that mean "nothing we can fetch is missing": the raw-ticks check passes on them.
-ACCEPTABLE = ("present", "empty_at_source", "explained_by_incident")
 
 
 def _incidents(market_data: MarketDataResource, exchanges: set[str], log) -> dict[str, list[Incident]]:
@@ -92,12 +92,21 @@ def _check_partitions(context: dg.AssetCheckExecutionContext) -> list:
     return [parse_partition_key(k) for k in context.partition_keys]
 
 
+def _allow_empty(market_data: MarketDataResource) -> bool:
+    try:
+        return load_targets_config(market_data.settings().targets_file).allow_empty
+    except ValueError:
+        return False
+
+
 @dg.asset_check(
     asset=raw_ticks,
     blocking=True,
     partitions_def=date_exchange_partitions,
     description="Every download target of the partition is stored and matches its manifest (blocking: candles "
-    "are not built on a hole). Empty-at-source and incident-explained gaps pass.",
+    "are not built on a hole). Empty-at-source and incident-explained gaps pass. A partition without "
+    "download targets, or whose targets select nothing (a typo in the targets file looks exactly like "
+    "that), fails unless the targets file says `allow_empty: true`.",
 )
 def raw_ticks_complete(
     context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
@@ -105,16 +114,24 @@ def raw_ticks_complete(
     store = market_data.store()
     bad: list[pl.DataFrame] = []
     expected = 0
+    no_targets: list[str] = []
+    allow_empty = _allow_empty(market_data)
+
+    def unplanned(day: date, exchange: str, why: str) -> None:
+        if why == NO_TARGETS_FILE or not allow_empty:
+            no_targets.append(f"{day}|{exchange}: {why}")
+
     for p in _check_partitions(context):
-        report = report_for_day(store, p.day, p.exchange)
+        report = report_for_day(store, p.day, p.exchange, on_no_targets=unplanned)
         expected += report.height
-        bad.append(report.filter(~pl.col("status").is_in(ACCEPTABLE)))
+        bad.append(report.filter(~pl.col("status").is_in(ACCEPTABLE_STATUSES)))
     failures = pl.concat(bad) if bad else pl.DataFrame()
     return dg.AssetCheckResult(
-        passed=failures.height == 0,
+        passed=failures.height == 0 and not no_targets,
         metadata={
             "expected_files": expected,
             "problems": failures.height,
+            "partitions_without_targets": dg.MetadataValue.json(no_targets),
             "problem_files": markdown_preview(
                 failures.select("day", "data_type", "instrument_key", "status", "detail")
                 if failures.height

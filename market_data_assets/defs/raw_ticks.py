@@ -6,6 +6,7 @@ IO manager: a partition is gigabytes of ticks that must never sit in memory at o
 """
 
 import asyncio
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
@@ -60,6 +61,7 @@ async def _run_partitions(
                 convert_workers=settings.convert_workers,
                 io_concurrency=settings.io_concurrency,
                 progress=context.log.info,
+                staging_max_age=timedelta(hours=settings.staging_max_age_hours),
             )
             context.log.info(
                 f"{part.key}: {len(result.files)} files, {result.rows:,} rows, "

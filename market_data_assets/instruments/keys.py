@@ -17,7 +17,7 @@ import polars as pl
 
 from market_data_assets.instruments._rows import OnBad, reject_rows
 from market_data_assets.instruments.errors import InstrumentKeyError, UnsupportedInstrumentTypeError
-from market_data_assets.storage.layout import check_exchange
+from market_data_assets.storage.layout import MAX_INSTRUMENT_KEY_LENGTH, check_exchange
 
 TYPE_CODES: dict[str, str] = {
     "spot": "SPOT_PAIR",
@@ -158,6 +158,14 @@ def add_keys(frame: pl.DataFrame, exchange: str, *, on_bad: OnBad = "raise") -> 
         ~pl.col("instrument_key").str.contains(_KEY_PATTERN),
         exchange=exchange,
         reason="could not build a path-safe instrument key",
+        error=InstrumentKeyError,
+        on_bad=on_bad,
+    )
+    frame = reject_rows(
+        frame,
+        pl.col("instrument_key").str.len_chars() > MAX_INSTRUMENT_KEY_LENGTH,
+        exchange=exchange,
+        reason=f"instrument key longer than {MAX_INSTRUMENT_KEY_LENGTH} characters (no room for a file name)",
         error=InstrumentKeyError,
         on_bad=on_bad,
     )

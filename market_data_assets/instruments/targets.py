@@ -12,11 +12,18 @@ decides the URL symbol: the instrument's own dataset id, or a grouped id (``OPTI
 ``grouped_min_instruments`` selected instruments share it (or the instrument has no file of
 its own for that type). One grouped request then serves thousands of options, while two
 perpetuals do not pull the whole exchange's perpetuals file.
+
+A typo must not pass as a quiet day: an exchange id that is neither a partition exchange nor a
+Tardis exchange is an error when the file is loaded (``check_exchanges``); a rule (or a symbol)
+that matches no instrument of a day is reported by ``unmatched_rules``; and an exchange-day whose
+targets select nothing fails the ``raw_ticks_complete`` check unless the file says
+``allow_empty: true``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -50,7 +57,7 @@ TARGETS_SCHEMA = pl.Schema(
 rows sharing (data_type, dataset_symbol) are one download, split by ``symbol_in_csv``."""
 
 RULE_KEYS = ("types", "base", "quote", "symbols", "data_types")
-TOP_LEVEL_KEYS = ("exchanges", "grouped_min_instruments")
+TOP_LEVEL_KEYS = ("exchanges", "grouped_min_instruments", "allow_empty")
 DEFAULT_GROUPED_MIN_INSTRUMENTS = 20
 
 
@@ -94,13 +101,18 @@ class TargetsConfig:
     source: str = "<memory>"
     grouped_min_instruments: int = DEFAULT_GROUPED_MIN_INSTRUMENTS
     data_types_by_exchange: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    allow_empty: bool = False
+    """Whether an exchange-day whose targets select nothing may pass ``raw_ticks_complete``."""
 
     def rules_for(self, exchange: str) -> tuple[TargetRule, ...]:
         return self.exchanges.get(exchange, ())
 
 
-def load_targets_config(path: str | Path) -> TargetsConfig:
-    """Read and validate a targets YAML; every problem is a ``TargetsConfigError`` naming the file."""
+def load_targets_config(path: str | Path, known_exchanges: Iterable[str] | None = None) -> TargetsConfig:
+    """Read and validate a targets YAML; every problem is a ``TargetsConfigError`` naming the file.
+
+    With ``known_exchanges`` (the partition exchanges plus Tardis's exchange list), an exchange id
+    outside it is refused (``check_exchanges``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -110,7 +122,24 @@ def load_targets_config(path: str | Path) -> TargetsConfig:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TargetsConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_targets_config(document, source=str(path))
+    config = parse_targets_config(document, source=str(path))
+    if known_exchanges is not None:
+        check_exchanges(config, known_exchanges)
+    return config
+
+
+def check_exchanges(config: TargetsConfig, known_exchanges: Iterable[str]) -> None:
+    """Refuse exchange ids that no one knows (``bitmx``), suggesting the closest known id."""
+    known = sorted(set(known_exchanges))
+    for exchange in config.exchanges:
+        if exchange in known:
+            continue
+        close = difflib.get_close_matches(exchange, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TargetsConfigError(
+            f"{config.source}: exchanges.{exchange}: unknown exchange {exchange!r} (neither in "
+            f"MARKET_DATA_EXCHANGES nor in Tardis's exchange list){hint}"
+        )
 
 
 def _string_list(value: Any, where: str, what: str) -> tuple[str, ...]:
@@ -187,6 +216,9 @@ def parse_targets_config(document: Any, source: str = "<memory>") -> TargetsConf
         raise TargetsConfigError(
             f"{source}: 'grouped_min_instruments' must be an integer >= 1, got {threshold!r}"
         )
+    allow_empty = document.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise TargetsConfigError(f"{source}: 'allow_empty' must be true or false, got {allow_empty!r}")
     rules: dict[str, tuple[TargetRule, ...]] = {}
     for exchange, entries in exchanges.items():
         where = f"{source}: exchanges.{exchange}"
@@ -200,7 +232,26 @@ def parse_targets_config(document: Any, source: str = "<memory>") -> TargetsConf
             raise TargetsConfigError(f"{where}: expected a list of rules, got {entries!r:.80}")
         rules[exchange] = tuple(_parse_rule(exchange, e, f"{where}[{i}]") for i, e in enumerate(entries))
     data_types = {ex: tuple(dict.fromkeys(d for r in rs for d in r.data_types)) for ex, rs in rules.items()}
-    return TargetsConfig(rules, source, threshold, data_types)
+    return TargetsConfig(rules, source, threshold, data_types, allow_empty)
+
+
+def unmatched_rules(definitions: pl.DataFrame, config: TargetsConfig, exchange: str) -> list[str]:
+    """The rules of ``exchange`` that select no instrument of the day, and the listed symbols that
+    match none, as ``file: exchanges.EX[i]: ...`` lines. Empty when the exchange lists nothing that
+    day (no instruments: nothing could match)."""
+    defs = definitions.filter(pl.col("exchange") == exchange)
+    if defs.height == 0:
+        return []
+    out: list[str] = []
+    for rule in config.rules_for(exchange):
+        if defs.filter(rule.selects()).height == 0:
+            out.append(f"{rule.where}: selects no instrument")
+        elif rule.symbols is not None:
+            known = set(defs["instrument_key"]) | set(defs["dataset_symbol"]) | set(defs["symbol_in_csv"])
+            out.extend(
+                f"{rule.where}: symbol {s!r} matches no instrument" for s in rule.symbols if s not in known
+            )
+    return out
 
 
 def empty_targets() -> pl.DataFrame:

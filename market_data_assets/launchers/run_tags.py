@@ -9,9 +9,10 @@ derived here, in one place, from whichever tags the run has.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date
+
+from market_data_assets.storage.layout import is_exchange_id
 
 PARTITION_TAG = "dagster/partition"
 EXCHANGE_PARTITION_TAG = "dagster/partition/exchange"
@@ -28,15 +29,13 @@ GCE_ZONE_TAG = "market_data/gce_zone"
 GCE_PROJECT_TAG = "market_data/gce_project"
 GCE_MACHINE_TYPE_TAG = "market_data/gce_machine_type"
 
-_EXCHANGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
 
 def exchange_of_partition_key(key: str) -> str | None:
     """The exchange in a ``"2024-01-15|binance"`` key (the part that is not a date), else None."""
     parts = key.split("|")
     if len(parts) != 2:
         return None
-    candidates = [p for p in parts if not _is_iso_date(p) and _EXCHANGE_ID.match(p)]
+    candidates = [p for p in parts if not _is_iso_date(p) and is_exchange_id(p)]
     return candidates[0] if len(candidates) == 1 else None
 
 

@@ -95,7 +95,7 @@ def instance_name(prefix: str, run_id: str) -> str:
     if not name or not name[0].isalpha():
         name = f"r-{name}"
     name = name[:63].rstrip("-")
-    if not _INSTANCE_NAME.match(name):
+    if not _INSTANCE_NAME.fullmatch(name):
         raise VmSpecError(f"instance name {name!r} (from prefix {prefix!r}) is not a valid GCE name")
     return name
 
@@ -133,7 +133,7 @@ def run_labels(config: VmConfig, run_id: str, job_name: str, tags: Mapping[str, 
 
 def machine_type_for_run(config: VmConfig, tags: Mapping[str, str]) -> str:
     machine_type = tags.get(MACHINE_TYPE_TAG) or config.machine_type
-    if not _MACHINE_TYPE.match(machine_type):
+    if not _MACHINE_TYPE.fullmatch(machine_type):
         raise VmSpecError(
             f"machine type {machine_type!r} (tag {MACHINE_TYPE_TAG}) is not a GCE machine type name"
         )
@@ -143,7 +143,7 @@ def machine_type_for_run(config: VmConfig, tags: Mapping[str, str]) -> str:
 def check_env_is_not_secret(names: Sequence[str]) -> None:
     """Refuse secret-looking variables in plain metadata; they belong in ``secret_env``."""
     for name in names:
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise VmSpecError(f"environment variable name {name!r} is not valid")
         if _SECRET_NAME.search(name):
             raise VmSpecError(
@@ -156,7 +156,7 @@ def secret_resource(project: str, secret: str) -> str:
     """``tardis-api-key`` -> ``projects/P/secrets/tardis-api-key/versions/latest``; full names kept."""
     if secret.startswith("projects/"):
         return secret if "/versions/" in secret else f"{secret}/versions/latest"
-    if not re.match(r"^[A-Za-z0-9_-]{1,255}$", secret):
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", secret):
         raise VmSpecError(f"secret {secret!r} is neither a secret id nor a projects/... resource name")
     return f"projects/{project}/secrets/{secret}/versions/latest"
 
@@ -184,7 +184,7 @@ def render_env_file(env: Mapping[str, str]) -> str:
 def render_secret_env(config: VmConfig) -> str:
     """``NAME projects/.../versions/latest`` lines: names of secrets only, never their values."""
     for name in config.secret_env:
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise VmSpecError(f"secret_env variable name {name!r} is not valid")
     return "".join(f"{name} {secret_resource(config.project, s)}\n" for name, s in config.secret_env.items())
 

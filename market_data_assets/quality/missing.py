@@ -16,13 +16,20 @@ empty_at_source        Tardis answered with an empty file (no trading), or the g
 failed_download        the download kept failing after retries (the manifest keeps the error)
 incomplete             the file is stored but differs from its manifest entry (size or row count)
                        or is not a readable Parquet file
+corrupt                (``verify_hashes``) the file has the recorded size but not the recorded
+                       SHA-256: its bytes changed since it was written
 explained_by_incident  missing, and the day overlaps a Tardis incident report (its details quoted)
 =====================  ==========================================================================
+
+``ACCEPTABLE_STATUSES`` are the ones that leave nothing to fetch: the blocking check
+``raw_ticks_complete`` and ``market-data missing``'s exit status treat every other one as a problem.
+An exchange-day whose download targets are missing or select nothing has no rows at all; callers
+learn about it through ``on_no_targets`` (a targets typo must not look like a complete day).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 
 import polars as pl
@@ -38,6 +45,7 @@ from market_data_assets.ticks.manifest import (
     STATUS_FAILED,
     STATUS_OK,
     read_manifest,
+    stored_sha256,
 )
 
 STATUSES: tuple[str, ...] = (
@@ -46,9 +54,17 @@ STATUSES: tuple[str, ...] = (
     "empty_at_source",
     "failed_download",
     "incomplete",
+    "corrupt",
     "explained_by_incident",
 )
 GAP_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s != "present")
+ACCEPTABLE_STATUSES: tuple[str, ...] = ("present", "empty_at_source", "explained_by_incident")
+"""Nothing we can fetch is missing; every other status is a problem (see the module docstring)."""
+
+NO_TARGETS_FILE = "no download targets stored"
+NO_TARGETS_SELECTED = "the targets select nothing"
+NoTargets = Callable[[date, str, str], None]
+"""Told (day, exchange, one of the two reasons above) for an exchange-day without targets."""
 
 STATUS_ENUM = pl.Enum(STATUSES)
 
@@ -90,37 +106,28 @@ def classify_day(
     stored: dict[str, int],
     incidents: list[Incident] | None = None,
     row_counts: dict[str, int | None] | None = None,
+    hashes: dict[str, str | None] | None = None,
 ) -> pl.DataFrame:
     """One report row per target (data type × instrument) of one exchange-day.
 
     Vectorized (joins, not a Python loop per file): a year of 1,000 instruments is ~1M rows.
     ``row_counts`` (path -> rows read from the Parquet footer, None if unreadable) enables the
-    deep check; without it only sizes are compared.
+    deep check and ``hashes`` (path -> SHA-256 of the stored bytes) the byte check; without them
+    only sizes are compared.
     """
     if targets.height == 0:
         return _empty_report()
-    bad_keys = targets.filter(~pl.col("instrument_key").str.contains(_KEY_PATTERN))
+    bad_keys = targets.filter(~pl.col("instrument_key").str.contains(layout.INSTRUMENT_KEY_REGEX))
     if bad_keys.height:
         raise ValueError(
             f"targets of {day}|{exchange}: invalid instrument key {bad_keys['instrument_key'][0]!r}"
         )
-    day_dir = layout.raw_ticks_dir(day, "trades").rsplit("/", 1)[0]
     frame = targets.select(
         pl.col("data_type").cast(pl.String),
         pl.col("instrument_key").cast(pl.String),
         pl.col("dataset_symbol").cast(pl.String),
         pl.col("grouped").cast(pl.Boolean),
-    ).with_columns(
-        path=pl.concat_str(
-            [
-                pl.lit(day_dir + "/data_type-"),
-                pl.col("data_type"),
-                pl.lit("/"),
-                pl.col("instrument_key"),
-                pl.lit(".parquet"),
-            ]
-        )
-    )
+    ).with_columns(path=expected_path(day))
     stored_df = pl.DataFrame(
         {"path": list(stored), "stored_bytes": list(stored.values())},
         schema={"path": pl.String, "stored_bytes": pl.Int64},
@@ -138,6 +145,7 @@ def classify_day(
             pl.col("status").alias("entry_status"),
             pl.col("bytes").alias("manifest_bytes"),
             pl.col("rows").alias("manifest_rows"),
+            pl.col("sha256").alias("manifest_sha256"),
             pl.col("error").alias("entry_error"),
         ),
         on=["data_type", "instrument_key"],
@@ -166,6 +174,14 @@ def classify_day(
         frame = frame.join(counts, on="path", how="left")
     else:
         frame = frame.with_columns(footer_rows=pl.lit(None, pl.Int64), footer_read=pl.lit(None, pl.Boolean))
+    if hashes is not None:
+        hash_frame = pl.DataFrame(
+            {"path": list(hashes), "stored_sha256": list(hashes.values())},
+            schema={"path": pl.String, "stored_sha256": pl.String},
+        )
+        frame = frame.join(hash_frame, on="path", how="left")
+    else:
+        frame = frame.with_columns(stored_sha256=pl.lit(None, pl.String))
 
     day_incidents = [i for i in (incidents or []) if i.overlaps(day)]
     incident_text = " | ".join(f"{i.status}: {i.details}" for i in day_incidents)
@@ -184,6 +200,22 @@ def classify_day(
                 s=pl.lit("incomplete"),
                 d=pl.format(
                     "stored size {} B differs from the manifest's {} B", stored_col, pl.col("manifest_bytes")
+                ),
+            )
+        )
+        .when(
+            stored_col.is_not_null()
+            & pl.col("stored_sha256").is_not_null()
+            & pl.col("manifest_sha256").is_not_null()
+            & (pl.col("stored_sha256") != pl.col("manifest_sha256"))
+        )
+        .then(
+            pl.struct(
+                s=pl.lit("corrupt"),
+                d=pl.format(
+                    "stored bytes have SHA-256 {}, the manifest recorded {}",
+                    pl.col("stored_sha256"),
+                    pl.col("manifest_sha256"),
                 ),
             )
         )
@@ -243,7 +275,31 @@ def classify_day(
     )
 
 
-_KEY_PATTERN = r"^[A-Z0-9._-]+:[A-Z0-9._-]+:[A-Z0-9._-]+$"
+def expected_path(day: date) -> pl.Expr:
+    """The stored path of each (data_type, instrument_key) row of one day, as ``layout`` spells it."""
+    day_dir = layout.raw_ticks_dir(day, "trades").rsplit("/", 1)[0]
+    return pl.concat_str(
+        [
+            pl.lit(day_dir + "/data_type-"),
+            pl.col("data_type"),
+            pl.lit("/"),
+            pl.col("instrument_key"),
+            pl.lit(".parquet"),
+        ]
+    )
+
+
+def with_paths(report: pl.DataFrame, store: ObjectStore) -> pl.DataFrame:
+    """``report`` with the full location (``store.uri``) of every expected file in ``path``
+    (the report itself leaves it empty for present files)."""
+    if report.height == 0:
+        return report
+    prefix = store.uri("x")[:-1]
+    frames = [
+        part.with_columns(path=pl.lit(prefix) + expected_path(day))
+        for (day,), part in report.partition_by("day", as_dict=True, maintain_order=True).items()
+    ]
+    return pl.concat(frames)
 
 
 def _manifest_frame(manifest: pa.Table | pl.DataFrame | None) -> pl.DataFrame:
@@ -269,6 +325,11 @@ def parquet_row_counts(store: ObjectStore, paths: Iterable[str]) -> dict[str, in
     return out
 
 
+def stored_hashes(store: ObjectStore, paths: Iterable[str]) -> dict[str, str | None]:
+    """SHA-256 of each stored file (reads every byte: the ``--verify`` depth)."""
+    return {path: stored_sha256(store, path) for path in paths}
+
+
 def report_for_day(
     store: ObjectStore,
     day: date,
@@ -276,19 +337,26 @@ def report_for_day(
     *,
     incidents: list[Incident] | None = None,
     verify_rows: bool = False,
+    verify_hashes: bool = False,
     data_type: str | None = None,
+    on_no_targets: NoTargets | None = None,
 ) -> pl.DataFrame:
     """The missing-data report of one exchange-day, from what storage holds."""
     targets_path = layout.targets_path(day, exchange)
     if not store.exists(targets_path):
+        if on_no_targets is not None:
+            on_no_targets(day, exchange, NO_TARGETS_FILE)
         return _empty_report()
     targets = pl.from_arrow(store.read_parquet(targets_path))
     assert isinstance(targets, pl.DataFrame)
+    if targets.height == 0 and on_no_targets is not None:
+        on_no_targets(day, exchange, NO_TARGETS_SELECTED)
     if data_type is not None:
         targets = targets.filter(pl.col("data_type") == data_type)
     manifest = read_manifest(store, day, exchange)
     stored = stored_files(store, day, exchange, targets.get_column("data_type").unique().to_list())
     counts = parquet_row_counts(store, stored) if verify_rows else None
+    hashes = stored_hashes(store, stored) if verify_hashes else None
     return classify_day(
         exchange=exchange,
         day=day,
@@ -297,6 +365,7 @@ def report_for_day(
         stored=stored,
         incidents=incidents,
         row_counts=counts,
+        hashes=hashes,
     )
 
 
@@ -307,6 +376,8 @@ def _reports_for_jobs(
     data_type: str | None,
     verify_rows: bool,
     threads: int,
+    verify_hashes: bool = False,
+    on_no_targets: NoTargets | None = None,
 ) -> pl.DataFrame:
     """The reports of ``jobs`` (day, exchange) on a thread pool: listing and reading are I/O bound."""
     from concurrent.futures import ThreadPoolExecutor
@@ -320,6 +391,8 @@ def _reports_for_jobs(
             incidents=incidents.get(exchange),
             data_type=data_type,
             verify_rows=verify_rows,
+            verify_hashes=verify_hashes,
+            on_no_targets=on_no_targets,
         )
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -336,7 +409,9 @@ def report_for_range(
     data_type: str | None = None,
     incidents: dict[str, list[Incident]] | None = None,
     verify_rows: bool = False,
+    verify_hashes: bool = False,
     threads: int = 3,
+    on_no_targets: NoTargets | None = None,
 ) -> pl.DataFrame:
     """Reports of every exchange-day in ``[start, end]``.
 
@@ -348,7 +423,9 @@ def report_for_range(
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     jobs = [(start + timedelta(days=i), ex) for ex in exchanges for i in range((end - start).days + 1)]
-    return _reports_for_jobs(store, jobs, incidents or {}, data_type, verify_rows, threads)
+    return _reports_for_jobs(
+        store, jobs, incidents or {}, data_type, verify_rows, threads, verify_hashes, on_no_targets
+    )
 
 
 def summarize(report: pl.DataFrame) -> pl.DataFrame:

@@ -37,8 +37,22 @@ AREAS: tuple[str, ...] = (
 KEYED_AREAS: tuple[str, ...] = (CANDLES_AREA, BOOK_SNAPSHOTS_AREA)
 """Areas of one file per instrument under ``timeframe-TF`` folders, written through the IO manager."""
 
-_EXCHANGE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_KEY_FIELD = re.compile(r"^[A-Z0-9._-]+$")
+EXCHANGE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+"""A Tardis exchange id; always applied with ``fullmatch`` (``$`` would let a trailing newline in)."""
+KEY_FIELD_CHARS = "A-Z0-9._-"
+_KEY_FIELD = re.compile(rf"[{KEY_FIELD_CHARS}]+")
+INSTRUMENT_KEY_REGEX = rf"^[{KEY_FIELD_CHARS}]+:[{KEY_FIELD_CHARS}]+:[{KEY_FIELD_CHARS}]+$"
+"""The key's shape for polars' ``str.contains`` (Rust regex: ``$`` is the end of the text only)."""
+
+MAX_INSTRUMENT_KEY_LENGTH = 200
+"""Longest canonical key. A key is a file name (``KEY.parquet``) and local writes go through a
+temporary ``.KEY.parquet.tmp-<32 hex>`` beside it: 200 + 46 characters stays under the 255-byte
+name limit of common filesystems (ext4, APFS, NTFS) with room to spare. Longer keys are refused
+where keys are made (``instruments.keys.add_keys``) and wherever a key becomes a path."""
+
+
+def is_exchange_id(value: object) -> bool:
+    return isinstance(value, str) and EXCHANGE_ID.fullmatch(value) is not None
 
 
 class LayoutError(ValueError):
@@ -46,7 +60,7 @@ class LayoutError(ValueError):
 
 
 def check_exchange(exchange: str) -> str:
-    if not isinstance(exchange, str) or not _EXCHANGE.match(exchange):
+    if not is_exchange_id(exchange):
         raise LayoutError(f"invalid exchange id {exchange!r}: expected lowercase letters, digits and '-'")
     return exchange
 
@@ -54,9 +68,14 @@ def check_exchange(exchange: str) -> str:
 def check_instrument_key(key: str) -> str:
     """A canonical key ``VENUE:TYPE:SYMBOL`` whose fields only use ``[A-Z0-9._-]``."""
     parts = key.split(":") if isinstance(key, str) else []
-    if len(parts) != 3 or not all(_KEY_FIELD.match(p) and p.strip(".") for p in parts):
+    if len(parts) != 3 or not all(_KEY_FIELD.fullmatch(p) and p.strip(".") for p in parts):
         raise LayoutError(
-            f"invalid instrument key {key!r}: expected VENUE:TYPE:SYMBOL with fields in [A-Z0-9._-]"
+            f"invalid instrument key {key!r:.300}: expected VENUE:TYPE:SYMBOL with fields in [A-Z0-9._-]"
+        )
+    if len(key) > MAX_INSTRUMENT_KEY_LENGTH:
+        raise LayoutError(
+            f"instrument key {key[:60]!r}... is {len(key)} characters long; the maximum is "
+            f"{MAX_INSTRUMENT_KEY_LENGTH} (it must fit a file name with a temporary suffix)"
         )
     return key
 

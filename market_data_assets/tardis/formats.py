@@ -12,6 +12,23 @@ Column kinds:
 - ``category``: a small vocabulary (side, exchange, option type) -> dictionary-encoded string.
 - ``string``: high-cardinality text (trade ids) -> ``string_view``, no dictionary.
 - ``bool``: ``true``/``false`` -> boolean.
+
+Values are checked as well as types (``ticks.values`` applies the rules, on both conversion
+routes), because one bad cell spreads: a ``NaN`` price makes the close, VWAP, notional and
+realized variance of its candle NaN, and every coarser timeframe after it. Each column says
+what it accepts:
+
+- ``float`` columns never accept ``NaN`` or ``±inf`` (Tardis writes an *empty cell* where the
+  exchange gave no value, never a non-number). ``domain`` adds the sign rule: ``price``
+  (non-negative, except on COMBO instruments: a Deribit future spread trades at a negative price),
+  ``non_negative`` (amounts, sizes, open interest, implied volatility) or ``any_sign`` (funding
+  rates, greeks).
+- ``category`` columns with a ``vocabulary`` accept only those values (``side`` of a trade:
+  buy, sell, unknown; of a book update: bid, ask; option ``type``: put, call).
+- ``nullable`` says where an empty cell is legitimate: e.g. book snapshot levels are empty when
+  the book is thinner than the snapshot depth, a trade ``id`` may be empty, any
+  ``derivative_ticker`` field may be missing. An amount of 0 is legitimate in
+  ``incremental_book_L2`` (it removes the level).
 """
 
 from __future__ import annotations
@@ -23,6 +40,13 @@ from typing import Literal
 import pyarrow as pa
 
 Kind = Literal["timestamp", "float", "category", "string", "bool"]
+Domain = Literal["price", "non_negative", "any_sign"]
+"""Sign rule of a ``float`` column (all of them refuse NaN and infinities); see the module doc."""
+
+TRADE_SIDES = ("buy", "sell", "unknown")
+LIQUIDATION_SIDES = ("buy", "sell")
+BOOK_SIDES = ("bid", "ask")
+OPTION_TYPES = ("put", "call")
 
 INSTRUMENT_KEY_COLUMN = "instrument_key"
 """Column added to every normalized tick file (the canonical key, see docs/INSTRUMENT_KEY.md)."""
@@ -49,6 +73,10 @@ class Column:
     kind: Kind
     nullable: bool = False
     description: str = ""
+    domain: Domain = "non_negative"
+    """Only read for ``float`` columns."""
+    vocabulary: tuple[str, ...] | None = None
+    """The only values a ``category`` column accepts; None: any value."""
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -56,9 +84,23 @@ class Column:
 
 
 def _col(
-    name: str, kind: Kind, nullable: bool = False, description: str = "", csv_name: str | None = None
+    name: str,
+    kind: Kind,
+    nullable: bool = False,
+    description: str = "",
+    csv_name: str | None = None,
+    domain: Domain = "non_negative",
+    vocabulary: tuple[str, ...] | None = None,
 ) -> Column:
-    return Column(csv_name=csv_name or name, name=name, kind=kind, nullable=nullable, description=description)
+    return Column(
+        csv_name=csv_name or name,
+        name=name,
+        kind=kind,
+        nullable=nullable,
+        description=description,
+        domain=domain,
+        vocabulary=vocabulary,
+    )
 
 
 COMMON_COLUMNS: tuple[Column, ...] = (
@@ -137,6 +179,16 @@ class DataTypeSpec:
     def timestamp_columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.kind == "timestamp")
 
+    @cached_property
+    def float_columns(self) -> tuple[Column, ...]:
+        """Columns whose values are checked as numbers (finite; sign by ``domain``)."""
+        return tuple(c for c in self.columns if c.kind == "float")
+
+    @cached_property
+    def vocabulary_columns(self) -> tuple[Column, ...]:
+        """Columns whose values must come from a fixed ``vocabulary``."""
+        return tuple(c for c in self.columns if c.vocabulary is not None)
+
 
 def _spec(
     name: str,
@@ -158,15 +210,15 @@ def _spec(
 
 _TRADE_LIKE = (
     _col("id", "string", nullable=True, description="exchange trade id; may be empty"),
-    _col("side", "category", description="aggressor side: buy, sell or unknown"),
-    _col("price", "float"),
+    _col("side", "category", description="aggressor side: buy, sell or unknown", vocabulary=TRADE_SIDES),
+    _col("price", "float", domain="price"),
     _col("amount", "float", description="in the venue's unit (contracts on inverse instruments)"),
 )
 
 _QUOTE_LIKE = (
     _col("ask_amount", "float", nullable=True),
-    _col("ask_price", "float", nullable=True),
-    _col("bid_price", "float", nullable=True),
+    _col("ask_price", "float", nullable=True, domain="price"),
+    _col("bid_price", "float", nullable=True, domain="price"),
     _col("bid_amount", "float", nullable=True),
 )
 
@@ -185,7 +237,9 @@ def _book_levels(depth: int) -> tuple[Column, ...]:
                         f"{side}_{field_name}_{i}",
                         "float",
                         nullable=True,
+                        description="empty when the book has fewer levels than the snapshot depth",
                         csv_name=f"{side_csv}[{i}].{field_name}",
+                        domain="price" if field_name == "price" else "non_negative",
                     )
                 )
     return tuple(cols)
@@ -199,8 +253,13 @@ DATA_TYPES: dict[str, DataTypeSpec] = {
             "liquidations",
             (
                 _col("id", "string", nullable=True),
-                _col("side", "category", description="buy: a short was liquidated; sell: a long"),
-                _col("price", "float"),
+                _col(
+                    "side",
+                    "category",
+                    description="buy: a short was liquidated; sell: a long",
+                    vocabulary=LIQUIDATION_SIDES,
+                ),
+                _col("price", "float", domain="price"),
                 _col("amount", "float"),
             ),
             "liquidation orders",
@@ -210,8 +269,8 @@ DATA_TYPES: dict[str, DataTypeSpec] = {
             "incremental_book_L2",
             (
                 _col("is_snapshot", "bool"),
-                _col("side", "category", description="bid or ask"),
-                _col("price", "float"),
+                _col("side", "category", description="bid or ask", vocabulary=BOOK_SIDES),
+                _col("price", "float", domain="price"),
                 _col("amount", "float", description="new absolute level size; 0 removes the level"),
             ),
             "L2 order book updates (absolute sizes); a snapshot resets the book",
@@ -224,12 +283,12 @@ DATA_TYPES: dict[str, DataTypeSpec] = {
             "derivative_ticker",
             (
                 _col("funding_timestamp", "timestamp", nullable=True),
-                _col("funding_rate", "float", nullable=True),
-                _col("predicted_funding_rate", "float", nullable=True),
+                _col("funding_rate", "float", nullable=True, domain="any_sign"),
+                _col("predicted_funding_rate", "float", nullable=True, domain="any_sign"),
                 _col("open_interest", "float", nullable=True),
-                _col("last_price", "float", nullable=True),
-                _col("index_price", "float", nullable=True),
-                _col("mark_price", "float", nullable=True),
+                _col("last_price", "float", nullable=True, domain="price"),
+                _col("index_price", "float", nullable=True, domain="price"),
+                _col("mark_price", "float", nullable=True, domain="price"),
             ),
             "funding, open interest, mark and index prices of derivatives",
             groupable=True,
@@ -237,26 +296,26 @@ DATA_TYPES: dict[str, DataTypeSpec] = {
         _spec(
             "options_chain",
             (
-                _col("type", "category", description="put or call"),
+                _col("type", "category", description="put or call", vocabulary=OPTION_TYPES),
                 _col("strike_price", "float"),
                 _col("expiration", "timestamp"),
                 _col("open_interest", "float", nullable=True),
-                _col("last_price", "float", nullable=True),
-                _col("bid_price", "float", nullable=True),
+                _col("last_price", "float", nullable=True, domain="price"),
+                _col("bid_price", "float", nullable=True, domain="price"),
                 _col("bid_amount", "float", nullable=True),
                 _col("bid_iv", "float", nullable=True, description="percent"),
-                _col("ask_price", "float", nullable=True),
+                _col("ask_price", "float", nullable=True, domain="price"),
                 _col("ask_amount", "float", nullable=True),
                 _col("ask_iv", "float", nullable=True, description="percent"),
-                _col("mark_price", "float", nullable=True),
+                _col("mark_price", "float", nullable=True, domain="price"),
                 _col("mark_iv", "float", nullable=True, description="percent"),
                 _col("underlying_index", "category", nullable=True),
-                _col("underlying_price", "float", nullable=True),
-                _col("delta", "float", nullable=True),
-                _col("gamma", "float", nullable=True),
-                _col("vega", "float", nullable=True),
-                _col("theta", "float", nullable=True),
-                _col("rho", "float", nullable=True),
+                _col("underlying_price", "float", nullable=True, domain="price"),
+                _col("delta", "float", nullable=True, domain="any_sign"),
+                _col("gamma", "float", nullable=True, domain="any_sign"),
+                _col("vega", "float", nullable=True, domain="any_sign"),
+                _col("theta", "float", nullable=True, domain="any_sign"),
+                _col("rho", "float", nullable=True, domain="any_sign"),
             ),
             "option quotes and greeks",
             groupable=True,

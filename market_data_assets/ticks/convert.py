@@ -5,8 +5,9 @@ Two routes, one result (same schema, same values, same errors):
 - Most files: polars' streaming CSV reader (it decompresses gzip lazily, in chunks: peak RSS stays
   flat however large the day) hands row batches of one row group each to pyarrow's Parquet writer,
   which can choose encodings per column (see ``parquet_writer``; trades come out at 66% of polars'
-  default size). Every batch is checked on the way through (required values present, timestamps
-  inside the day's window) with the exact CSV line of the first offence. Grouped Tardis files (one
+  default size). Every batch is checked on the way through (required values present, values the
+  spec allows (``values``: finite, non-negative prices and amounts, known sides), timestamps
+  inside the day's window) with the exact CSV line, column and value of the first offence. Grouped Tardis files (one
   ``OPTIONS`` file for thousands of options) are split into one file per instrument key as they
   stream.
 - Book files of one instrument: polars' own ``scan_csv -> sink_parquet``, checked afterwards from
@@ -16,6 +17,10 @@ Two routes, one result (same schema, same values, same errors):
 Nothing is written under a final name here: files land under temporary names in ``out_dir`` and
 the caller publishes each with ``store.put_file(move=True)``. On any error every temporary file of
 the conversion is removed before the exception propagates.
+
+A file with rows, none of them for a requested symbol, is an error (``WrongSymbolError``), not an
+empty day: it means the symbol mapping is wrong, and recording it as empty would make whole
+instruments look empty at the source.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from market_data_assets.ticks.errors import (
     HeaderError,
     TickFileError,
     TimestampWindowError,
+    WrongSymbolError,
 )
 from market_data_assets.ticks.locate import find_bad_cell
 from market_data_assets.ticks.parquet_writer import (
@@ -61,6 +67,7 @@ from market_data_assets.ticks.polars_sink import (
     prefers_polars_writer,
     sink_single_instrument,
 )
+from market_data_assets.ticks.values import combo_symbols, first_bad_value
 
 LOCAL_TIMESTAMP_TOLERANCE = timedelta(minutes=1)
 """Tardis splits daily files by ``local_timestamp``, so it must lie in [day, day+1); the minute of
@@ -206,7 +213,7 @@ def _convert_in_polars(
     out = out_dir / f".convert-{uuid.uuid4().hex[:12]}.parquet"
     try:
         sha256 = sink_single_instrument(src, spec, key, out)
-        summary = footer_summary(out, spec, symbol)
+        summary = footer_summary(out, spec, symbol, key)
     except (pl.exceptions.PolarsError, OSError):
         summary = None
     except BaseException:
@@ -248,10 +255,12 @@ def _convert_streaming(
     """Row batches through the checks into pyarrow's tuned writer, split by instrument key."""
     source_bytes = src.stat().st_size
     sink = KeyedParquetSink(spec, out_dir)
-    stats = _StreamStats()
+    stats = _StreamStats(combos=combo_symbols(key_for_symbol))
     try:
         for batch in _batches(src, spec, label):
             _convert_batch(batch, spec, key_for_symbol, window, label, stats, sink)
+        if stats.rows and not stats.matched:
+            raise WrongSymbolError(label, _wrong_symbol_message(stats, key_for_symbol))
         written = sink.close()
     except BaseException:
         sink.abort()
@@ -283,7 +292,23 @@ def _convert_streaming(
 @dataclass
 class _StreamStats:
     rows: int = 0
+    matched: int = 0
+    """Rows of requested symbols."""
     unknown: dict[str, int] = field(default_factory=dict)
+    combos: frozenset[str] = frozenset()
+
+
+def _wrong_symbol_message(stats: _StreamStats, key_for_symbol: Mapping[str, str]) -> str:
+    def listed(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+    found = sorted(stats.unknown.items(), key=lambda kv: (-kv[1], kv[0]))
+    return (
+        f"none of its {stats.rows:,} rows is for a requested symbol: it holds "
+        f"{listed([f'{sym!r} ({n:,} rows)' for sym, n in found])}, the targets asked for "
+        f"{listed([repr(s) for s in sorted(key_for_symbol)])}; the symbol mapping (dataset id -> CSV "
+        "`symbol` value) is wrong, or Tardis served another instrument's file"
+    )
 
 
 def _read_header(src: Path, label: str) -> list[str] | None:
@@ -347,9 +372,15 @@ def _first_true(mask: pl.Series) -> int | None:
 
 
 def _check_batch(
-    batch: pl.DataFrame, spec: DataTypeSpec, window: TimestampWindow, label: str, offset: int
+    batch: pl.DataFrame,
+    spec: DataTypeSpec,
+    window: TimestampWindow,
+    label: str,
+    offset: int,
+    combos: frozenset[str] = frozenset(),
 ) -> None:
-    """Required values present, timestamps inside the window; errors name the CSV line."""
+    """Required values present, values the spec allows, timestamps inside the window; errors name
+    the CSV line."""
     required = [c.csv_name for c in spec.columns if not c.nullable]
     for name in required:
         if batch.get_column(name).null_count():  # O(1): polars keeps null counts per chunk
@@ -357,6 +388,9 @@ def _check_batch(
             raise BadValueError(
                 label, f"column {name!r} is empty but requires a value", line=offset + idx + 2
             )  # type: ignore[operator]
+    bad = first_bad_value(batch, spec, combos)
+    if bad is not None:
+        raise BadValueError(label, bad[1], line=offset + bad[0] + 2)
     for name, (lo, hi), what in window.by_column():
         col = batch.get_column(name)
         lo_seen, hi_seen = col.min(), col.max()
@@ -384,7 +418,7 @@ def _convert_batch(
     stats.rows += batch.height
     if batch.height == 0:
         return
-    _check_batch(batch, spec, window, label, offset)
+    _check_batch(batch, spec, window, label, offset, stats.combos)
 
     symbols = batch.get_column("symbol")
     first = symbols[0]
@@ -411,6 +445,7 @@ def _convert_batch(
             ).items()
         }
     for key, part in parts.items():
+        stats.matched += part.height
         ts = part.get_column("timestamp")
         sink.append(key, _to_arrow(part, spec, key), ts.min(), ts.max())  # type: ignore[arg-type]
 

@@ -28,9 +28,14 @@ class CorruptGzipError(TickFileError):
 
 
 class BadValueError(TickFileError):
-    """A cell that does not parse as its column's type (e.g. a non-numeric price), or a missing
-    value in a column that must always have one."""
+    """A cell that does not parse as its column's type (e.g. a non-numeric price), a missing
+    value in a column that must always have one, or a value the spec refuses (NaN, inf, a negative
+    price or amount, a side outside the column's vocabulary: see ``tardis.formats``)."""
 
 
 class TimestampWindowError(TickFileError):
     """A timestamp outside the partition's day window (see ``convert.TimestampWindow``)."""
+
+
+class WrongSymbolError(TickFileError):
+    """The file has rows, but none for a requested symbol: a wrong symbol mapping, never an empty day."""

@@ -14,14 +14,15 @@ exactly ``MANIFEST_SCHEMA``. Rows of one download group:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
 from market_data_assets.storage.layout import raw_manifest_path
-from market_data_assets.storage.store import ObjectStore
+from market_data_assets.storage.store import LocalStore, ObjectStore
 
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty"
@@ -103,14 +104,31 @@ def write_manifest(store: ObjectStore, day: date, exchange: str, rows: Iterable[
     store.write_parquet(rows_to_table(ordered), raw_manifest_path(day, exchange))
 
 
+def stored_sha256(store: ObjectStore, path: str) -> str | None:
+    """SHA-256 of a stored file's bytes (None when it cannot be read). A local file is hashed from
+    disk in chunks; a remote object is fetched (the price of proving its bytes)."""
+    try:
+        if isinstance(store, LocalStore):
+            with open(store.uri(path), "rb") as fh:
+                return hashlib.file_digest(fh, "sha256").hexdigest()
+        return hashlib.sha256(store.get_bytes(path)).hexdigest()
+    except Exception:  # noqa: BLE001 - unreadable (gone, permissions, a remote error): it does not match
+        return None
+
+
 def group_is_complete(
-    rows: list[ManifestRow], wanted_keys: Iterable[str], stored_sizes: Mapping[str, int]
+    rows: list[ManifestRow],
+    wanted_keys: Iterable[str],
+    stored_sizes: Mapping[str, int],
+    hash_of: Callable[[str], str | None] | None = None,
 ) -> bool:
     """Whether a download group may be skipped on a re-run.
 
     True when the group's rows are all good and still true of storage: no failure, every ``ok``
-    file exists with the recorded size, and every instrument now wanted has a row (or the whole
-    download was empty). A new target, a deleted or resized file, or a failure means redo.
+    file exists with the recorded size (and, given ``hash_of``, the recorded SHA-256: a file whose
+    bytes changed in place keeps its size), and every instrument now wanted has a row (or the
+    whole download was empty). A new target, a deleted, resized or altered file, or a failure
+    means redo.
     """
     if not rows or any(r.status == STATUS_FAILED for r in rows):
         return False
@@ -122,5 +140,7 @@ def group_is_complete(
         if row is None:
             return False
         if row.status == STATUS_OK and (row.path is None or stored_sizes.get(row.path) != row.bytes):
+            return False
+        if row.status == STATUS_OK and hash_of is not None and row.sha256 and hash_of(row.path) != row.sha256:
             return False
     return True

@@ -14,8 +14,10 @@ converters' (benchmarks/bench_partition.py measures a whole partition's peak RSS
 
 Each conversion's files are published with ``store.put_file(move=True)`` (atomic each), on a
 bounded pool of ``io_concurrency`` (a grouped OPTIONS file splits into thousands of pieces, each a
-GCS round trip), then the manifest is rewritten. A killed run therefore loses at most the groups in flight; a
-re-run skips every group whose manifest rows still match storage (``manifest.group_is_complete``).
+GCS round trip), then the manifest is rewritten. A killed run therefore loses at most the groups in
+flight; a re-run skips every group whose manifest rows still match storage
+(``manifest.group_is_complete``: size and SHA-256, so a file whose bytes changed in place is
+downloaded again).
 Downloads are not inflated on arrival (``verify=False``): the conversion reads every byte anyway,
 and inflating twice cost ~12% of a partition's CPU. A gzip found broken while converting (cut at
 the origin; a cut connection is already caught by the client's Content-Length check) is
@@ -35,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +45,7 @@ import polars as pl
 
 from market_data_assets.storage.layout import raw_ticks_dir, raw_ticks_path
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY, map_objects
+from market_data_assets.storage.staging import DEFAULT_MAX_AGE, claim_work_dir, clean_staging
 from market_data_assets.storage.store import ObjectStore
 from market_data_assets.ticks.convert import convert_csv_gz, runs_on_every_core
 from market_data_assets.ticks.errors import CorruptGzipError, TickFileError
@@ -54,6 +57,7 @@ from market_data_assets.ticks.manifest import (
     ManifestRow,
     group_is_complete,
     read_manifest_rows,
+    stored_sha256,
     write_manifest,
 )
 
@@ -166,13 +170,20 @@ async def materialize_raw_ticks(
     convert_workers: int = 2,
     io_concurrency: int = DEFAULT_IO_CONCURRENCY,
     progress: Progress | None = None,
+    staging_max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> RawTicksResult:
-    """Download, convert and publish every raw tick file of one partition; see the module docstring."""
+    """Download, convert and publish every raw tick file of one partition; see the module docstring.
+
+    First removes what dead runs left in the staging folder (``storage.staging.clean_staging``;
+    ``staging_max_age`` for entries whose owner cannot be checked)."""
     from market_data_assets.tardis.client import DownloadRequest
 
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     result = RawTicksResult(day=day, exchange=exchange)
+    cleaned = await asyncio.to_thread(clean_staging, store.staging_dir(), max_age=staging_max_age)
+    if cleaned.removed:
+        say(f"removed {len(cleaned.removed)} staging entries of dead runs ({cleaned.freed_bytes:,} bytes)")
     groups = download_groups(targets, exchange)
     previous = [] if force else read_manifest_rows(store, day, exchange)
     ledger = _Ledger(store, day, exchange, {g.key for g in groups}, previous)
@@ -185,8 +196,7 @@ async def materialize_raw_ticks(
         result.seconds = time.perf_counter() - started
         return result
 
-    work = store.staging_dir() / f"raw-ticks-{uuid.uuid4().hex[:12]}"
-    work.mkdir(parents=True)
+    work = claim_work_dir(store.staging_dir(), "raw-ticks")
     by_request = {(g.data_type, g.dataset_symbol): g for g in todo}
     dest = {g.key: work / f"{i:06d}.csv.gz" for i, g in enumerate(todo)}
     requests = [DownloadRequest(exchange, g.data_type, day, g.dataset_symbol) for g in todo]
@@ -302,7 +312,12 @@ class _Ledger:
         rows = self.rows.get(group.key, [])
         if not rows:
             return False
-        return group_is_complete(rows, group.key_for_symbol.values(), self._stored_sizes(group.data_type))
+        return group_is_complete(
+            rows,
+            group.key_for_symbol.values(),
+            self._stored_sizes(group.data_type),
+            hash_of=lambda path: stored_sha256(self.store, path),
+        )
 
     async def replace(self, group: GroupKey, rows: list[ManifestRow]) -> None:
         self.rows[group] = rows

@@ -12,8 +12,10 @@ per column, so its timestamps are PLAIN under zstd rather than delta-encoded (7%
 snapshot file's bytes).
 
 What the streaming path checks row by row is checked here from the written file's footer:
-every row group's statistics give its null counts and timestamp range, and the symbol column's
-min and max say the file holds one symbol. When anything is off (or polars cannot parse a cell),
+every row group's statistics give its null counts, timestamp range and the range of every float
+column (the spec's value rules, ``ticks.values``; NaN is written as ``-inf`` so that the
+statistics, which skip NaN, show it), and the symbol column's min and max say the file holds one
+symbol. When anything is off (or polars cannot parse a cell),
 the caller deletes the file and runs the row-by-row path, which finds the offending line and
 names it. Bad input therefore costs a second pass; good input costs one.
 """
@@ -32,6 +34,7 @@ import pyarrow.parquet as pq
 
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN, DataTypeSpec
 from market_data_assets.ticks.parquet_writer import row_group_rows
+from market_data_assets.ticks.values import footer_values_ok, nan_to_neg_inf
 
 ZSTD_LEVEL = 3
 """polars' default: level 1 writes book snapshots 11% larger for no measurable gain in time."""
@@ -50,7 +53,9 @@ def sink_single_instrument(src: Path, spec: DataTypeSpec, key: str, out: Path) -
     """
     columns = [
         (
-            pl.col(c.csv_name).cast(pl.Datetime("us", "UTC")) if c.kind == "timestamp" else pl.col(c.csv_name)
+            pl.col(c.csv_name).cast(pl.Datetime("us", "UTC"))
+            if c.kind == "timestamp"
+            else nan_to_neg_inf(c, pl.col(c.csv_name))
         ).alias(c.name)
         for c in spec.columns
     ]
@@ -106,10 +111,10 @@ class FooterSummary:
     """Smallest and largest value (µs since the epoch) of each timestamp column with any value."""
 
 
-def footer_summary(path: Path, spec: DataTypeSpec, symbol: str) -> FooterSummary | None:
-    """The file's rows and timestamp ranges if its statistics show every required value present
-    and ``symbol`` as the only symbol; None when they do not (or are missing), meaning: check the
-    rows one by one."""
+def footer_summary(path: Path, spec: DataTypeSpec, symbol: str, key: str) -> FooterSummary | None:
+    """The file's rows and timestamp ranges if its statistics show every required value present,
+    every float value allowed by the spec (for instrument ``key``) and ``symbol`` as the only
+    symbol; None when they do not (or are missing), meaning: check the rows one by one."""
     meta = pq.read_metadata(path)
     if meta.num_rows == 0:
         return None
@@ -121,6 +126,12 @@ def footer_summary(path: Path, spec: DataTypeSpec, symbol: str) -> FooterSummary
         for name in required:
             stats = group.column(index[name]).statistics
             if stats is None or not stats.has_null_count or stats.null_count:
+                return None
+        for col in spec.float_columns:
+            stats = group.column(index[col.name]).statistics
+            if stats is None:
+                return None
+            if stats.has_min_max and not footer_values_ok(col, stats.min_raw, stats.max_raw, key):
                 return None
         stats = group.column(index["symbol"]).statistics
         if stats is None or not stats.has_min_max or not (stats.min == stats.max == symbol):
