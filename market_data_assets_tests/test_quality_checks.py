@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from market_data_assets.defs.quality import (
+    candle_timestamps_inside_day,
     candle_volume_matches_raw_trades,
     instrument_keys_unique,
     raw_ticks_complete,
@@ -87,3 +88,20 @@ def test_key_uniqueness_check_fails_on_duplicates(pipeline_lake, lake_copy):
     evaluation = _run_check(instrument_keys_unique, lake_copy, key)
     assert not evaluation.passed
     assert evaluation.metadata["duplicate_keys"].value == [f"{key}: {df['instrument_key'][0]}"]
+
+
+def test_timestamps_check_fails_on_a_candle_outside_the_day(pipeline_lake, lake_copy):
+    from datetime import timedelta
+
+    key = f"{pipeline_lake.day}|bitmex"
+    assert _run_check(candle_timestamps_inside_day, lake_copy, key).passed
+    path = lake_copy / layout.candles_path(pipeline_lake.day, "15s", "BITMEX:PERP:BTC-USD")
+    df = pl.read_parquet(path)
+    shifted = df.with_columns(
+        pl.col("timestamp") + timedelta(seconds=15)
+    )  # the last bucket now starts at midnight
+    shifted.write_parquet(path)
+    evaluation = _run_check(candle_timestamps_inside_day, lake_copy, key)
+    assert not evaluation.passed
+    (entry,) = evaluation.metadata["outside_day"].value
+    assert entry.startswith(str(path)) and "00:00:00" in entry

@@ -26,7 +26,7 @@ from market_data_assets.quality.missing import (
     report_for_day,
 )
 from market_data_assets.storage import layout
-from market_data_assets.storage.parallel import map_objects
+from market_data_assets.storage.polars_io import storage_options_for
 from market_data_assets.tardis.incidents import Incident, incidents_from_details
 
 
@@ -171,22 +171,20 @@ def _exchange_files(store, folder: str, exchange: str) -> list[str]:
     return [o.path for o in store.list(f"{folder}/{layout.key_prefix_for_exchange(exchange)}")]
 
 
-def _volume_by_key(
-    store, paths: list[str], column: str, alias: str, concurrency: int, day: date | None = None
-) -> pl.DataFrame:
-    """Σ ``column`` per instrument over ``paths`` (rows with a timestamp on ``day`` only, if given)."""
-
-    def one(path: str) -> pl.DataFrame:
-        df = pl.from_arrow(store.read_parquet(path, columns=["timestamp", column, "instrument_key"]))
-        if day is not None:
-            start, end = day_bounds(day)
-            df = df.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))  # type: ignore[union-attr]
-        return df.select(pl.col("instrument_key").cast(pl.String), pl.col(column).alias(alias))  # type: ignore[union-attr]
-
-    frames = map_objects(one, paths, store.uri, concurrency)
-    if not frames:
+def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date | None = None) -> pl.DataFrame:
+    """Σ ``column`` per instrument over ``paths`` (rows with a timestamp on ``day`` only, if given):
+    one polars scan over every file (local or ``gs://``), the day filter pushed into the footers."""
+    if not paths:
         return pl.DataFrame(schema={"instrument_key": pl.String, alias: pl.Float64})
-    return pl.concat(frames).group_by("instrument_key").agg(pl.col(alias).sum())
+    scan = pl.scan_parquet([store.uri(p) for p in paths], storage_options=storage_options_for(store.root))
+    if day is not None:
+        start, end = day_bounds(day)
+        scan = scan.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
+    return (
+        scan.group_by(pl.col("instrument_key").cast(pl.String))
+        .agg(pl.col(column).sum().alias(alias))
+        .collect()
+    )
 
 
 @dg.asset_check(
@@ -208,10 +206,9 @@ def candle_volume_matches_raw_trades(
             for file_day in (p.day, p.day + timedelta(days=1))
             for path in _exchange_files(store, layout.raw_ticks_dir(file_day, "trades"), p.exchange)
         ]
-        concurrency = market_data.settings().io_concurrency
-        raw = _volume_by_key(store, trade_files, "amount", "raw_volume", concurrency, day=p.day)
+        raw = _volume_by_key(store, trade_files, "amount", "raw_volume", day=p.day)
         candle_files = _exchange_files(store, layout.candles_dir(p.day, "24h"), p.exchange)
-        candles = _volume_by_key(store, candle_files, "volume", "candle_volume", concurrency)
+        candles = _volume_by_key(store, candle_files, "volume", "candle_volume")
         joined = raw.join(candles, on="instrument_key", how="full", coalesce=True).fill_null(0.0)
         compared += joined.height
         bad = joined.filter(
@@ -237,26 +234,28 @@ def candle_timestamps_inside_day(
     store = market_data.store()
     outside: list[str] = []
     files = 0
-    concurrency = market_data.settings().io_concurrency
     for p in _check_partitions(context):
         start, end = day_bounds(p.day)
         paths = _exchange_files(store, layout.candles_dir(p.day, "15s"), p.exchange)
-        for path, (lo, hi) in zip(
-            paths,
-            map_objects(lambda path: _timestamp_range(store, path), paths, store.uri, concurrency),
-            strict=True,
-        ):
-            files += 1
-            if lo is not None and (lo < start or hi >= end):
-                outside.append(f"{path}: {lo} .. {hi}")
+        files += len(paths)
+        if not paths:
+            continue
+        ranges = (
+            pl.scan_parquet(
+                [store.uri(path) for path in paths],
+                storage_options=storage_options_for(store.root),
+                include_file_paths="file",
+            )
+            .group_by("file")
+            .agg(pl.col("timestamp").min().alias("lo"), pl.col("timestamp").max().alias("hi"))
+            .filter((pl.col("lo") < start) | (pl.col("hi") >= end))
+            .sort("file")
+            .collect()
+        )
+        outside.extend(f"{r['file']}: {r['lo']} .. {r['hi']}" for r in ranges.iter_rows(named=True))
     return dg.AssetCheckResult(
         passed=not outside, metadata={"files": files, "outside_day": dg.MetadataValue.json(outside[:50])}
     )
-
-
-def _timestamp_range(store, path: str) -> tuple[object, object]:
-    ts = pl.from_arrow(store.read_parquet(path, columns=["timestamp"]))["timestamp"]  # type: ignore[index]
-    return (ts.min(), ts.max()) if ts.len() else (None, None)
 
 
 QUALITY_ASSETS = [missing_data_report]
