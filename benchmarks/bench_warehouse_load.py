@@ -213,9 +213,10 @@ os_env["MARKET_DATA_WAREHOUSE"] = "duckdb://" + db
 store = open_store(root)
 wh = open_warehouse(Settings.from_env(), store)
 wh.ensure_tables()
-t0 = time.perf_counter()
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+t0, c0 = time.perf_counter(), cpu()
 first = load_slice(wh, store, date.fromisoformat(day), exchange)
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), cpu()
 again = load_slice(wh, store, date.fromisoformat(day), exchange)
 t2 = time.perf_counter()
 wh.close()
@@ -223,7 +224,7 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 assert again.rows == first.rows, (first.rows, again.rows)
 with duckdb.connect(db, read_only=True) as con:
     sums = {t: checksum(con, t, [f.name for f in spec.schema]) for t, spec in WAREHOUSE_TABLES.items()}
-print(json.dumps({"load_s": t1 - t0, "rerun_s": t2 - t1, "peak": peak, "rows": first.rows, "sums": sums}))
+print(json.dumps({"load_s": t1 - t0, "rerun_s": t2 - t1, "cpu_s": c1 - c0, "peak": peak, "rows": first.rows, "sums": sums}))
 """
 )
 
@@ -240,16 +241,16 @@ from datetime import date
 
 root, db, day, exchange = sys.argv[1:5]
 store = LocalStore(root)
-t0 = time.perf_counter()
-rows = 0
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+t0, c0 = time.perf_counter(), cpu()
 with duckdb.connect(db) as con:
     for name, spec in WAREHOUSE_TABLES.items():
         files = [store.uri(p) for p in slice_paths(store, spec, date.fromisoformat(day), exchange)]
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet($f, union_by_name = true)", {"f": files})
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), cpu()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     sums = {t: checksum(con, t, [f.name for f in spec.schema]) for t, spec in WAREHOUSE_TABLES.items()}
-print(json.dumps({"load_s": t1 - t0, "rerun_s": None, "peak": peak, "rows": sum(s[0] for s in sums.values()), "sums": sums}))
+print(json.dumps({"load_s": t1 - t0, "rerun_s": None, "cpu_s": c1 - c0, "peak": peak, "rows": sum(s[0] for s in sums.values()), "sums": sums}))
 """
 )
 
@@ -350,11 +351,13 @@ def main() -> None:
             f"\n{files} files, {reference['candles_15s'][0]:,} rows in candles_15s, "
             f"{sum(v[0] for v in reference.values()):,} rows in all 14 tables (all contenders agree)"
         )
-        print(f"{'contender':<44} {'load s':>8} {'re-run s':>9} {'process s':>10} {'peak RSS MB':>12}")
+        print(
+            f"{'contender':<44} {'load s':>8} {'CPU s':>7} {'re-run s':>9} {'process s':>10} {'peak RSS MB':>12}"
+        )
         for label, res in runs:
             rerun = f"{res['rerun_s']:.1f}" if res["rerun_s"] is not None else "-"
             print(
-                f"{label:<44} {res['load_s']:>8.1f} {rerun:>9} {res['process_s']:>10.1f} {res['peak'] / 2**20:>12.0f}"
+                f"{label:<44} {res['load_s']:>8.1f} {res['cpu_s']:>7.1f} {rerun:>9} {res['process_s']:>10.1f} {res['peak'] / 2**20:>12.0f}"
             )
     finally:
         if args.lake is None:

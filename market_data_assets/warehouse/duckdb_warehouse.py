@@ -21,6 +21,7 @@ and inserted as Arrow batches of at most ``batch_bytes``: see ``_Sources``.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -82,8 +83,6 @@ class _Batch:
     uris: list[str]
     relation: str
     params: dict[str, object] = field(default_factory=dict)
-    columns: frozenset[str] = frozenset()
-    """The columns at least one of the batch's files has."""
 
 
 class _Sources:
@@ -93,13 +92,18 @@ class _Sources:
     ``read_parquet`` reads it) or an object of a remote store (``gs://...``), read with
     ``ObjectStore.read_parquet`` through the store that produced the URI (or one opened on its
     bucket). Every error names the file.
+
+    Columns are matched by name. Where a table's files may carry a subset of its columns
+    (``files_vary``: depth-5 book files in the depth-25 tables) ``union_by_name`` (Arrow: a
+    permissive concat) lines them up; elsewhere DuckDB reads the files as one schema and names
+    a file that differs (``union_by_name`` costs a footer read per file at bind time).
     """
 
     def __init__(
         self, warehouse: DuckDBWarehouse, spec: WarehouseTable, uris: Sequence[str], what: str
     ) -> None:
         self._wh = warehouse
-        self._columns = frozenset(spec.schema.names)
+        self._spec = spec
         self.what = what
         self.local: list[str] = []
         self.remote: list[tuple[str, ObjectStore, str]] = []
@@ -116,56 +120,56 @@ class _Sources:
         return len(self.local) + len(self.remote)
 
     def batches(self, con: duckdb.DuckDBPyConnection, *, filename: bool = False) -> Iterator[_Batch]:
-        """Every source once, ``batch_files`` local files or one bounded Arrow batch at a time."""
+        """Every source once: ``batch_files`` local files, or one bounded Arrow batch, at a time.
+
+        With ``filename`` each row also carries its source's name in a ``filename`` column.
+        """
+        options = "".join(
+            [
+                ", union_by_name = true" if self._spec.files_vary else "",
+                ", filename = true" if filename else "",
+            ]
+        )
         size = self._wh.batch_files
         for i in range(0, len(self.local), size):
             uris = self.local[i : i + size]
-            options = "union_by_name = true" + (", filename = true" if filename else "")
-            relation = f"read_parquet($files, {options})"
-            try:
-                described = con.execute(f"DESCRIBE SELECT * FROM {relation}", {"files": uris}).fetchall()
-            except duckdb.Error as exc:
-                raise WarehouseError(
-                    f"{self.what}: cannot read the columns of {len(uris)} file(s) ({uris[0]} ...): {exc}"
-                ) from exc
-            yield _Batch(uris, relation, {"files": uris}, frozenset(row[0] for row in described))
+            yield _Batch(uris, f"read_parquet($files{options})", {"files": uris})
         if self.remote:
             yield from self._remote_batches(con, filename=filename)
 
     def _remote_batches(self, con: duckdb.DuckDBPyConnection, *, filename: bool) -> Iterator[_Batch]:
+        names = set(self._spec.schema.names)
+        view = f"source_batch_{uuid.uuid4().hex[:12]}"
         uris: list[str] = []
         tables: list[pa.Table] = []
         nbytes = 0
-        view = f"source_batch_{uuid.uuid4().hex[:12]}"
-
-        def flush() -> _Batch:
-            try:
-                table = pa.concat_tables(tables, promote_options="permissive")
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise WarehouseError(
-                    f"{self.what}: files with incompatible column types ({uris[0]} ...): {exc}"
-                ) from exc
-            con.register(view, table)
-            return _Batch(list(uris), quote_duckdb(view), {}, frozenset(table.column_names))
-
         for uri, table in self._read_remote():
-            table = table.select([c for c in table.column_names if c in self._columns])
+            table = table.select([c for c in table.column_names if c in names])
             if filename:
                 table = table.append_column(_FILENAME, pa.array([uri] * table.num_rows, pa.string()))
             uris.append(uri)
             tables.append(table)
             nbytes += table.nbytes
             if len(uris) >= self._wh.batch_files or nbytes >= self._wh.batch_bytes:
-                try:
-                    yield flush()
-                finally:
-                    con.unregister(view)
+                yield from self._registered(con, view, uris, tables)
                 uris, tables, nbytes = [], [], 0
         if uris:
-            try:
-                yield flush()
-            finally:
-                con.unregister(view)
+            yield from self._registered(con, view, uris, tables)
+
+    def _registered(
+        self, con: duckdb.DuckDBPyConnection, view: str, uris: list[str], tables: list[pa.Table]
+    ) -> Iterator[_Batch]:
+        try:
+            table = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise WarehouseError(
+                f"{self.what}: files with incompatible column types among {len(uris)} ({uris[0]} ...): {exc}"
+            ) from exc
+        con.register(view, table)
+        try:
+            yield _Batch(list(uris), quote_duckdb(view))
+        finally:
+            con.unregister(view)
 
     def _read_remote(self) -> Iterator[tuple[str, pa.Table]]:
         """The remote sources' tables in order, read ahead by ``readers`` threads (at most 2x in flight)."""
@@ -384,13 +388,15 @@ class DuckDBWarehouse(Warehouse):
         con.execute(
             f"CREATE TEMP TABLE {staging} ({', '.join(f'{quote_duckdb(f.name)} {duckdb_type(f.type, column=f.name)}' for f in spec.schema)})"
         )
+        # The table's columns by name (a file's other columns are ignored); a column no file of the
+        # batch has stays NULL.
+        known = "^(" + "|".join(re.escape(name) for name in spec.schema.names) + ")$"
         for batch in sources.batches(con):
-            select = ", ".join(
-                quote_duckdb(f.name) if f.name in batch.columns else f"NULL AS {quote_duckdb(f.name)}"
-                for f in spec.schema
-            )
             try:
-                con.execute(f"INSERT INTO {staging} SELECT {select} FROM {batch.relation}", batch.params)
+                con.execute(
+                    f"INSERT INTO {staging} BY NAME SELECT COLUMNS($known) FROM {batch.relation}",
+                    {**batch.params, "known": known},
+                )
             except duckdb.Error as exc:
                 raise WarehouseError(
                     f"{spec.name}: cannot stage {len(batch.uris)} file(s) ({batch.uris[0]} ...): {exc}"
