@@ -266,7 +266,8 @@ def run_child(code: str, cwd: Path, args: list[str], env: dict[str, str] | None 
     )
     if proc.returncode != 0:
         raise SystemExit(f"child in {cwd} failed:\n{proc.stderr[-4000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The JSON report is the last thing printed (DuckDB may draw a progress bar before it).
+    out = json.loads(proc.stdout[proc.stdout.rindex('{"load_s"') :])
     out["process_s"] = time.perf_counter() - started
     return out
 

@@ -264,6 +264,7 @@ class DuckDBWarehouse(Warehouse):
             ) from exc
         try:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")  # a long INSERT would draw on the step's stdout
             yield con
         finally:
             con.close()
