@@ -19,7 +19,7 @@ DEFAULT_EXCHANGES = ("binance", "binance-futures", "deribit", "bitmex", "coinbas
 TARDIS_API_URL_DEFAULT = "https://api.tardis.dev/v1"
 TARDIS_DATASETS_URL_DEFAULT = "https://datasets.tardis.dev/v1"
 _EXCHANGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-DUCKDB_MEMORY_LIMIT_DEFAULT = "512MB"
+DUCKDB_MEMORY_LIMIT_DEFAULT = "384MB"
 DUCKDB_THREADS_DEFAULT = 2
 DUCKDB_BATCH_FILES_DEFAULT = 500
 _DUCKDB_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B)$", re.IGNORECASE)
@@ -76,7 +76,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     # --- the DuckDB warehouse load (warehouse/duckdb_warehouse.py) ---
     "MARKET_DATA_DUCKDB_MEMORY_LIMIT": (
-        "512MB",
+        "384MB",
         "DuckDB warehouse: `memory_limit` of its connections (KB/MB/GB/TB or KiB/MiB/GiB/TiB); "
         "a larger slice spills to `<file>.tmp`.",
     ),

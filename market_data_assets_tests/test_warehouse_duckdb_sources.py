@@ -229,7 +229,7 @@ def test_connections_are_bounded_by_the_settings(tmp_path: Path) -> None:
         ).fetchone() == ("300.0 MiB", 1, False, "UTC")
     defaults = Settings.from_env({})
     assert (defaults.duckdb_memory_limit, defaults.duckdb_threads, defaults.duckdb_batch_files) == (
-        "512MB",
+        "384MB",
         2,
         500,
     )
