@@ -20,6 +20,10 @@ from market_data_assets.storage.layout import is_exchange_id
 DEFAULT_EXCHANGES = ("binance", "binance-futures", "deribit", "bitmex", "coinbase")
 TARDIS_API_URL_DEFAULT = "https://api.tardis.dev/v1"
 TARDIS_DATASETS_URL_DEFAULT = "https://datasets.tardis.dev/v1"
+DUCKDB_MEMORY_LIMIT_DEFAULT = "384MB"
+DUCKDB_THREADS_DEFAULT = 2
+DUCKDB_BATCH_FILES_DEFAULT = 500
+_DUCKDB_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B)$", re.IGNORECASE)
 
 
 class SettingsError(ValueError):
@@ -70,6 +74,17 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "MARKET_DATA_WAREHOUSE": (
         "duckdb",
         "`duckdb` (file `<root>/warehouse.duckdb`, or `duckdb:///path`) or `bigquery://PROJECT/DATASET`.",
+    ),
+    # --- the DuckDB warehouse load (warehouse/duckdb_warehouse.py) ---
+    "MARKET_DATA_DUCKDB_MEMORY_LIMIT": (
+        "384MB",
+        "DuckDB warehouse: `memory_limit` of its connections (KB/MB/GB/TB or KiB/MiB/GiB/TiB); "
+        "a larger slice spills to `<file>.tmp`.",
+    ),
+    "MARKET_DATA_DUCKDB_THREADS": ("2", "DuckDB warehouse: `threads` of its connections."),
+    "MARKET_DATA_DUCKDB_BATCH_FILES": (
+        "500",
+        "DuckDB warehouse: most lake files staged by one INSERT (a slice is staged in batches).",
     ),
     "MARKET_DATA_TARGETS_FILE": (
         "(bundled download_targets.yaml)",
@@ -127,6 +142,9 @@ class Settings:
     start_date: date = date(2024, 1, 1)
     end_date: date | None = None
     warehouse: str = "duckdb"
+    duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT_DEFAULT
+    duckdb_threads: int = DUCKDB_THREADS_DEFAULT
+    duckdb_batch_files: int = DUCKDB_BATCH_FILES_DEFAULT
     targets_file: Path = field(default_factory=_bundled_targets_file)
     concurrency: int = 16
     convert_workers: int = 2
@@ -191,6 +209,11 @@ class Settings:
                 f"MARKET_DATA_WAREHOUSE={warehouse!r}: expected 'duckdb', 'duckdb:///path' or 'bigquery://PROJECT/DATASET'"
             )
 
+        duckdb_memory_limit = _parse_memory(
+            "MARKET_DATA_DUCKDB_MEMORY_LIMIT",
+            get("MARKET_DATA_DUCKDB_MEMORY_LIMIT") or DUCKDB_MEMORY_LIMIT_DEFAULT,
+        )
+
         targets = get("MARKET_DATA_TARGETS_FILE")
         targets_file = Path(targets) if targets else _bundled_targets_file()
         if targets and not targets_file.is_file():
@@ -202,6 +225,21 @@ class Settings:
             start_date=start,
             end_date=end,
             warehouse=warehouse,
+            duckdb_memory_limit=duckdb_memory_limit,
+            duckdb_threads=_parse_int(
+                "MARKET_DATA_DUCKDB_THREADS",
+                get("MARKET_DATA_DUCKDB_THREADS"),
+                DUCKDB_THREADS_DEFAULT,
+                1,
+                256,
+            ),
+            duckdb_batch_files=_parse_int(
+                "MARKET_DATA_DUCKDB_BATCH_FILES",
+                get("MARKET_DATA_DUCKDB_BATCH_FILES"),
+                DUCKDB_BATCH_FILES_DEFAULT,
+                1,
+                100_000,
+            ),
             targets_file=targets_file,
             concurrency=_parse_int("MARKET_DATA_CONCURRENCY", get("MARKET_DATA_CONCURRENCY"), 16, 1, 512),
             convert_workers=_parse_int(
@@ -289,6 +327,20 @@ def _parse_instrument_types(name: str, value: str | None) -> tuple[str, ...]:
             f"{name}={value!r}: unknown instrument types {unknown}; known: {', '.join(INSTRUMENT_TYPES)}"
         )
     return types
+
+
+def _parse_memory(name: str, value: str) -> str:
+    """A DuckDB memory size (``512MB``, ``1.5GiB``), at least 32 MB: DuckDB needs some to run at all."""
+    match = _DUCKDB_MEMORY.match(value)
+    if not match:
+        raise SettingsError(
+            f"{name}={value!r} is not a size like 512MB or 1GiB (KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+        )
+    number, unit = float(match.group(1)), match.group(2).upper()
+    scale = (1024 if "I" in unit else 1000) ** ("KMGT".index(unit[0]) + 1)
+    if number * scale < 32 * 10**6:
+        raise SettingsError(f"{name}={value!r} is below 32MB")
+    return f"{match.group(1)}{unit[0]}{'iB' if 'I' in unit else 'B'}"
 
 
 def _parse_url(name: str, value: str) -> str:

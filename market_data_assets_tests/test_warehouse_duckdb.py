@@ -232,14 +232,15 @@ def test_open_warehouse_choices_and_their_errors(tmp_path: Path) -> None:
     )
     assert isinstance(explicit, DuckDBWarehouse) and explicit.path == tmp_path / "elsewhere.duckdb"
 
-    # A real GcsStore object (no request is made): DuckDB can neither live under nor read gs://.
+    # A real GcsStore object (no request is made): the DuckDB file cannot live under gs://, but it
+    # reads a gs:// lake (through the store: see test_warehouse_duckdb_sources.py).
     gcs = GcsStore(storage.Client(project="p", credentials=AnonymousCredentials()), "bucket", "lake")
     with pytest.raises(
         WarehouseError, match="keeps the file under MARKET_DATA_ROOT, but the root is gs://bucket/lake"
     ):
         open_warehouse(Settings(root="gs://bucket/lake"), gcs)
-    with pytest.raises(WarehouseError, match="reads the lake's Parquet files from a local folder"):
-        explicit.source_uri(gcs, layout.candles_path(DAY1, "1m", BTC))
+    path = layout.candles_path(DAY1, "1m", BTC)
+    assert explicit.source_uri(gcs, path) == f"gs://bucket/lake/{path}"
 
 
 def _hold_write_lock(db: Path) -> subprocess.Popen:

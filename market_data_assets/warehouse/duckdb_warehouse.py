@@ -10,20 +10,37 @@ day's slice, which is all the slice filter needs.
 DuckDB lets one process write a file at a time, and Dagster's multiprocess executor runs
 partitions in parallel: each operation opens the file, works and closes it, and opening waits
 (with backoff, up to ``lock_timeout`` seconds) while another process holds the lock.
+
+Memory is bounded: every connection runs with ``memory_limit`` and ``threads`` (settings
+``MARKET_DATA_DUCKDB_MEMORY_LIMIT``/``_THREADS``) and without insertion-order preservation (no
+table here has an order), and a slice is staged ``batch_files`` files per INSERT; what exceeds the
+limit spills to ``<file>.tmp``. A source is a local Parquet file, which DuckDB reads itself, or an
+object of a remote ``ObjectStore`` (``gs://``), read through the store by a small thread pool
+and inserted as Arrow batches of at most ``batch_bytes``: see ``_Sources``.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import tenacity
 
-from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.settings import (
+    DUCKDB_BATCH_FILES_DEFAULT,
+    DUCKDB_MEMORY_LIMIT_DEFAULT,
+    DUCKDB_THREADS_DEFAULT,
+)
+from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
 from market_data_assets.warehouse.base import (
     LoadResult,
     StagedSlice,
@@ -45,23 +62,176 @@ from market_data_assets.warehouse.schema import (
 
 DUCKDB_SCHEMA = "main"
 """Where the tables live in the DuckDB file: its default schema, so unqualified names work."""
+DEFAULT_BATCH_BYTES = 64 * 2**20
+"""Remote sources: decoded Arrow bytes gathered before one INSERT (a batch also ends at ``batch_files``)."""
+DEFAULT_READERS = 8
+"""Remote sources: objects read at once. Each read is one GET, latency-bound on GCS."""
 
 _SLICE_FILTER = f"{quote_duckdb(EXCHANGE_COLUMN)} = $exchange AND {quote_duckdb(PARTITION_COLUMN)} >= $start AND {quote_duckdb(PARTITION_COLUMN)} < $end"
+_FILENAME = "filename"
+"""The column naming each row's source file when the slice check looks for offenders."""
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
+@dataclass
+class _Batch:
+    """A few sources as one SQL ``FROM`` item: ``read_parquet`` of local files, or a registered Arrow table."""
+
+    uris: list[str]
+    relation: str
+    params: dict[str, object] = field(default_factory=dict)
+
+
+class _Sources:
+    """The one home of what a source is for this warehouse, and of how a batch of them is read.
+
+    A source is a URI as ``DuckDBWarehouse.source_uri`` returns it: a local Parquet file (DuckDB's
+    ``read_parquet`` reads it) or an object of a remote store (``gs://...``), read with
+    ``ObjectStore.read_parquet`` through the store that produced the URI (or one opened on its
+    bucket). Every error names the file.
+
+    Columns are matched by name. Where a table's files may carry a subset of its columns
+    (``files_vary``: depth-5 book files in the depth-25 tables) ``union_by_name`` (Arrow: a
+    permissive concat) lines them up; elsewhere DuckDB reads the files as one schema and names
+    a file that differs (``union_by_name`` costs a footer read per file at bind time).
+    """
+
+    def __init__(
+        self, warehouse: DuckDBWarehouse, spec: WarehouseTable, uris: Sequence[str], what: str
+    ) -> None:
+        self._wh = warehouse
+        self._spec = spec
+        self.what = what
+        self.local: list[str] = []
+        self.remote: list[tuple[str, ObjectStore, str]] = []
+        for uri in uris:
+            if "://" in uri:
+                store, path = warehouse._remote_store(uri, what)
+                self.remote.append((uri, store, path))
+            elif Path(uri).is_file():
+                self.local.append(uri)
+            else:
+                raise WarehouseError(f"{what}: source file {uri} does not exist")
+
+    def __len__(self) -> int:
+        return len(self.local) + len(self.remote)
+
+    def batches(self, con: duckdb.DuckDBPyConnection, *, filename: bool = False) -> Iterator[_Batch]:
+        """Every source once: ``batch_files`` local files, or one bounded Arrow batch, at a time.
+
+        With ``filename`` each row also carries its source's name in a ``filename`` column.
+        """
+        options = "".join(
+            [
+                ", union_by_name = true" if self._spec.files_vary else "",
+                ", filename = true" if filename else "",
+            ]
+        )
+        size = self._wh.batch_files
+        for i in range(0, len(self.local), size):
+            uris = self.local[i : i + size]
+            yield _Batch(uris, f"read_parquet($files{options})", {"files": uris})
+        if self.remote:
+            yield from self._remote_batches(con, filename=filename)
+
+    def _remote_batches(self, con: duckdb.DuckDBPyConnection, *, filename: bool) -> Iterator[_Batch]:
+        names = set(self._spec.schema.names)
+        view = f"source_batch_{uuid.uuid4().hex[:12]}"
+        uris: list[str] = []
+        tables: list[pa.Table] = []
+        nbytes = 0
+        for uri, table in self._read_remote():
+            table = table.select([c for c in table.column_names if c in names])
+            if filename:
+                table = table.append_column(_FILENAME, pa.array([uri] * table.num_rows, pa.string()))
+            uris.append(uri)
+            tables.append(table)
+            nbytes += table.nbytes
+            if len(uris) >= self._wh.batch_files or nbytes >= self._wh.batch_bytes:
+                yield from self._registered(con, view, uris, tables)
+                uris, tables, nbytes = [], [], 0
+        if uris:
+            yield from self._registered(con, view, uris, tables)
+
+    def _registered(
+        self, con: duckdb.DuckDBPyConnection, view: str, uris: list[str], tables: list[pa.Table]
+    ) -> Iterator[_Batch]:
+        try:
+            table = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise WarehouseError(
+                f"{self.what}: files with incompatible column types among {len(uris)} ({uris[0]} ...): {exc}"
+            ) from exc
+        con.register(view, table)
+        try:
+            yield _Batch(list(uris), quote_duckdb(view))
+        finally:
+            con.unregister(view)
+
+    def _read_remote(self) -> Iterator[tuple[str, pa.Table]]:
+        """The remote sources' tables in order, read ahead by ``readers`` threads (at most 2x in flight)."""
+
+        def read(item: tuple[str, ObjectStore, str]) -> pa.Table:
+            uri, store, path = item
+            try:
+                return store.read_parquet(path)
+            except Exception as exc:
+                raise WarehouseError(f"{self.what}: cannot read source {uri}: {exc}") from exc
+
+        items = iter(self.remote)
+        pool = ThreadPoolExecutor(max_workers=min(self._wh.readers, len(self.remote)))
+        pending: deque[tuple[str, Future[pa.Table]]] = deque()
+        try:
+            for item in items:
+                pending.append((item[0], pool.submit(read, item)))
+                if len(pending) >= 2 * self._wh.readers:
+                    break
+            while pending:
+                uri, future = pending.popleft()
+                table = future.result()
+                nxt = next(items, None)
+                if nxt is not None:
+                    pending.append((nxt[0], pool.submit(read, nxt)))
+                yield uri, table
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
-    def __init__(self, path: str | Path, *, schema: str = DUCKDB_SCHEMA, lock_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        schema: str = DUCKDB_SCHEMA,
+        lock_timeout: float = 120.0,
+        memory_limit: str = DUCKDB_MEMORY_LIMIT_DEFAULT,
+        threads: int = DUCKDB_THREADS_DEFAULT,
+        batch_files: int = DUCKDB_BATCH_FILES_DEFAULT,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        readers: int = DEFAULT_READERS,
+    ) -> None:
+        """``memory_limit``/``threads`` apply to every connection; a slice is staged ``batch_files``
+        files per INSERT (remote sources: also at most ``batch_bytes`` of Arrow data, read by
+        ``readers`` threads)."""
+        if batch_files < 1 or batch_bytes < 1 or readers < 1 or threads < 1:
+            raise ValueError("batch_files, batch_bytes, readers and threads must be at least 1")
         self.path = Path(path).expanduser().resolve()
         self.schema = schema
         self.uri = f"duckdb://{self.path}"
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.batch_files = batch_files
+        self.batch_bytes = batch_bytes
+        self.readers = readers
         self._lock_timeout = lock_timeout
         self._ensured: set[str] = set()
+        self._stores: dict[str, ObjectStore] = {}
+        """Remote stores by root: those ``source_uri`` saw, and those opened for a bare ``gs://`` URI."""
 
     def __repr__(self) -> str:
         return f"DuckDBWarehouse({self.uri!r})"
@@ -70,8 +240,14 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the warehouse file in UTC; waits while another process holds the lock."""
+        """A connection to the warehouse file in UTC, memory-bounded; waits while another process holds the lock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        config = {
+            "memory_limit": self.memory_limit,
+            "threads": self.threads,
+            # Nothing here depends on row order; keeping it costs memory in parallel inserts.
+            "preserve_insertion_order": False,
+        }
         opener = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_lock_conflict),
             wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
@@ -79,7 +255,7 @@ class DuckDBWarehouse(Warehouse):
             reraise=True,
         )
         try:
-            con = opener(duckdb.connect, str(self.path))
+            con = opener(duckdb.connect, str(self.path), config=config)
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):
                 raise
@@ -88,6 +264,7 @@ class DuckDBWarehouse(Warehouse):
             ) from exc
         try:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")  # a long INSERT would draw on the step's stdout
             yield con
         finally:
             con.close()
@@ -130,12 +307,26 @@ class DuckDBWarehouse(Warehouse):
     # --- slices --------------------------------------------------------------------------------
 
     def source_uri(self, store: ObjectStore, path: str) -> str:
+        """A local store's file path, or a remote store's URI (the store is kept to read it with)."""
+        uri = store.uri(path)
         if not isinstance(store, LocalStore):
-            raise WarehouseError(
-                f"the DuckDB warehouse reads the lake's Parquet files from a local folder, but the store is "
-                f"{store.root}; use MARKET_DATA_WAREHOUSE=bigquery://PROJECT/DATASET with a gs:// root"
-            )
-        return store.uri(path)
+            self._stores.setdefault(store.root.rstrip("/"), store)
+        return uri
+
+    def _remote_store(self, uri: str, what: str) -> tuple[ObjectStore, str]:
+        """The store that reads ``uri`` and the path in it: a known store's root, else the URI's bucket."""
+        for root, store in self._stores.items():
+            if uri.startswith(root + "/"):
+                return store, uri[len(root) + 1 :]
+        if not uri.startswith("gs://"):
+            raise WarehouseError(f"{what}: source {uri} is neither a local file nor a gs:// object")
+        bucket, _, name = uri.removeprefix("gs://").partition("/")
+        try:
+            store = open_store(f"gs://{bucket}")
+        except Exception as exc:
+            raise WarehouseError(f"{what}: cannot open the store of source {uri}: {exc}") from exc
+        self._stores[store.root.rstrip("/")] = store
+        return store, name
 
     def count(self, table: str, day: date, exchange: str) -> int:
         check_slice(table, day, exchange)
@@ -151,10 +342,7 @@ class DuckDBWarehouse(Warehouse):
     def replace_slice(self, table: str, day: date, exchange: str, source_uris: Sequence[str]) -> LoadResult:
         check_slice(table, day, exchange)
         spec = get_table(table)
-        files = list(source_uris)
-        for f in files:
-            if not Path(f).is_file():
-                raise WarehouseError(f"{table} {day} {exchange}: source file {f} does not exist")
+        sources = _Sources(self, spec, source_uris, f"{table} {day} {exchange}")
         start, end = slice_bounds(day)
         bounds = {"exchange": exchange, "start": start, "end": end}
         staging = quote_duckdb(f"staging_{spec.name}_{uuid.uuid4().hex[:12]}")
@@ -162,7 +350,7 @@ class DuckDBWarehouse(Warehouse):
         with self.connect() as con:
             self._ensure(con, spec)
             try:
-                staged = self._stage(con, spec, files, staging, bounds)
+                staged = self._stage(con, spec, sources, staging, bounds)
                 if self.before_replace is not None:
                     self.before_replace(
                         StagedSlice(spec.name, day, exchange, staging, staged, lambda sql: con.execute(sql))
@@ -181,60 +369,57 @@ class DuckDBWarehouse(Warehouse):
                     raise
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {staging}")
-        return LoadResult(spec.name, day, exchange, staged, len(files), int(deleted))
+        return LoadResult(spec.name, day, exchange, staged, len(sources), int(deleted))
 
     def _stage(
         self,
         con: duckdb.DuckDBPyConnection,
         spec: WarehouseTable,
-        files: list[str],
+        sources: _Sources,
         staging: str,
         bounds: dict[str, object],
     ) -> int:
-        """Copy the files into a temp table typed like the target; return its rows.
+        """Copy the sources into a temp table typed like the target, batch by batch; return its rows.
 
         Files of one table may carry fewer columns (a depth-5 book file in the depth-25 table):
-        ``union_by_name`` lines them up and a column no file has is NULL. A row outside the
-        slice is an error naming the files, because the swap only deletes the slice: such a row
-        would be duplicated by the next run.
+        ``union_by_name`` (Arrow: a permissive concat) lines them up and a column no file of the
+        batch has is NULL. A row outside the slice is an error naming the files, because the swap
+        only deletes the slice: such a row would be duplicated by the next run.
         """
         con.execute(
             f"CREATE TEMP TABLE {staging} ({', '.join(f'{quote_duckdb(f.name)} {duckdb_type(f.type, column=f.name)}' for f in spec.schema)})"
         )
-        if not files:
-            return 0
-        available = {
-            row[0]
-            for row in con.execute(
-                "DESCRIBE SELECT * FROM read_parquet($files, union_by_name = true)", {"files": files}
-            ).fetchall()
-        }
-        select = ", ".join(
-            quote_duckdb(f.name) if f.name in available else f"NULL AS {quote_duckdb(f.name)}"
-            for f in spec.schema
-        )
-        try:
-            con.execute(
-                f"INSERT INTO {staging} SELECT {select} FROM read_parquet($files, union_by_name = true)",
-                {"files": files},
-            )
-        except duckdb.Error as exc:
-            raise WarehouseError(
-                f"{spec.name}: cannot stage {len(files)} file(s) ({files[0]} ...): {exc}"
-            ) from exc
-        rows, outside = con.execute(
+        # The table's columns by name (a file's other columns are ignored); a column no file of the
+        # batch has stays NULL.
+        known = "^(" + "|".join(re.escape(name) for name in spec.schema.names) + ")$"
+        for batch in sources.batches(con):
+            try:
+                con.execute(
+                    f"INSERT INTO {staging} BY NAME SELECT COLUMNS($known) FROM {batch.relation}",
+                    {**batch.params, "known": known},
+                )
+            except duckdb.Error as exc:
+                raise WarehouseError(
+                    f"{spec.name}: cannot stage {len(batch.uris)} file(s) ({batch.uris[0]} ...): {exc}"
+                ) from exc
+        # fetchall, not fetchone: a result left unfinished blocks registering Arrow batches.
+        ((rows, outside),) = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE NOT coalesce({_SLICE_FILTER}, false)) FROM {staging}",
             bounds,
-        ).fetchone()
+        ).fetchall()
         if outside:
-            offenders = con.execute(
-                f"SELECT filename, count(*) FROM read_parquet($files, union_by_name = true, filename = true) "
-                f"WHERE NOT coalesce({_SLICE_FILTER}, false) GROUP BY 1 ORDER BY 1 LIMIT 5",
-                {"files": files, **bounds},
-            ).fetchall()
+            offenders: list[tuple[str, int]] = []
+            for batch in sources.batches(con, filename=True):
+                offenders += con.execute(
+                    f"SELECT {_FILENAME}, count(*) FROM {batch.relation} "
+                    f"WHERE NOT coalesce({_SLICE_FILTER}, false) GROUP BY 1 ORDER BY 1 LIMIT 5",
+                    {**batch.params, **bounds},
+                ).fetchall()
+                if len(offenders) >= 5:
+                    break
             raise WarehouseError(
                 f"{spec.name} slice {bounds['start']:%Y-%m-%d}|{bounds['exchange']}: {outside} of {rows} staged rows "
                 f"are outside the slice (another exchange or day); files: "
-                + ", ".join(f"{name} ({n} rows)" for name, n in offenders)
+                + ", ".join(f"{name} ({n} rows)" for name, n in offenders[:5])
             )
         return int(rows)

@@ -1,7 +1,7 @@
 """``open_warehouse``: the warehouse ``MARKET_DATA_WAREHOUSE`` names, for the lake ``store`` holds.
 
 * ``duckdb``: the file ``<root>/warehouse.duckdb`` beside the lake (a local root only);
-* ``duckdb:///abs/path.duckdb``: that file;
+* ``duckdb:///abs/path.duckdb``: that file (the lake may be a local folder or ``gs://``);
 * ``bigquery://PROJECT/DATASET``: that dataset (created in ``location``, default US, if missing).
 """
 
@@ -28,14 +28,22 @@ def open_warehouse(
             if not isinstance(store, LocalStore):
                 raise WarehouseError(
                     f"MARKET_DATA_WAREHOUSE=duckdb keeps the file under MARKET_DATA_ROOT, but the root is "
-                    f"{store.root}; set MARKET_DATA_WAREHOUSE=bigquery://PROJECT/DATASET (or duckdb:///path "
-                    f"with a local root)"
+                    f"{store.root}; set MARKET_DATA_WAREHOUSE=bigquery://PROJECT/DATASET or duckdb:///path "
+                    f"(a local file, which can load from a gs:// lake)"
                 )
-            return DuckDBWarehouse(Path(store.root) / DUCKDB_FILE_NAME)
-        path = value.removeprefix("duckdb://")
-        if not path.startswith("/"):
-            raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r}: expected duckdb:///absolute/path.duckdb")
-        return DuckDBWarehouse(path)
+            path = Path(store.root) / DUCKDB_FILE_NAME
+        else:
+            path = value.removeprefix("duckdb://")
+            if not path.startswith("/"):
+                raise WarehouseError(
+                    f"MARKET_DATA_WAREHOUSE={value!r}: expected duckdb:///absolute/path.duckdb"
+                )
+        return DuckDBWarehouse(
+            path,
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads,
+            batch_files=settings.duckdb_batch_files,
+        )
     if value.startswith("bigquery://"):
         from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
 

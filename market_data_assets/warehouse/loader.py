@@ -13,8 +13,8 @@ from datetime import date
 
 from market_data_assets.storage import layout
 from market_data_assets.storage.store import ObjectStore
-from market_data_assets.warehouse.base import LoadResult, Warehouse
-from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, WarehouseTable
+from market_data_assets.warehouse.base import LoadResult, Warehouse, WarehouseError
+from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, WarehouseTable, get_table
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,32 @@ class SliceLoad:
         return sum(r.rows for r in self.results.values())
 
 
+def _slice_prefix(table: WarehouseTable, day: date, exchange: str) -> str:
+    """Every lake file feeding ``table``'s (day, exchange) slice starts with this; nothing else does."""
+    return f"{table.lake_dir(day)}/{layout.key_prefix_for_exchange(exchange)}"
+
+
 def slice_paths(store: ObjectStore, table: WarehouseTable, day: date, exchange: str) -> list[str]:
     """The lake files (store paths) of ``exchange`` on ``day`` that feed ``table``: one listing call."""
-    prefix = f"{table.lake_dir(day)}/{layout.key_prefix_for_exchange(exchange)}"
-    return [obj.path for obj in store.list(prefix) if obj.path.endswith(".parquet")]
+    return [
+        obj.path for obj in store.list(_slice_prefix(table, day, exchange)) if obj.path.endswith(".parquet")
+    ]
+
+
+def _given_paths(table: WarehouseTable, day: date, exchange: str, paths: Sequence[str]) -> list[str]:
+    """The caller's paths for ``table``, each checked to be one of the slice's lake files."""
+    prefix = _slice_prefix(table, day, exchange)
+    if isinstance(paths, str):
+        raise WarehouseError(
+            f"{table.name} {day} {exchange}: expected a sequence of store paths, got one string"
+        )
+    for path in paths:
+        name = path[len(prefix) :] if path.startswith(prefix) else ""
+        if not name.endswith(".parquet") or "/" in name:
+            raise WarehouseError(
+                f"{table.name} {day} {exchange}: {path!r} is not a file of this slice (expected {prefix}*.parquet)"
+            )
+    return list(paths)
 
 
 def load_slice(
@@ -48,16 +70,23 @@ def load_slice(
     """Replace the (day, exchange) slice of every table with what the lake holds now.
 
     A table with no files for the partition gets an empty slice: the warehouse mirrors the
-    lake, including files that were removed. ``paths_by_table`` gives each table's store paths
-    (what the IO manager handed the asset); a table it does not name is listed.
+    lake, including files that were removed. ``paths_by_table`` gives a table's files (store
+    paths, e.g. handed over by an IO manager) instead of listing its folder; a table it does not
+    name is listed. A path outside the table's slice folder, or a name that is not a table being
+    loaded, is an error.
     """
+    selected = list(tables if tables is not None else WAREHOUSE_TABLES.values())
+    given = dict(paths_by_table or {})
+    for name in given:
+        get_table(name)
+        if name not in {t.name for t in selected}:
+            raise WarehouseError(f"paths_by_table names {name}, which is not among the tables being loaded")
     load = SliceLoad(day, exchange)
-    for table in tables if tables is not None else WAREHOUSE_TABLES.values():
-        paths = (
-            paths_by_table[table.name]
-            if paths_by_table is not None and table.name in paths_by_table
-            else slice_paths(store, table, day, exchange)
-        )
+    for table in selected:
+        if table.name in given:
+            paths = _given_paths(table, day, exchange, given[table.name])
+        else:
+            paths = slice_paths(store, table, day, exchange)
         uris = [warehouse.source_uri(store, path) for path in paths]
         load.results[table.name] = warehouse.replace_slice(table.name, day, exchange, uris)
     return load
