@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -162,18 +162,17 @@ def run_cli(select: str, partition: str, env: dict[str, str], log: Path, timeout
     t0 = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    root = psutil.Process(proc.pid)
+    root, timed_out = psutil.Process(proc.pid), False
+    tree = [root]
     while proc.poll() is None:
-        if time.perf_counter() - t0 > timeout:
-            for child in root.children(recursive=True):
-                child.kill()
-            proc.kill()
-            proc.wait()
-            raise TimeoutError(f"{select} ({partition}) still running after {timeout:.0f} s")
-        try:
+        with suppress(psutil.NoSuchProcess):
             tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            tree = []
+        if timed_out := time.perf_counter() - t0 > timeout:
+            print(f"  {select} ({partition}) still running after {timeout:.0f} s: stopped", flush=True)
+            for p in reversed(tree):  # the run's own processes, by PID
+                with suppress(psutil.NoSuchProcess):
+                    p.kill()
+            proc.wait()
         for p in tree:
             try:
                 cpu = p.cpu_times()
@@ -184,10 +183,10 @@ def run_cli(select: str, partition: str, env: dict[str, str], log: Path, timeout
             seen["cpu"], seen["rss"] = cpu.user + cpu.system, max(seen["rss"], rss)
         loads.append(os.getloadavg()[0])
         time.sleep(0.1)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
+    wall = None if timed_out else time.perf_counter() - t0
+    if proc.returncode and not timed_out:
         raise SystemExit(f"dagster run of {select} ({partition}) failed; its output is in {log}")
-    peak = max((p["rss"] for p in procs.values()), default=0)
+    peak = None if timed_out else max((p["rss"] for p in procs.values()), default=0)
     return {"wall": wall, "procs": procs, "peak_rss_mb": peak, "load": sum(loads) / max(len(loads), 1)}
 
 
@@ -308,6 +307,8 @@ def run_store(name: str, work: Path, env: dict[str, str], args) -> dict:
         run_cli("instrument_definitions,download_targets", part, env, log, args.timeout)
         before = counts()
         raw = run_cli("raw_ticks", part, env, log, args.timeout)
+        if raw["wall"] is None:
+            raise SystemExit(f"{name}: raw_ticks of {part} did not finish within --timeout")
         print(f"  {name}: raw_ticks {part} {raw['wall']:.1f} s", flush=True)
     res.update(
         raw_ticks_wall_s=raw["wall"], raw_ticks_load=raw["load"], raw_ticks_requests=_diff(counts(), before)
@@ -318,11 +319,7 @@ def run_store(name: str, work: Path, env: dict[str, str], args) -> dict:
         stages.remove("bq_candles")  # DuckDB reads no gs:// root; BigQuery needs its emulator
         print(f"  {name}: no local-bigquery under EMULATOR_CACHE_DIR or .ci-cache: bq_candles not run")
     before = counts()
-    try:
-        run = run_cli(",".join(stages), part, env, log, args.timeout)
-    except TimeoutError as exc:
-        print(f"  {name}: {exc}; the steps finished so far are reported")
-        run = {"wall": None, "peak_rss_mb": None, "procs": {}, "load": None}
+    run = run_cli(",".join(stages), part, env, log, args.timeout)  # stopped at the timeout: steps so far
     res.update(processing_wall_s=run["wall"], peak_rss_mb=run["peak_rss_mb"], processing_load=run["load"])
     res["processing_requests"] = _diff(counts(), before)
     res["stages"] = steps_of_last_run(home, part, run["procs"])
@@ -353,31 +350,35 @@ def report(results: list[dict], floor: dict | None, baseline: dict | None) -> No
               f"MB (bar <= {BARS['rss_mb']:,}; VmHWM of each process of the run's tree, polled by psutil); "
               f"load average {_f(res.get('raw_ticks_load'))} / {_f(res.get('processing_load'))} during the runs")  # fmt: skip
         if res["processing_requests"]:
-            print(
-                f"  proxy requests: raw_ticks {res['raw_ticks_requests']}, processing {res['processing_requests']}"
-            )
+            print(f"  proxy requests: raw_ticks {res['raw_ticks_requests']}, processing {res['processing_requests']}")  # fmt: skip
         vs = "per-inst" if res is local else f"/local (<= {BARS['gcs/local']:g}x)"
         print(f"  {'stage (step)':<40}{'wall s':>8}{'cpu s':>8}{'read':>8}{'written':>8}{'requests':>9}"
               f"{'RSS MB':>8}  {vs}")  # fmt: skip
         for key, s in sorted(res["stages"].items(), key=lambda kv: kv[1].get("start", 0)):
             wall = s.get("stage_wall_s", s.get("wall"))
-            other = (
-                was.get(key, {}).get("wall_s") if res is local else local["stages"].get(key, {}).get("wall")
-            )
+            other = was.get(key, {}).get("wall_s") if res is local else local["stages"].get(key, {}).get("wall")  # fmt: skip
             cmp = _f(other) if res is local else _f(_ratio(wall, other), ".2f")
             print(f"  {key[:39]:<40}{_f(wall):>8}{_f(s.get('stage_cpu_s', s.get('cpu'))):>8}"
                   f"{_f(s.get('objects_read')):>8}{_f(s.get('objects_written')):>8}{_f(s.get('store_requests')):>9}"
                   f"{_f(s.get('peak_rss_mb', s.get('rss')), '.0f'):>8}  {cmp}")  # fmt: skip
     if floor:
+        candles = sum(s.get("wall") or 0 for k, s in local["stages"].items() if k in CANDLE_ASSETS)
         print(f"\ncompute floor ({floor['api']} API): {floor['rows']:,} candle rows of 7 timeframes in "
-              f"{floor['compute_s']:.1f} s from {floor['trades']:,} trades (files of D and D+1) in memory (load {floor['load_s']:.1f} s, "
-              f"not counted); processing / floor = {_f(_ratio(local['processing_wall_s'], floor['compute_s']), '.1f')}x")  # fmt: skip
+              f"{floor['compute_s']:.1f} s from {floor['trades']:,} trades (files of D and D+1) in memory (load "
+              f"{floor['load_s']:.1f} s, not counted); candle steps / floor = {_f(_ratio(candles, floor['compute_s']), '.1f')}x, "
+              f"processing run / floor = {_f(_ratio(local['processing_wall_s'], floor['compute_s']), '.1f')}x")  # fmt: skip
     if baseline:
         print(f"per-instrument path (recorded {baseline['date']}, commit {baseline['commit']}): raw_ticks "
               f"{baseline['raw_ticks_wall_s']:.1f} s, processing {baseline['processing_wall_s']:.1f} s "
               f"= {baseline['processing_wall_s'] / baseline['raw_ticks_wall_s']:.1f}x, largest process "
               f"{baseline['peak_rss_mb']:,.0f} MB, {baseline['instruments']:,} instruments; processing now / "
               f"then = {_f(_ratio(local['processing_wall_s'], baseline['processing_wall_s']), '.2f')}x")  # fmt: skip
+    worst = max(((_ratio(s.get("wall"), local["stages"].get(k, {}).get("wall")) or 0, k)
+                 for r in results[1:] for k, s in r["stages"].items()), default=None)  # fmt: skip
+    print(f"bars: processing / raw_ticks {_f(_ratio(local['processing_wall_s'], local['raw_ticks_wall_s']), '.2f')}x "
+          f"(<= {BARS['processing/raw_ticks']:g}x); worst GCS / local stage "
+          f"{f'{worst[0]:.2f}x ({worst[1]})' if worst else 'n/a'} (<= {BARS['gcs/local']:g}x); largest process "
+          f"{_f(max((r['peak_rss_mb'] or 0 for r in results), default=None), '.0f')} MB (<= {BARS['rss_mb']:,} MB)")  # fmt: skip
 
 
 def record(path: Path, results: list[dict], floor: dict | None, args) -> None:
@@ -429,9 +430,7 @@ def floor_of(root: Path, day: date) -> dict | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--skip-gcs", action="store_true", help="local folder only")
     parser.add_argument("--latency-ms", type=float, default=30, help="delay per GCS request (default 30)")
     parser.add_argument("--trades-per-day", type=int, default=2000, help="sandbox trades per instrument-day")
@@ -439,9 +438,7 @@ def main() -> None:
     parser.add_argument("--stages", default=",".join(PROCESS_ASSETS), help="processing assets to run")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per CLI run before it is killed")
     parser.add_argument("--keep", type=Path, help="leave the lakes, instances and logs in this folder")
-    parser.add_argument(
-        "--record-baseline", type=Path, metavar="PATH", help="write the figures as a baseline"
-    )
+    parser.add_argument("--record-baseline", type=Path, metavar="PATH", help="write the figures as a baseline")  # fmt: skip
     parser.add_argument("--no-floor", action="store_true", help="skip the in-memory compute floor")
     args = parser.parse_args()
     args.stages = [s.strip() for s in args.stages.split(",") if s.strip()]
