@@ -207,15 +207,17 @@ def steps_of_last_run(home: Path, partition: str, procs: dict[int, dict]) -> dic
                 step["start"], step["pid"] = entry.timestamp, ev.pid
             elif ev.event_type in (T.STEP_SUCCESS, T.STEP_FAILURE):
                 step["wall"] = entry.timestamp - step.get("start", entry.timestamp)
-        for key, step in steps.items():
+        for step in steps.values():
             proc = procs.get(step.get("pid") or -1, {})
             step.update(cpu=proc.get("cpu"), rss=proc.get("rss"))
+        for key in ["raw_ticks", *PROCESS_ASSETS]:  # one step may materialize several assets: a row each
             records = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition]), limit=1
             ).records
-            meta = records[0].asset_materialization.metadata if records else {}  # type: ignore[union-attr]
-            step.update({k: meta[k].value for k in METRICS if k in meta})
-            step.update({k: meta[k].value for k in ("instruments", "files") if k in meta})
+            if records and records[0].run_id == run.run_id:
+                meta = records[0].asset_materialization.metadata  # type: ignore[union-attr]
+                step = steps.setdefault(key, {"start": records[0].timestamp})
+                step.update({k: meta[k].value for k in (*METRICS, "instruments", "files") if k in meta})
     return steps
 
 
