@@ -303,7 +303,7 @@ def run_store(name: str, work: Path, env: dict[str, str], args) -> dict:
     env = {"MARKET_DATA_ROOT": str(work / "lake"), **env, "DAGSTER_HOME": str(home)}
     log, proxy = work / "dagster.log", env.get("STORAGE_EMULATOR_HOST")
     counts = (lambda: proxy_counts(proxy)) if proxy else dict
-    res: dict = {"store": name}
+    res: dict = {"store": name, "warehouse": env.get("MARKET_DATA_WAREHOUSE", "duckdb")}
     for d in (args.day + timedelta(days=1), args.day):
         part = f"{d.isoformat()}|{EXCHANGE}"
         run_cli("instrument_definitions,download_targets", part, env, log, args.timeout)
@@ -346,7 +346,7 @@ def report(results: list[dict], floor: dict | None, baseline: dict | None) -> No
     local, was = results[0], (baseline or {}).get("stages", {})
     for res in results:
         ratio = _ratio(res["processing_wall_s"], res["raw_ticks_wall_s"])
-        print(f"\n{res['store']}: {_f(res['instruments'])} instruments; raw_ticks {res['raw_ticks_wall_s']:.1f} s "
+        print(f"\n{res['store']} (warehouse {res.get('warehouse')}): {_f(res['instruments'])} instruments; raw_ticks {res['raw_ticks_wall_s']:.1f} s "
               f"({_f(res['files'])} files); processing {_f(res['processing_wall_s'])} s = {_f(ratio, '.2f')}x "
               f"raw_ticks (bar <= {BARS['processing/raw_ticks']:g}x); largest process {_f(res['peak_rss_mb'], '.0f')} "
               f"MB (bar <= {BARS['rss_mb']:,}; VmHWM of each process of the run's tree, polled by psutil); "
@@ -370,11 +370,13 @@ def report(results: list[dict], floor: dict | None, baseline: dict | None) -> No
               f"{floor['load_s']:.1f} s, not counted); candle steps / floor = {_f(_ratio(candles, floor['compute_s']), '.1f')}x, "
               f"processing run / floor = {_f(_ratio(local['processing_wall_s'], floor['compute_s']), '.1f')}x")  # fmt: skip
     if baseline:
+        same = {k for k in local["stages"] if k in PROCESS_ASSETS} == {k for k in was if k in PROCESS_ASSETS}
+        now = _ratio(local["processing_wall_s"], baseline["processing_wall_s"]) if same else None
         print(f"per-instrument path (recorded {baseline['date']}, commit {baseline['commit']}): raw_ticks "
               f"{baseline['raw_ticks_wall_s']:.1f} s, processing {baseline['processing_wall_s']:.1f} s "
               f"= {baseline['processing_wall_s'] / baseline['raw_ticks_wall_s']:.1f}x, largest process "
               f"{baseline['peak_rss_mb']:,.0f} MB, {baseline['instruments']:,} instruments; processing now / "
-              f"then = {_f(_ratio(local['processing_wall_s'], baseline['processing_wall_s']), '.2f')}x")  # fmt: skip
+              f"then = {f'{now:.2f}x' if now else 'n/a'}{'' if same else ' (other stages than the baseline: compare per stage)'}")  # fmt: skip
     worst = max(((_ratio(s.get("wall"), local["stages"].get(k, {}).get("wall")) or 0, k)
                  for r in results[1:] for k, s in r["stages"].items()), default=None)  # fmt: skip
     print(f"bars: processing / raw_ticks {_f(_ratio(local['processing_wall_s'], local['raw_ticks_wall_s']), '.2f')}x "
