@@ -207,15 +207,17 @@ def steps_of_last_run(home: Path, partition: str, procs: dict[int, dict]) -> dic
                 step["start"], step["pid"] = entry.timestamp, ev.pid
             elif ev.event_type in (T.STEP_SUCCESS, T.STEP_FAILURE):
                 step["wall"] = entry.timestamp - step.get("start", entry.timestamp)
-        for key, step in steps.items():
+        for step in steps.values():
             proc = procs.get(step.get("pid") or -1, {})
             step.update(cpu=proc.get("cpu"), rss=proc.get("rss"))
+        for key in ["raw_ticks", *PROCESS_ASSETS]:  # one step may materialize several assets: a row each
             records = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition]), limit=1
             ).records
-            meta = records[0].asset_materialization.metadata if records else {}  # type: ignore[union-attr]
-            step.update({k: meta[k].value for k in METRICS if k in meta})
-            step.update({k: meta[k].value for k in ("instruments", "files") if k in meta})
+            if records and records[0].run_id == run.run_id:
+                meta = records[0].asset_materialization.metadata  # type: ignore[union-attr]
+                step = steps.setdefault(key, {"start": records[0].timestamp})
+                step.update({k: meta[k].value for k in (*METRICS, "instruments", "files") if k in meta})
     return steps
 
 
@@ -301,7 +303,7 @@ def run_store(name: str, work: Path, env: dict[str, str], args) -> dict:
     env = {"MARKET_DATA_ROOT": str(work / "lake"), **env, "DAGSTER_HOME": str(home)}
     log, proxy = work / "dagster.log", env.get("STORAGE_EMULATOR_HOST")
     counts = (lambda: proxy_counts(proxy)) if proxy else dict
-    res: dict = {"store": name}
+    res: dict = {"store": name, "warehouse": env.get("MARKET_DATA_WAREHOUSE", "duckdb")}
     for d in (args.day + timedelta(days=1), args.day):
         part = f"{d.isoformat()}|{EXCHANGE}"
         run_cli("instrument_definitions,download_targets", part, env, log, args.timeout)
@@ -344,7 +346,7 @@ def report(results: list[dict], floor: dict | None, baseline: dict | None) -> No
     local, was = results[0], (baseline or {}).get("stages", {})
     for res in results:
         ratio = _ratio(res["processing_wall_s"], res["raw_ticks_wall_s"])
-        print(f"\n{res['store']}: {_f(res['instruments'])} instruments; raw_ticks {res['raw_ticks_wall_s']:.1f} s "
+        print(f"\n{res['store']} (warehouse {res.get('warehouse')}): {_f(res['instruments'])} instruments; raw_ticks {res['raw_ticks_wall_s']:.1f} s "
               f"({_f(res['files'])} files); processing {_f(res['processing_wall_s'])} s = {_f(ratio, '.2f')}x "
               f"raw_ticks (bar <= {BARS['processing/raw_ticks']:g}x); largest process {_f(res['peak_rss_mb'], '.0f')} "
               f"MB (bar <= {BARS['rss_mb']:,}; VmHWM of each process of the run's tree, polled by psutil); "
@@ -368,11 +370,13 @@ def report(results: list[dict], floor: dict | None, baseline: dict | None) -> No
               f"{floor['load_s']:.1f} s, not counted); candle steps / floor = {_f(_ratio(candles, floor['compute_s']), '.1f')}x, "
               f"processing run / floor = {_f(_ratio(local['processing_wall_s'], floor['compute_s']), '.1f')}x")  # fmt: skip
     if baseline:
+        same = {k for k in local["stages"] if k in PROCESS_ASSETS} == {k for k in was if k in PROCESS_ASSETS}
+        now = _ratio(local["processing_wall_s"], baseline["processing_wall_s"]) if same else None
         print(f"per-instrument path (recorded {baseline['date']}, commit {baseline['commit']}): raw_ticks "
               f"{baseline['raw_ticks_wall_s']:.1f} s, processing {baseline['processing_wall_s']:.1f} s "
               f"= {baseline['processing_wall_s'] / baseline['raw_ticks_wall_s']:.1f}x, largest process "
               f"{baseline['peak_rss_mb']:,.0f} MB, {baseline['instruments']:,} instruments; processing now / "
-              f"then = {_f(_ratio(local['processing_wall_s'], baseline['processing_wall_s']), '.2f')}x")  # fmt: skip
+              f"then = {f'{now:.2f}x' if now else 'n/a'}{'' if same else ' (other stages than the baseline: compare per stage)'}")  # fmt: skip
     worst = max(((_ratio(s.get("wall"), local["stages"].get(k, {}).get("wall")) or 0, k)
                  for r in results[1:] for k, s in r["stages"].items()), default=None)  # fmt: skip
     print(f"bars: processing / raw_ticks {_f(_ratio(local['processing_wall_s'], local['raw_ticks_wall_s']), '.2f')}x "
