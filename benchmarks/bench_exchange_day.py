@@ -282,7 +282,7 @@ def candles_floor(ticks: dict, day: date) -> int:
 
     if hasattr(compute, "compute_base_candles"):
         lazy = {k: v.lazy() if v is not None else None for k, v in ticks.items()}
-        return with_rollups(compute.compute_base_candles(compute.InstrumentDayTicks(**lazy), day, EXCHANGE))
+        return with_rollups(compute.compute_base_candles(compute.DayTicks(**lazy), day, EXCHANGE))
     by_key = {
         k: v.partition_by("instrument_key", as_dict=True) if v is not None else {} for k, v in ticks.items()
     }
