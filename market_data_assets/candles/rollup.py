@@ -32,15 +32,23 @@ from market_data_assets.days import US_PER_DAY
 _TRADED = pl.col("trade_count") > 0
 
 
+def _traded(col: pl.Expr) -> pl.Expr:
+    """The value where the finer bucket had trades, else null (an aggregation then skips it).
+
+    Masking per row and aggregating with null-skipping kernels keeps polars on its fast grouped
+    path; ``filter`` inside an aggregation would evaluate an expression per group."""
+    return pl.when(_TRADED).then(col)
+
+
 def _aggregation(name: str, rule: Rollup) -> pl.Expr | None:
     col = pl.col(name)
     match rule:
         case Rollup.OPEN:
-            return col.filter(_TRADED).first()
+            return _traded(col).first(ignore_nulls=True)
         case Rollup.HIGH:
-            return col.filter(_TRADED).max()
+            return _traded(col).max()
         case Rollup.LOW:
-            return col.filter(_TRADED).min()
+            return _traded(col).min()
         case Rollup.LAST:
             return col.last()
         case Rollup.SUM:
@@ -64,8 +72,9 @@ def _with_held_book(finer: pl.LazyFrame, finer_width: int, width: int) -> pl.Laz
     first row of a coarser bucket) in buckets the input omits."""
     b = pl.col("_b")
     coarse = pl.col(BUCKET)
-    same_next = (pl.col(KEY) == pl.col(KEY).shift(-1)).fill_null(False)
-    same_prev = (pl.col(KEY) == pl.col(KEY).shift(1)).fill_null(False)
+    run = pl.col("_run")  # the instrument's run id: integer comparisons, not string ones
+    same_next = (run == run.shift(-1)).fill_null(False)
+    same_prev = (run == run.shift(1)).fill_null(False)
     day_end = b // US_PER_DAY * US_PER_DAY + US_PER_DAY
     next_b = pl.when(same_next).then(b.shift(-1)).otherwise(day_end)
     first_in_coarse = (~same_prev) | (coarse != coarse.shift(1)).fill_null(True)
@@ -122,8 +131,9 @@ def rollup(finer: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
         finer.lazy()
         .with_columns(pl.col("timestamp").cast(pl.Int64).alias("_b"))
         .with_columns((pl.col("_b") // width * width).alias(BUCKET))
+        .with_columns(pl.col(KEY).rle_id().cast(pl.Int64).alias("_run"))
         # Sorted group id: (instrument run, coarser bucket since the epoch) in one Int64.
-        .with_columns((pl.col(KEY).rle_id().cast(pl.Int64) * (1 << 32) + pl.col(BUCKET) // width).alias("_g"))
+        .with_columns((pl.col("_run") * (1 << 32) + pl.col(BUCKET) // width).alias("_g"))
     )
     return (
         _with_held_book(rows, finer_width, width)
