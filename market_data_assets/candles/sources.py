@@ -32,6 +32,7 @@ from market_data_assets.candles.compute import (
     TS,
     DayTicks,
 )
+from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.layout import (
     key_from_file_name,
     key_prefix_for_exchange,
@@ -39,7 +40,6 @@ from market_data_assets.storage.layout import (
     raw_ticks_dir,
     raw_ticks_path,
 )
-from market_data_assets.storage.polars_io import storage_options_for
 from market_data_assets.storage.store import ObjectStore
 from market_data_assets.tardis.formats import get_spec
 from market_data_assets.ticks.manifest import STATUS_OK, read_manifest
@@ -134,15 +134,14 @@ def chunks_by_rows(keys: list[str], weight: dict[str, int], budget: int) -> Iter
 
 
 def scan_paths(store: ObjectStore, paths: list[str], columns: list[str]) -> pl.LazyFrame:
-    """The files concatenated in order, only ``columns`` read, in ONE polars scan.
+    """The files concatenated in order, only ``columns`` read, as ONE frame (``storage.frames``).
 
-    Scanned in place (a local file or ``gs://`` through polars' object store), so the filter on
-    the day's time range reaches the Parquet row-group statistics: of the next day's files only
-    the first row groups, the ones that can hold ticks stamped before midnight, are fetched.
+    On a local root the files are scanned in place, so the filter on the day's time range reaches
+    the Parquet row-group statistics: of the next day's files only the first row groups, the ones
+    that can hold ticks stamped before midnight, are read. On ``gs://`` each object is one GET on
+    the bounded pool (a chunk's objects, read into memory).
     """
-    return pl.scan_parquet(
-        [store.uri(p) for p in paths], storage_options=storage_options_for(store.root)
-    ).select(columns)
+    return scan_files(store, paths, columns)
 
 
 def _quotes_as_top_of_book() -> dict[str, str]:

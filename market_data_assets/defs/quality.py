@@ -26,7 +26,7 @@ from market_data_assets.quality.missing import (
     report_for_day,
 )
 from market_data_assets.storage import layout
-from market_data_assets.storage.polars_io import storage_options_for
+from market_data_assets.storage.frames import scan_files
 from market_data_assets.tardis.incidents import Incident, incidents_from_details
 
 
@@ -176,7 +176,7 @@ def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date |
     one polars scan over every file (local or ``gs://``), the day filter pushed into the footers."""
     if not paths:
         return pl.DataFrame(schema={"instrument_key": pl.String, alias: pl.Float64})
-    scan = pl.scan_parquet([store.uri(p) for p in paths], storage_options=storage_options_for(store.root))
+    scan = scan_files(store, paths, ["timestamp", column, "instrument_key"])
     if day is not None:
         start, end = day_bounds(day)
         scan = scan.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
@@ -241,11 +241,7 @@ def candle_timestamps_inside_day(
         if not paths:
             continue
         ranges = (
-            pl.scan_parquet(
-                [store.uri(path) for path in paths],
-                storage_options=storage_options_for(store.root),
-                include_file_paths="file",
-            )
+            scan_files(store, paths, ["timestamp"], path_column="file")
             .group_by("file")
             .agg(pl.col("timestamp").min().alias("lo"), pl.col("timestamp").max().alias("hi"))
             .filter((pl.col("lo") < start) | (pl.col("hi") >= end))

@@ -27,8 +27,8 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.storage import layout
+from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.parallel import map_objects
-from market_data_assets.storage.polars_io import storage_options_for
 from market_data_assets.storage.store import ObjectInfo, ObjectStore
 
 KEY = "instrument_key"
@@ -224,18 +224,13 @@ class StoredSlice:
 
 
 def read_frames(store: ObjectStore, paths: list[str]) -> pl.DataFrame:
-    """The files' rows concatenated in ``paths`` order, in one polars read (local or ``gs://``).
+    """The files' rows concatenated in ``paths`` order (``storage.frames``: local or ``gs://``).
 
-    polars reads many files concurrently by itself, at a fifth of the CPU of a pyarrow reader per
-    small file. Files of one slice may differ in columns (book depth 5 vs 25): missing ones are null.
+    Files of one slice may differ in columns (book depth 5 vs 25): missing ones are null.
     """
     if not paths:
         return pl.DataFrame()
-    return pl.read_parquet(
-        [store.uri(p) for p in paths],
-        storage_options=storage_options_for(store.root),
-        missing_columns="insert",
-    )
+    return scan_files(store, paths).collect()
 
 
 @dataclass
