@@ -33,6 +33,7 @@ AREAS: tuple[str, ...] = (
     CANDLES_AREA,
     BOOK_SNAPSHOTS_AREA,
     REPORTS_AREA,
+    FEATURES_AREA,
 )
 """Every top-level folder of the lake, in pipeline order."""
 KEYED_AREAS: tuple[str, ...] = (CANDLES_AREA, BOOK_SNAPSHOTS_AREA, FEATURES_AREA)
