@@ -18,16 +18,15 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.candles.timeframes import get_timeframe
-from market_data_assets.features.compute import compute_features
+from market_data_assets.features.compute import CANDLE_INPUTS, compute_features
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES, lookback_days
 from market_data_assets.storage.layout import CANDLES_AREA, FEATURES_AREA
-from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
+from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY, map_objects
 from market_data_assets.storage.slices import (
     SliceRef,
     SlicesOutput,
     SliceSummary,
     StoredSlice,
-    read_frames,
     write_output,
 )
 from market_data_assets.storage.store import ObjectStore
@@ -90,11 +89,19 @@ def features_output(
             chunk = keys[i : i + chunk_keys]
             paths = [p[k] for p in paths_by_day for k in chunk if k in p] + [day_paths[k] for k in chunk]
             output.objects_read += len(paths)
-            frame = read_frames(store, paths, concurrency)
+            frame = _read_inputs(store, paths, concurrency)
             yield {timeframe: compute_features(frame, day, timeframe)}
 
     output.chunks = chunks()
     return output
+
+
+def _read_inputs(store: ObjectStore, paths: list[str], concurrency: int) -> pl.DataFrame:
+    """The candle columns features read, from every file (read on the bounded pool)."""
+    tables = map_objects(
+        lambda p: store.read_parquet(p, columns=list(CANDLE_INPUTS)), paths, store.uri, concurrency
+    )
+    return pl.concat([pl.from_arrow(t.replace_schema_metadata(None)) for t in tables])  # type: ignore[misc]
 
 
 def open_lookback(

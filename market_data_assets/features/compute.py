@@ -2,9 +2,10 @@
 
 Input: the candles of one timeframe for a set of instruments over D and the earlier days the
 registry's longest lookback needs (as stored: dense or sparse, an instrument absent on a day it
-did not trade). Sparse rows are densified first (``candles.densify``: exactly the dense rows),
-then every instrument gets the SAME regular grid of buckets from the first lookback day's
-midnight to D's end, rows the lake does not hold flagged absent. Because every instrument's run
+did not trade). Every instrument gets the SAME regular grid of buckets from the first lookback
+day's midnight to D's end; the buckets a sparse file omits are filled by ``candles.densify``'s
+rule (``_densified``: only the columns features read, in one pass), and the rows of days the
+lake has no candles for are flagged absent. Because every instrument's run
 has the same length and D's rows sit at least ``MAX_LOOKBACK`` rows into it, the registry's
 expressions (``shift`` and trailing ``rolling_*``) run over the whole chunk in one vectorized
 pass, per instrument (``over`` its sorted integer code, so a rolling kernel's floating-point state
@@ -19,7 +20,6 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from market_data_assets.candles.densify import densify
 from market_data_assets.candles.density import Density
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.days import US_PER_DAY, day_start_us
@@ -30,8 +30,52 @@ KEY = INSTRUMENT_KEY_COLUMN
 _B = "_b"
 _PRESENT = "_present"
 _STORED = "_stored"
-_CODE = "_code"
 _IDENTITY = ("exchange", "instrument_type", "density")
+_CODE = "_code"
+_DAY = "_day"
+_CARRIED = ("close", "mark_price", "index_price", "open_interest", "close_spread")
+"""As-of-bucket-end candle values an omitted (empty) bucket carries from the previous one, within the day."""
+_ZERO = ("trade_count", "buy_volume", "sell_volume", "notional", "realized_variance", "volume")
+_SERIES_COLUMNS = tuple(sorted({c for f in FEATURES for c in f.inputs} | set(_CARRIED) | set(_ZERO)))
+CANDLE_INPUTS: tuple[str, ...] = (KEY, "timeframe", "timestamp", *_IDENTITY, *_SERIES_COLUMNS)
+"""The candle columns ``compute_features`` reads (the rest need not be loaded)."""
+
+
+def _densified() -> list[pl.Expr]:
+    """The feature inputs of buckets a sparse file omits, by ``candles.densify``'s rule (an omitted
+    bucket had no ticks): zero counts and sums, the close, derivative values and book end state
+    carried from the previous bucket of the same instrument-day (null before the first), OHLC flat
+    at the close, ``ofi_sum`` 0 while the carried book is two-sided and null otherwise. Only the
+    columns features read, in one pass over the sorted grid: a NaN sentinel at each midnight and at
+    stored nulls stops the forward fill from crossing days or instruments (candle values are never
+    NaN). Tested equal to the dense computation's features."""
+    stored = pl.col(_STORED)
+    midnight = pl.col(_B) % US_PER_DAY == 0
+    nan = float("nan")
+
+    def carried(c: str) -> pl.Expr:
+        return (
+            pl.when(stored)
+            .then(pl.col(c).fill_null(nan))
+            .when(midnight)
+            .then(pl.lit(nan))
+            .otherwise(None)
+            .forward_fill()
+            .fill_nan(None)
+            .alias(c)
+        )
+
+    close = carried("close")
+    return [
+        *(carried(c) for c in _CARRIED),
+        *(pl.when(stored).then(pl.col(c)).otherwise(close).alias(c) for c in ("high", "low")),
+        *(pl.when(stored).then(pl.col(c)).otherwise(0).alias(c) for c in _ZERO),
+        pl.when(stored)
+        .then(pl.col("ofi_sum"))
+        .when(carried("close_spread").is_not_null())
+        .then(pl.lit(0.0))
+        .alias("ofi_sum"),
+    ]
 
 
 def compute_features(candles: pl.DataFrame, day: date, timeframe: str) -> pl.DataFrame:
@@ -57,25 +101,29 @@ def compute_features(candles: pl.DataFrame, day: date, timeframe: str) -> pl.Dat
     if of_day.height == 0:
         return pl.from_arrow(FEATURE_SCHEMA.empty_table())  # type: ignore[return-value]
     identity = of_day.group_by(KEY).agg(pl.col(c).first() for c in _IDENTITY).sort(KEY)
-    stored = of_day.select(KEY, _B).with_columns(pl.lit(True).alias(_STORED))
-    # Only D's instruments matter; densify their rows of every day (exact dense rows).
-    rows = rows.join(identity.select(KEY), on=KEY, how="semi")
-    sparse = rows.filter(pl.col("density") == Density.SPARSE.value)
-    if sparse.height:
-        densified = densify(sparse.drop(_B)).with_columns(pl.col("timestamp").cast(pl.Int64).alias(_B))
-        rows = pl.concat(
-            [rows.filter(pl.col("density") != Density.SPARSE.value), densified], how="diagonal_relaxed"
-        )
-    grid = (
-        identity.select(KEY).with_columns(pl.int_ranges(lo, hi, tf.us, dtype=pl.Int64).alias(_B)).explode(_B)
+    rows = rows.join(identity.select(KEY), on=KEY, how="semi")  # only D's instruments matter
+    days = (
+        rows.select(KEY, (pl.col(_B) // US_PER_DAY).alias(_DAY))
+        .unique()
+        .with_columns(pl.lit(1, pl.Int32).alias(_PRESENT))
     )
-    inputs = sorted({c for f in FEATURES for c in f.inputs})
-    series = grid.join(
-        rows.select(KEY, _B, *inputs).with_columns(pl.lit(1, pl.Int32).alias(_PRESENT)),
-        on=[KEY, _B],
-        how="left",
-        maintain_order="left",
-    ).with_columns(pl.col(_PRESENT).fill_null(0))
+    grid = (
+        identity.select(KEY)
+        .with_columns(pl.int_ranges(lo, hi, tf.us, dtype=pl.Int64).alias(_B))
+        .explode(_B)
+        .with_columns((pl.col(_B) // US_PER_DAY).alias(_DAY))
+    )
+    series = (
+        grid.join(
+            rows.select(KEY, _B, *_SERIES_COLUMNS).with_columns(pl.lit(True).alias(_STORED)),
+            on=[KEY, _B],
+            how="left",
+            maintain_order="left",
+        )
+        .join(days, on=[KEY, _DAY], how="left", maintain_order="left")
+        .with_columns(pl.col(_PRESENT).fill_null(0), pl.col(_STORED).fill_null(False))
+        .with_columns(_densified())
+    )
     lazy = series.lazy().with_columns(pl.col(KEY).rle_id().alias(_CODE))
     present = pl.col(_PRESENT)
     for f in FEATURES:
@@ -87,9 +135,8 @@ def compute_features(candles: pl.DataFrame, day: date, timeframe: str) -> pl.Dat
         lazy = lazy.with_columns(value.over(_CODE).cast(pl.Float64).alias(f.name))
     out = (
         lazy.filter(pl.col(_B) >= d0)
-        .join(stored.lazy(), on=[KEY, _B], how="left", maintain_order="left")
         .join(identity.lazy(), on=KEY, how="left", maintain_order="left")
-        .filter((pl.col("density") != Density.SPARSE.value) | pl.col(_STORED).fill_null(False))
+        .filter((pl.col("density") != Density.SPARSE.value) | pl.col(_STORED))
         .with_columns(
             pl.lit(tf.name).alias("timeframe"),
             pl.col(_B).cast(pl.Datetime("us", "UTC")).alias("timestamp"),
