@@ -33,6 +33,7 @@ _STORED = "_stored"
 _IDENTITY = ("exchange", "instrument_type", "density")
 _CODE = "_code"
 _DAY = "_day"
+_I = "_i"
 _CARRIED = ("close", "mark_price", "index_price", "open_interest", "close_spread")
 """As-of-bucket-end candle values an omitted (empty) bucket carries from the previous one, within the day."""
 _ZERO = ("trade_count", "buy_volume", "sell_volume", "notional", "realized_variance", "volume")
@@ -100,31 +101,41 @@ def compute_features(candles: pl.DataFrame, day: date, timeframe: str) -> pl.Dat
     of_day = rows.filter(pl.col(_B) >= d0)
     if of_day.height == 0:
         return pl.from_arrow(FEATURE_SCHEMA.empty_table())  # type: ignore[return-value]
-    identity = of_day.group_by(KEY).agg(pl.col(c).first() for c in _IDENTITY).sort(KEY)
-    rows = rows.join(identity.select(KEY), on=KEY, how="semi")  # only D's instruments matter
-    days = (
-        rows.select(KEY, (pl.col(_B) // US_PER_DAY).alias(_DAY))
-        .unique()
-        .with_columns(pl.lit(1, pl.Int32).alias(_PRESENT))
+    identity = (
+        of_day.group_by(KEY)
+        .agg(pl.col(c).first() for c in _IDENTITY)
+        .sort(KEY)
+        .with_row_index(_CODE)
+        .with_columns(pl.col(_CODE).cast(pl.Int64))
     )
-    grid = (
-        identity.select(KEY)
-        .with_columns(pl.int_ranges(lo, hi, tf.us, dtype=pl.Int64).alias(_B))
-        .explode(_B)
-        .with_columns((pl.col(_B) // US_PER_DAY).alias(_DAY))
+    # Integer positions on the grid: instrument code * buckets of the span + bucket index, so the
+    # grid is built and joined on one sorted Int64 instead of (key string, bucket).
+    span = (hi - lo) // tf.us
+    span_days = (hi - lo) // US_PER_DAY
+    rows = rows.join(identity.select(KEY, _CODE), on=KEY, how="inner").with_columns(
+        (pl.col(_CODE) * span + (pl.col(_B) - lo) // tf.us).alias(_I),
+        (pl.col(_CODE) * span_days + (pl.col(_B) - lo) // US_PER_DAY).alias(_DAY),
+    )
+    days = rows.select(_DAY).unique().with_columns(pl.lit(1, pl.Int32).alias(_PRESENT))
+    grid = pl.DataFrame(
+        {_I: pl.int_range(0, identity.height * span, dtype=pl.Int64, eager=True)}
+    ).with_columns(
+        (pl.col(_I) // span).alias(_CODE),
+        (lo + pl.col(_I) % span * tf.us).alias(_B),
     )
     series = (
-        grid.join(
-            rows.select(KEY, _B, *_SERIES_COLUMNS).with_columns(pl.lit(True).alias(_STORED)),
-            on=[KEY, _B],
+        grid.with_columns((pl.col(_CODE) * span_days + (pl.col(_B) - lo) // US_PER_DAY).alias(_DAY))
+        .join(
+            rows.select(_I, *_SERIES_COLUMNS).with_columns(pl.lit(True).alias(_STORED)),
+            on=_I,
             how="left",
             maintain_order="left",
         )
-        .join(days, on=[KEY, _DAY], how="left", maintain_order="left")
+        .join(days, on=_DAY, how="left", maintain_order="left")
         .with_columns(pl.col(_PRESENT).fill_null(0), pl.col(_STORED).fill_null(False))
         .with_columns(_densified())
     )
-    lazy = series.lazy().with_columns(pl.col(KEY).rle_id().alias(_CODE))
+    lazy = series.lazy()
     present = pl.col(_PRESENT)
     for f in FEATURES:
         value = f.expression()
@@ -135,7 +146,7 @@ def compute_features(candles: pl.DataFrame, day: date, timeframe: str) -> pl.Dat
         lazy = lazy.with_columns(value.over(_CODE).cast(pl.Float64).alias(f.name))
     out = (
         lazy.filter(pl.col(_B) >= d0)
-        .join(identity.lazy(), on=KEY, how="left", maintain_order="left")
+        .join(identity.lazy(), on=_CODE, how="left", maintain_order="left")
         .filter((pl.col("density") != Density.SPARSE.value) | pl.col(_STORED))
         .with_columns(
             pl.lit(tf.name).alias("timeframe"),
