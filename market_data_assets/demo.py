@@ -1,8 +1,8 @@
 """``market-data demo`` (``make demo``): the whole graph, end to end, on the embedded default.
 
 No network, no credentials: it starts the bundled Tardis sandbox, points the settings at it,
-and materializes definitions -> targets -> raw ticks -> candles -> book snapshots ->
-warehouse (DuckDB) -> missing-data report for a few days × exchanges through real Dagster
+and materializes definitions -> targets -> raw ticks -> candles -> book snapshots -> MFT
+features -> warehouse (DuckDB) -> missing-data report for a few days × exchanges through real Dagster
 runs on a persistent local instance (``<root>/dagster_home``). ``make dev`` opens the UI on
 that same instance, so every run shows up there.
 
@@ -143,11 +143,12 @@ def _summary(root: Path, start: date, days: int, exchanges: list[str]) -> None:
 
     from market_data_assets.settings import Settings
     from market_data_assets.warehouse import WAREHOUSE_TABLES, open_warehouse
+    from market_data_assets.warehouse.schema import FEATURE_TABLES
 
     warehouse = open_warehouse(Settings.from_env(), store)
     print(f"\nwarehouse {warehouse.uri}:")
     days_range = [start + timedelta(days=i) for i in range(days)]
-    for table in WAREHOUSE_TABLES:
+    for table in [*WAREHOUSE_TABLES, *FEATURE_TABLES]:
         rows = sum(warehouse.count(table, d, ex) for d in days_range for ex in exchanges)
         print(f"  {table:<26} {rows:>9,} rows")
     warehouse.close()
@@ -167,3 +168,26 @@ def _summary(root: Path, start: date, days: int, exchanges: list[str]) -> None:
         with pl.Config(tbl_rows=6, tbl_cols=-1, tbl_width_chars=160):
             print(f"\na candle preview ({candle_files[0].path}):")
             print(preview.head(6))
+
+    _features_preview(store, start + timedelta(days=days - 1), exchanges)
+
+
+def _features_preview(store, day: date, exchanges: list[str]) -> None:
+    """A few MFT feature rows of the last day (its windows reach into the day before)."""
+    import polars as pl
+
+    from market_data_assets.features.registry import FEATURE_NAMES
+    from market_data_assets.storage import layout
+
+    files = [
+        f
+        for f in store.list(f"{layout.features_dir(day, '1h')}/")
+        if f.path.endswith(".parquet") and layout.venue_of_key(layout.key_from_file_name(f.path)) in exchanges
+    ]
+    perp = next((f for f in files if ":PERP:" in f.path), files[0] if files else None)
+    if perp is None:
+        return
+    frame = pl.read_parquet(store.uri(perp.path)).select("timestamp", "available_at", *FEATURE_NAMES)
+    with pl.Config(tbl_rows=8, tbl_cols=-1, tbl_width_chars=220, float_precision=6):
+        print(f"\nMFT features at 1h ({perp.path}; docs/FEATURES.md):")
+        print(frame.head(6))

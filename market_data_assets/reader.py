@@ -1,4 +1,4 @@
-"""The library API downstream services import: instruments, ticks, candles, book snapshots, gaps.
+"""The library API downstream services import: instruments, ticks, candles, book snapshots, features, gaps.
 
 Everything is a lazy polars scan over exactly the files a request needs: paths are computed
 from the layout (day × data type/timeframe × instrument key), one listing per day tells which
@@ -21,6 +21,7 @@ import pyarrow as pa
 from market_data_assets.candles.densify import densify
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
 from market_data_assets.days import day_start
+from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES
 from market_data_assets.quality.missing import report_for_range
 from market_data_assets.settings import Settings
 from market_data_assets.storage import layout
@@ -202,6 +203,38 @@ def scan_book_snapshots(
         end,
         book_snapshot_schema(depth),
     )
+
+
+def scan_features(
+    timeframe: str,
+    keys: Iterable[str] | str,
+    start: TimeLike,
+    end: TimeLike,
+    columns: Sequence[str] | None = None,
+    *,
+    root: str | None = None,
+) -> pl.LazyFrame:
+    """MFT features (docs/FEATURES.md) of ``keys`` at ``timeframe`` for buckets starting in ``[start, end)``.
+
+    ``columns`` projects (any of ``FEATURE_SCHEMA``'s names; the scan reads only those). Each row's
+    ``available_at`` = timestamp + timeframe is when it is known (point in time).
+    """
+    if timeframe not in FEATURE_TIMEFRAMES:
+        raise ValueError(f"no features at {timeframe!r}; feature timeframes: {', '.join(FEATURE_TIMEFRAMES)}")
+    if columns is not None:
+        unknown = [c for c in columns if c not in FEATURE_SCHEMA.names]
+        if unknown:
+            raise ValueError(f"unknown feature columns {unknown}; known: {', '.join(FEATURE_SCHEMA.names)}")
+    scan = _scan_keyed(
+        _store(root),
+        lambda d: layout.features_dir(d, timeframe),
+        lambda d, k: layout.features_path(d, timeframe, k),
+        _check_keys(keys),
+        start,
+        end,
+        FEATURE_SCHEMA,
+    )
+    return scan if columns is None else scan.select(list(columns))
 
 
 def missing_data(

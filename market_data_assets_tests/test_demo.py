@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from market_data_assets.features.registry import FEATURE_TIMEFRAMES
 from market_data_assets.storage import layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ def test_demo_runs_the_whole_graph(tmp_path):
     env.update(
         {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1"}
     )
+    env["PYTHONPATH"] = str(REPO)  # the checkout under test, also from a worktree of an editable install
     result = subprocess.run(
         [
             str(Path(sys.executable).with_name("market-data")),
@@ -65,6 +67,12 @@ def test_demo_runs_the_whole_graph(tmp_path):
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     for tf in layout.TIMEFRAMES:
         assert f"candles_{tf}" in tables
+    for tf in FEATURE_TIMEFRAMES:
+        assert f"features_{tf}" in tables
+    features = con.execute(
+        "SELECT count(*), count(log_return), count(DISTINCT (instrument_key, timestamp)) FROM features_1h"
+    ).fetchone()
+    assert features[0] == features[2] > 0 and features[1] > 0
     per_slice = con.execute(
         "SELECT exchange, CAST(timestamp AS DATE) AS d, count(*) AS n, count(DISTINCT (instrument_key, timestamp)) AS u "
         "FROM candles_24h GROUP BY ALL ORDER BY ALL"
@@ -88,6 +96,17 @@ def test_demo_runs_the_whole_graph(tmp_path):
         ~pl.col("status").is_in(["present", "empty_at_source", "explained_by_incident"])
     )
     assert unexplained.height == 0, unexplained
+
+    # MFT features of every day and exchange, printed too.
+    for day in (date(2024, 3, 1), date(2024, 3, 2)):
+        for ex in EXCHANGES:
+            for tf in FEATURE_TIMEFRAMES:
+                assert list(
+                    (root / layout.features_dir(day, tf)).glob(
+                        f"{layout.key_prefix_for_exchange(ex)}*.parquet"
+                    )
+                ), (day, ex, tf)
+    assert "MFT features at 1h" in output and "realized_vol_20" in output
 
     # The instance persisted the runs, for `make dev` to show.
     assert (root / "dagster_home" / "dagster.yaml").is_file()

@@ -27,6 +27,7 @@ import polars as pl
 from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
 from market_data_assets.candles.schema import (
     BOOK_COVERAGE,
+    BOOK_FLOW_SUMS,
     BOOK_STATE_OF_INTEGRAL,
     CANDLE_COLUMNS,
     CANDLE_SCHEMA,
@@ -281,6 +282,7 @@ def book_features(book: pl.LazyFrame, grid: DayGrid, key: str | None = None) -> 
         ),
     }
     next_t = pl.when(_same_instrument_as(-1, s)).then(pl.col(_T).shift(-1)).otherwise(grid.end_us)
+    s = s.with_columns(_order_flow(s, valid))
     first_in_bucket = (pl.col(_G) != pl.col(_G).shift(1)).fill_null(True)
     bucket = _bucket_of_row(grid)
     s = s.with_columns(**states).with_columns(
@@ -302,17 +304,50 @@ def book_features(book: pl.LazyFrame, grid: DayGrid, key: str | None = None) -> 
             for integral, state in BOOK_STATE_OF_INTEGRAL.items()
         ),
     )
-    return _per_bucket(
-        day,
-        segments,
-        [
-            pl.col(BOOK_COVERAGE).sum().cast(pl.Int64),
-            *(pl.col(integral).sum() for integral in BOOK_STATE_OF_INTEGRAL),
-            pl.len().cast(pl.Int64).alias("snapshot_count"),
-            *(pl.col(state).last() for state in states),
-        ],
-        grid,
+    return (
+        _per_bucket(
+            day,
+            segments,
+            [
+                pl.col(BOOK_COVERAGE).sum().cast(pl.Int64),
+                *(pl.col(integral).sum() for integral in BOOK_STATE_OF_INTEGRAL),
+                pl.len().cast(pl.Int64).alias("snapshot_count"),
+                *(pl.col(state).last() for state in states),
+                pl.col(OFI).sum(),
+                pl.col(_OFI_EVENTS).sum(),
+            ],
+            grid,
+        )
+        .with_columns(
+            # No book at all in the bucket (no covered time, no event): null, not 0.
+            pl.when((pl.col(BOOK_COVERAGE) > 0) | (pl.col(_OFI_EVENTS) > 0)).then(pl.col(OFI)).alias(OFI)
+        )
+        .drop(_OFI_EVENTS)
     )
+
+
+OFI = "ofi_sum"
+_OFI_EVENTS = "_ofi_events"
+
+
+def _order_flow(s: pl.DataFrame, valid: pl.Expr) -> list[pl.Expr]:
+    """Each state's order-flow event e_n (Cont, Kukanov & Stoikov 2014) against the previous state
+    of the same instrument (ordered rows of the day), where both are two-sided; 0 otherwise, and
+    ``_OFI_EVENTS`` says whether it counted."""
+    ask_p, ask_a, bid_p, bid_a = TOP_OF_BOOK
+    pb, qb, pa, qa = (pl.col(c) for c in (bid_p, bid_a, ask_p, ask_a))
+    pb0, qb0, pa0, qa0 = (pl.col(c).shift(1) for c in (bid_p, bid_a, ask_p, ask_a))
+    counted = valid & valid.shift(1).fill_null(False) & _same_instrument_as(1, s)
+    e = (
+        pl.when(pb >= pb0).then(qb).otherwise(0.0)
+        - pl.when(pb <= pb0).then(qb0).otherwise(0.0)
+        - pl.when(pa <= pa0).then(qa).otherwise(0.0)
+        + pl.when(pa >= pa0).then(qa0).otherwise(0.0)
+    )
+    return [
+        pl.when(counted).then(e).otherwise(0.0).alias(OFI),
+        counted.cast(pl.Int64).alias(_OFI_EVENTS),
+    ]
 
 
 def derivative_features(ticker: pl.LazyFrame, grid: DayGrid, key: str | None = None) -> pl.DataFrame:
@@ -356,7 +391,10 @@ def liquidation_features(liquidations: pl.LazyFrame, grid: DayGrid, key: str | N
 _ZERO_FILLED = tuple(
     c.name
     for c in CANDLE_COLUMNS
-    if c.rollup is Rollup.SUM and c.name != BOOK_COVERAGE and c.name not in BOOK_STATE_OF_INTEGRAL
+    if c.rollup is Rollup.SUM
+    and c.name != BOOK_COVERAGE
+    and c.name not in BOOK_STATE_OF_INTEGRAL
+    and c.name not in BOOK_FLOW_SUMS
 )
 _CARRIED = ("close", *DERIVATIVE_FIELDS)
 """Last-value columns whose null means "nothing reported yet": an empty bucket carries the last one."""
@@ -439,6 +477,14 @@ def fill_empty_buckets(df: pl.DataFrame, width: int, fresh_book: pl.Expr) -> pl.
             .otherwise(pl.col(integral).fill_null(0.0))
             .alias(integral)
             for integral, state in BOOK_STATE_OF_INTEGRAL.items()
+        ),
+        # A held book has no event: 0 while it is two-sided, null (no book) otherwise.
+        *(
+            pl.when(held)
+            .then(pl.when(pl.col("close_spread").is_not_null()).then(pl.lit(0.0)))
+            .otherwise(pl.col(flow))
+            .alias(flow)
+            for flow in BOOK_FLOW_SUMS
         ),
     ).drop("_fresh_book")
 

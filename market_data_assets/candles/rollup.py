@@ -21,6 +21,7 @@ import polars as pl
 from market_data_assets.candles.compute import BUCKET, KEY, fill_empty_ohlc, ratio_expressions
 from market_data_assets.candles.schema import (
     BOOK_COVERAGE,
+    BOOK_FLOW_SUMS,
     BOOK_STATE_OF_INTEGRAL,
     CANDLE_COLUMNS,
     CANDLE_SCHEMA,
@@ -40,8 +41,10 @@ def _traded(col: pl.Expr) -> pl.Expr:
     return pl.when(_TRADED).then(col)
 
 
-def _aggregation(name: str, rule: Rollup) -> pl.Expr | None:
+def _aggregation(name: str, rule: Rollup, nullable: bool = False) -> pl.Expr | None:
     col = pl.col(name)
+    if rule is Rollup.SUM and nullable:  # null only when every finer value is (BOOK_FLOW_SUMS)
+        return pl.when(col.is_not_null().any()).then(col.sum())
     match rule:
         case Rollup.OPEN:
             return _traded(col).first(ignore_nulls=True)
@@ -63,7 +66,9 @@ def _aggregation(name: str, rule: Rollup) -> pl.Expr | None:
 
 
 _AGGREGATIONS: list[pl.Expr] = [
-    expr.alias(c.name) for c in CANDLE_COLUMNS if (expr := _aggregation(c.name, c.rollup)) is not None
+    expr.alias(c.name)
+    for c in CANDLE_COLUMNS
+    if (expr := _aggregation(c.name, c.rollup, c.nullable)) is not None
 ]
 
 
@@ -93,12 +98,14 @@ def _with_held_book(finer: pl.LazyFrame, finer_width: int, width: int) -> pl.Laz
     def integral(state: str, duration: str) -> pl.Expr:
         return (pl.col(state) * pl.col(duration)).fill_null(0.0)
 
+    held_covered = covered("close_spread", "_after") + covered("_prev_close_spread", "_before")
     return held.with_columns(
-        (
-            pl.col(BOOK_COVERAGE)
-            + covered("close_spread", "_after")
-            + covered("_prev_close_spread", "_before")
-        ).alias(BOOK_COVERAGE),
+        (pl.col(BOOK_COVERAGE) + held_covered).alias(BOOK_COVERAGE),
+        # Omitted buckets held a two-sided book without events: they make a flow sum 0, not null.
+        *(
+            pl.when(held_covered > 0).then(pl.col(f).fill_null(0.0)).otherwise(pl.col(f)).alias(f)
+            for f in BOOK_FLOW_SUMS
+        ),
         *(
             (pl.col(name) + integral(state, "_after") + integral(f"_prev_{state}", "_before")).alias(name)
             for name, state in BOOK_STATE_OF_INTEGRAL.items()

@@ -40,6 +40,7 @@ class Rollup(StrEnum):
     LAST = "last"
     """The last finer bucket's value (close, and every as-of-bucket-end value)."""
     SUM = "sum"
+    """Sum; for a nullable column (``BOOK_FLOW_SUMS``) null when every finer value is null."""
     MAX = "max"
     """Max ignoring nulls; null when every finer value is null."""
     RATIO = "ratio"
@@ -219,6 +220,16 @@ CANDLE_COLUMNS: tuple[CandleColumn, ...] = (
         "top-of-book imbalance at the bucket end; null likewise",
         nullable=True,
     ),
+    _c(
+        "ofi_sum",
+        _F64,
+        Rollup.SUM,
+        "order-flow imbalance (Cont, Kukanov & Stoikov 2014): sum over the bucket's level-0 book states n "
+        "(whose predecessor n-1 of the day exists and both are two-sided) of e_n = qb_n[Pb_n >= Pb_n-1] - "
+        "qb_n-1[Pb_n <= Pb_n-1] - qa_n[Pa_n <= Pa_n-1] + qa_n-1[Pa_n >= Pa_n-1], in the venue's amount unit; "
+        "0 in a covered bucket without such a pair; null when the bucket has no book coverage at all",
+        nullable=True,
+    ),
     # --- derivative ticker (as of the bucket end, carried forward within the day) -----------
     _c("mark_price", _F64, Rollup.LAST, "last mark price reported before the bucket end", nullable=True),
     _c("index_price", _F64, Rollup.LAST, "last index price reported before the bucket end", nullable=True),
@@ -248,6 +259,12 @@ width: its integral is ``state * width`` and its coverage ``width`` where the st
 That rule fills the empty buckets of a sparse file (densify, roll-up) exactly as a dense
 computation from the ticks would have filled them.
 """
+BOOK_FLOW_SUMS: tuple[str, ...] = ("ofi_sum",)
+"""Sums of book events (nullable SUM columns): 0 over time the book was held two-sided without an
+event, null when a bucket has neither coverage nor an event (no book at all). A nullable SUM rolls up
+to null exactly when every finer value is null, which keeps that rule exact under roll-up, sparse
+roll-up and densify (a zero-duration two-sided state can carry an event in a bucket without
+coverage: its event still counts, so the bucket is not null)."""
 CANDLE_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in CANDLE_COLUMNS)
 CANDLE_DESCRIPTIONS: dict[str, str] = {c.name: c.description for c in CANDLE_COLUMNS}
 

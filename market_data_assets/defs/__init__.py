@@ -13,6 +13,7 @@ from market_data_assets.settings import Settings, get_settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The project's Definitions; resources read ``settings.py`` at run time."""
     from market_data_assets.defs.candles import CANDLE_ASSETS
+    from market_data_assets.defs.features import FEATURE_ASSETS
     from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
     from market_data_assets.defs.io_managers import io_managers_for
     from market_data_assets.defs.jobs import JOBS
@@ -32,7 +33,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     market_data = MarketDataResource()
     return dg.Definitions(
         executor=executor,
-        assets=[*INSTRUMENT_ASSETS, *RAW_TICKS_ASSETS, *CANDLE_ASSETS, *WAREHOUSE_ASSETS, *QUALITY_ASSETS],
+        assets=[
+            *INSTRUMENT_ASSETS,
+            *RAW_TICKS_ASSETS,
+            *CANDLE_ASSETS,
+            *FEATURE_ASSETS,
+            *WAREHOUSE_ASSETS,
+            *QUALITY_ASSETS,
+        ],
         asset_checks=QUALITY_CHECKS,
         jobs=JOBS,
         sensors=SENSORS,

@@ -19,6 +19,7 @@ import polars as pl
 
 from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.features.registry import FEATURE_TIMEFRAMES
 from market_data_assets.partitions import parse_partition_key
 from market_data_assets.storage import layout
 from market_data_assets.storage.slices import SliceRef, SlicesOutput, SliceSummary, StoredSlice, write_output
@@ -114,8 +115,13 @@ def by_partition(
 SLICE_ASSETS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{f"candles_{tf}": (layout.CANDLES_AREA, (tf,)) for tf in layout.TIMEFRAMES},
     "book_snapshots": (layout.BOOK_SNAPSHOTS_AREA, layout.TIMEFRAMES),
+    **{f"features_{tf}": (layout.FEATURES_AREA, (tf,)) for tf in FEATURE_TIMEFRAMES},
 }
 """Asset name -> (layout area, timeframe folders) for every asset that writes one file per instrument."""
+
+ALLOW_MISSING_PARTITIONS = "allow_missing_partitions"
+"""Input metadata: upstream partitions never materialized are left out instead of failing the
+step (a feature asset's earlier days: the windows that need them become null)."""
 
 StoredSlices = dict[str, StoredSlice]
 """What a downstream asset receives for one partition: timeframe -> the stored slice."""
@@ -160,6 +166,8 @@ def _preview_rows(summaries: dict[str, SliceSummary]) -> pl.DataFrame | None:
     sample = next((s.sample for s in summaries.values() if s.sample is not None), None)
     if sample is None:
         return None
+    if "available_at" in sample.columns:  # features
+        return sample.select(sample.columns[:1] + sample.columns[5:10])
     if "trade_count" in sample.columns:
         traded = sample.filter(pl.col("trade_count") > 0)
         return (traded if traded.height else sample).select(_PREVIEW_COLUMNS)
@@ -192,6 +200,7 @@ class SlicesIOManager(dg.ConfigurableIOManager):
         by_tf: dict[str, dict[str, int]] = {}
         totals = {"instruments": set(), "skipped": set(), "objects_read": 0, "stale": 0}
         incomplete = []
+        lookback_incomplete: list[str] | None = None
         clock = None
         sample = None
         for key, output in _by_key(context, obj).items():
@@ -218,6 +227,14 @@ class SlicesIOManager(dg.ConfigurableIOManager):
                     f"{key}: raw ticks of the next day are not there yet; built without them "
                     "(complete_through_midnight=false), to be rebuilt when they arrive"
                 )
+            if "lookback_complete" in output.flags:
+                lookback_incomplete = lookback_incomplete or []
+                if output.flags["lookback_complete"] != "true":
+                    lookback_incomplete.append(key)
+                    context.log.warning(
+                        f"{key}: earlier days {output.flags.get('missing_lookback_days', '')} are not "
+                        "materialized; the windows that need them are null (lookback_complete=false)"
+                    )
         files = sum(v["files"] for v in by_tf.values())
         metadata: dict[str, object] = {
             "dagster/row_count": dg.MetadataValue.int(sum(v["rows"] for v in by_tf.values())),
@@ -232,6 +249,9 @@ class SlicesIOManager(dg.ConfigurableIOManager):
             "objects_read": dg.MetadataValue.int(totals["objects_read"]),  # type: ignore[arg-type]
             "objects_written": dg.MetadataValue.int(files + len(by_tf) * len(_by_key(context, obj))),
         }
+        if lookback_incomplete is not None:
+            metadata["lookback_complete"] = dg.MetadataValue.bool(not lookback_incomplete)
+            metadata["lookback_incomplete_partitions"] = dg.MetadataValue.json(sorted(lookback_incomplete))
         if sample is not None:
             metadata["preview"] = markdown_preview(sample, rows=5)
         if clock is not None:
@@ -242,6 +262,7 @@ class SlicesIOManager(dg.ConfigurableIOManager):
         store = self.market_data.store()
         area, timeframes = _slice_layout(context.asset_key)
         keys = list(context.asset_partition_keys)
+        allow_missing = bool((context.definition_metadata or {}).get(ALLOW_MISSING_PARTITIONS))
         out: dict[str, StoredSlices] = {}
         for key in keys:
             part = parse_partition_key(key)
@@ -251,6 +272,9 @@ class SlicesIOManager(dg.ConfigurableIOManager):
                 try:
                     slices[tf] = StoredSlice.open(store, ref)
                 except FileNotFoundError:
+                    if allow_missing:
+                        context.log.warning(f"{context.asset_key.to_user_string()} {key} is not materialized")
+                        continue
                     raise dg.Failure(
                         f"{context.asset_key.to_user_string()} for partition {key} is not materialized: "
                         f"{store.uri(ref.marker)} does not exist (materialize it first)"

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from market_data_assets.defs.candles import CANDLE_ASSETS
+from market_data_assets.defs.features import FEATURE_ASSETS
 from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
 from market_data_assets.defs.quality import QUALITY_ASSETS
 from market_data_assets.defs.raw_ticks import RAW_TICKS_ASSETS
@@ -10,7 +11,7 @@ from market_data_assets.defs.warehouse import WAREHOUSE_ASSETS
 
 INGEST_KEYS: list[dg.AssetKey] = [k for a in (*INSTRUMENT_ASSETS, *RAW_TICKS_ASSETS) for k in a.keys]
 PROCESS_KEYS: list[dg.AssetKey] = [
-    k for a in (*CANDLE_ASSETS, *WAREHOUSE_ASSETS, *QUALITY_ASSETS) for k in a.keys
+    k for a in (*CANDLE_ASSETS, *FEATURE_ASSETS, *WAREHOUSE_ASSETS, *QUALITY_ASSETS) for k in a.keys
 ]
 
 ingest_job = dg.define_asset_job(
@@ -21,7 +22,7 @@ ingest_job = dg.define_asset_job(
 process_job = dg.define_asset_job(
     "process_job",
     selection=dg.AssetSelection.assets(*PROCESS_KEYS),
-    description="Candles, book snapshots, warehouse load and missing-data report of a day × exchange "
+    description="Candles, book snapshots, features, warehouse load and missing-data report of a day × exchange "
     "(run once the next day's raw ticks are in: they hold the day's last trades).",
 )
 daily_job = dg.define_asset_job(

@@ -1,4 +1,5 @@
-"""bq_candles: every candle and book snapshot table's (day, exchange) slice, replaced in the warehouse.
+"""bq_candles and bq_features: every candle, book snapshot and feature table's (day, exchange) slice,
+replaced in the warehouse.
 
 Its inputs come from the slices IO manager (the stored slices of every candle timeframe and of the
 book snapshots: data edges in the UI), so it loads exactly the files those assets wrote.
@@ -13,10 +14,12 @@ import dagster as dg
 from market_data_assets.defs.candles import SLICES_IO_MANAGER
 from market_data_assets.defs.metadata import StageClock
 from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.features.registry import FEATURE_NAMES, FEATURE_TIMEFRAMES
 from market_data_assets.partitions import backfill_policy, date_exchange_partitions, partitions_of_context
 from market_data_assets.settings import get_settings
 from market_data_assets.storage.layout import TIMEFRAMES
 from market_data_assets.warehouse import WAREHOUSE_TABLES, load_slice, open_warehouse
+from market_data_assets.warehouse.schema import FEATURE_TABLES
 
 _SETTINGS = get_settings()
 CANDLE_ASSET_KEYS: list[dg.AssetKey] = [dg.AssetKey(f"candles_{tf}") for tf in TIMEFRAMES]
@@ -95,4 +98,63 @@ def bq_candles(
     )
 
 
-WAREHOUSE_ASSETS = [bq_candles]
+_FEATURE_INPUTS: dict[str, dg.AssetIn] = {
+    f"features_{tf}": dg.AssetIn(key=dg.AssetKey(f"features_{tf}"), input_manager_key=SLICES_IO_MANAGER)
+    for tf in FEATURE_TIMEFRAMES
+}
+
+
+@dg.asset(
+    partitions_def=date_exchange_partitions,
+    ins=_FEATURE_INPUTS,
+    group_name="warehouse",
+    kinds={_SETTINGS.warehouse_kind},
+    backfill_policy=backfill_policy,
+    owners=["team:market-data"],
+    description=(
+        "The partition's MFT features of every feature timeframe in the warehouse tables `features_<tf>` "
+        f"({', '.join(FEATURE_TIMEFRAMES)}; columns from the feature registry: {', '.join(FEATURE_NAMES)}, "
+        "plus `available_at`; docs/FEATURES.md), partitioned by DAY on timestamp and clustered like the "
+        "candle tables. Each table's (day, exchange) slice is replaced atomically from the files the "
+        "feature assets wrote: re-running never duplicates or loses rows."
+    ),
+)
+def bq_features(
+    context: dg.AssetExecutionContext, market_data: MarketDataResource, **inputs
+) -> dg.MaterializeResult:
+    settings = market_data.settings()
+    store = market_data.store()
+    clock = StageClock.start(store)
+    warehouse = open_warehouse(settings, store)
+    rows_by_table: dict[str, int] = defaultdict(int)
+    files = 0
+    try:
+        for part in partitions_of_context(context):
+            paths = {}
+            for value in inputs.values():
+                slices = value.get(part.key, value)  # one partition: {tf: slice}; several: {key: {tf: slice}}
+                for tf, stored in slices.items():
+                    paths[f"features_{tf}"] = [f.path for f in stored.files]
+            load = load_slice(
+                warehouse, store, part.day, part.exchange, FEATURE_TABLES.values(), paths_by_table=paths
+            )
+            for name, result in load.results.items():
+                rows_by_table[name] += result.rows
+            files += sum(r.files for r in load.results.values())
+            context.log.info(f"{part.key}: {load.rows} feature rows into {len(load.results)} tables")
+    finally:
+        warehouse.close()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(sum(rows_by_table.values())),
+            "warehouse": dg.MetadataValue.text(warehouse.uri),
+            "tables": dg.MetadataValue.json([warehouse.table_ref(name) for name in FEATURE_TABLES]),
+            "rows_by_table": dg.MetadataValue.json(dict(rows_by_table)),
+            "objects_read": dg.MetadataValue.int(files),
+            "objects_written": dg.MetadataValue.int(0),
+            **clock.metadata(store),
+        }
+    )
+
+
+WAREHOUSE_ASSETS = [bq_candles, bq_features]

@@ -24,6 +24,7 @@ RAW_MANIFEST_AREA = "raw_tick_manifests"
 CANDLES_AREA = "processed_candles"
 BOOK_SNAPSHOTS_AREA = "processed_book_snapshots"
 REPORTS_AREA = "missing_data_reports"
+FEATURES_AREA = "processed_features"
 AREAS: tuple[str, ...] = (
     INSTRUMENTS_AREA,
     TARGETS_AREA,
@@ -32,9 +33,10 @@ AREAS: tuple[str, ...] = (
     CANDLES_AREA,
     BOOK_SNAPSHOTS_AREA,
     REPORTS_AREA,
+    FEATURES_AREA,
 )
 """Every top-level folder of the lake, in pipeline order."""
-KEYED_AREAS: tuple[str, ...] = (CANDLES_AREA, BOOK_SNAPSHOTS_AREA)
+KEYED_AREAS: tuple[str, ...] = (CANDLES_AREA, BOOK_SNAPSHOTS_AREA, FEATURES_AREA)
 """Areas of one file per instrument under ``timeframe-TF`` folders, written through the IO manager."""
 
 EXCHANGE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -146,6 +148,14 @@ def book_snapshots_dir(day: date, timeframe: str) -> str:
 
 def book_snapshots_path(day: date, timeframe: str, key: str) -> str:
     return f"{book_snapshots_dir(day, timeframe)}/{check_instrument_key(key)}.parquet"
+
+
+def features_dir(day: date, timeframe: str) -> str:
+    return timeframe_dir(FEATURES_AREA, day, timeframe)
+
+
+def features_path(day: date, timeframe: str, key: str) -> str:
+    return f"{features_dir(day, timeframe)}/{check_instrument_key(key)}.parquet"
 
 
 def timeframe_dir(area: str, day: date, timeframe: str) -> str:

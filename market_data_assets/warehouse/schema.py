@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from market_data_assets.candles.schema import BOOK_SNAPSHOT_TABLE_DEPTH, CANDLE_SCHEMA, book_snapshot_schema
+from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES
 from market_data_assets.storage import layout
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ EXCHANGE_COLUMN = "exchange"
 
 CANDLES_PREFIX = "candles_"
 BOOK_SNAPSHOTS_PREFIX = "book_snapshots_"
+FEATURES_PREFIX = "features_"
 
 
 class WarehouseSchemaError(ValueError):
@@ -45,7 +47,7 @@ class WarehouseTable:
     name: str
     timeframe: str
     kind: str
-    """``candles`` or ``book_snapshots``."""
+    """``candles``, ``book_snapshots`` or ``features``."""
     schema: pa.Schema
     files_vary: bool = False
     """True when the table's files may carry a subset of its columns (book depth 5 vs 25)."""
@@ -54,7 +56,17 @@ class WarehouseTable:
         """The lake folder (relative to the store root) holding this table's files for ``day``."""
         if self.kind == "candles":
             return layout.candles_dir(day, self.timeframe)
+        if self.kind == "features":
+            return layout.features_dir(day, self.timeframe)
         return layout.book_snapshots_dir(day, self.timeframe)
+
+
+def _check_partitioning(tables: dict[str, WarehouseTable]) -> dict[str, WarehouseTable]:
+    for table in tables.values():
+        missing = [c for c in (PARTITION_COLUMN, *CLUSTERING_COLUMNS) if c not in table.schema.names]
+        if missing:
+            raise WarehouseSchemaError(f"table {table.name} lacks the partition/clustering columns {missing}")
+    return tables
 
 
 def _build_tables() -> dict[str, WarehouseTable]:
@@ -67,23 +79,28 @@ def _build_tables() -> dict[str, WarehouseTable]:
     for tf in layout.TIMEFRAMES:
         name = f"{BOOK_SNAPSHOTS_PREFIX}{tf}"
         tables[name] = WarehouseTable(name, tf, "book_snapshots", book_schema, files_vary=True)
-    for table in tables.values():
-        missing = [c for c in (PARTITION_COLUMN, *CLUSTERING_COLUMNS) if c not in table.schema.names]
-        if missing:
-            raise WarehouseSchemaError(f"table {table.name} lacks the partition/clustering columns {missing}")
-    return tables
+    return _check_partitioning(tables)
 
 
 WAREHOUSE_TABLES: dict[str, WarehouseTable] = _build_tables()
-"""Every warehouse table by name, candles first, each in TIMEFRAMES order."""
+"""The candle and book snapshot tables by name (what ``bq_candles`` loads), candles first, each in
+TIMEFRAMES order."""
+FEATURE_TABLES: dict[str, WarehouseTable] = _check_partitioning(
+    {
+        f"{FEATURES_PREFIX}{tf}": WarehouseTable(f"{FEATURES_PREFIX}{tf}", tf, "features", FEATURE_SCHEMA)
+        for tf in FEATURE_TIMEFRAMES
+    }
+)
+"""The feature tables ``features_<tf>`` (columns from the feature registry; loaded by ``bq_features``)."""
+ALL_TABLES: dict[str, WarehouseTable] = {**WAREHOUSE_TABLES, **FEATURE_TABLES}
 
 
 def get_table(name: str) -> WarehouseTable:
     try:
-        return WAREHOUSE_TABLES[name]
+        return ALL_TABLES[name]
     except KeyError:
         raise WarehouseSchemaError(
-            f"unknown warehouse table {name!r}; known: {', '.join(WAREHOUSE_TABLES)}"
+            f"unknown warehouse table {name!r}; known: {', '.join(ALL_TABLES)}"
         ) from None
 
 
