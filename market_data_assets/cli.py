@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "missing": ("market_data_assets.quality.cli", "report missing data over any date range"),
     "demo": ("market_data_assets.demo", "run the whole graph end to end on the embedded default"),
     "dev": ("market_data_assets.devserver", "start the sandbox and the Dagster UI"),
+    "live": ("market_data_assets.live.cli", "stream live candles from tardis-machine into the warehouse"),
 }
 
 

@@ -49,6 +49,11 @@ DUCKDB_SCHEMA = "main"
 _SLICE_FILTER = f"{quote_duckdb(EXCHANGE_COLUMN)} = $exchange AND {quote_duckdb(PARTITION_COLUMN)} >= $start AND {quote_duckdb(PARTITION_COLUMN)} < $end"
 
 
+def _literal(value: str | None) -> str:
+    """A load constant as SQL (NULL for a column the files lack and no constant fills)."""
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
@@ -209,8 +214,11 @@ class DuckDBWarehouse(Warehouse):
                 "DESCRIBE SELECT * FROM read_parquet($files, union_by_name = true)", {"files": files}
             ).fetchall()
         }
+        constants = dict(spec.constants)
         select = ", ".join(
-            quote_duckdb(f.name) if f.name in available else f"NULL AS {quote_duckdb(f.name)}"
+            quote_duckdb(f.name)
+            if f.name in available
+            else f"{_literal(constants.get(f.name))} AS {quote_duckdb(f.name)}"
             for f in spec.schema
         )
         try:
