@@ -145,6 +145,7 @@ class LiveService:
                     ) as ws:
                         self.stats.connected = True
                         self.stats.connections += 1
+                        self.stats.last_message_wall = time.monotonic()  # silence counts from here
                         log.info("%s connected to %s", self.config.exchange, self.config.ws_url)
                         self._ws = ws
                         async for msg in ws:

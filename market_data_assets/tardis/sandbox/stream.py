@@ -55,9 +55,13 @@ STREAM_FAULT_KINDS: tuple[str, ...] = (
     "error",  # ``count`` ``error`` messages (sent when the options ask ``withErrorMessages``)
     "stall",  # nothing sent for ``pause`` wall seconds, and ``seconds`` of the stream are lost
     "duplicate",  # the next ``count`` messages are each sent twice
-    "reorder",  # the next ``count`` pairs of messages with different local timestamps are swapped
+    "reorder",  # the next ``count`` pairs of messages less than 1 s apart (local time) are swapped
     "backpressure",  # close 1008 'Too much backpressure'
 )
+
+
+_REORDER_WITHIN_US = 1_000_000
+"""``reorder`` swaps only messages this close in local time: *slightly* out of order, as real feeds are."""
 
 
 @dataclass
@@ -432,7 +436,7 @@ class _Connection:
                 if self.ws.closed:
                     return
                 text = self._texts[i]
-                if self.reorders and i + 1 < n and self._locals[i + 1] != local:
+                if self.reorders and i + 1 < n and 0 < self._locals[i + 1] - local <= _REORDER_WITHIN_US:
                     self.reorders -= 1
                     await self._send(self._texts[i + 1])
                     await self._send(text)
