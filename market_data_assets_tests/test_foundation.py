@@ -118,6 +118,7 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
         "book_snapshots",
         "bq_candles",
         "missing_data_report",
+        "live_reconciliation",
     }
     graph = defs.resolve_asset_graph()
     checks = {k.name for k in graph.asset_check_keys}
@@ -126,6 +127,7 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
         "instrument_keys_unique",
         "candle_volume_matches_raw_trades",
         "candle_timestamps_inside_day",
+        "no_unexplained_live_differences",
     }
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "process_job", "daily_job"}
     assert defs.resolve_sensor_def("tardis_new_days") is not None

@@ -13,12 +13,15 @@ import math
 from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
 from market_data_assets.candles.build import build_base_candles, build_rolled_up_candles
 from market_data_assets.candles.schema import CANDLE_SCHEMA
+from market_data_assets.defs.live import live_reconciliation
+from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.live.gaps import LIVE_GAPS_TABLE
 from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
@@ -213,3 +216,56 @@ def test_faults_only_change_buckets_inside_recorded_gaps(tmp_path: Path) -> None
     for tf in TIMEFRAMES:
         result = reconcile_lake(LocalStore(tmp_path), DAY, EXCHANGE, tf)
         assert result.differing > 0 and result.unexplained == 0, result.report.filter(~pl.col("in_gap"))
+    materialized = dg.materialize(
+        [live_reconciliation],
+        partition_key=f"{DAY}|{EXCHANGE}",
+        resources={"market_data": MarketDataResource(root=str(tmp_path))},
+    )
+    (check,) = materialized.get_asset_check_evaluations()
+    assert check.passed  # every difference is named in the report, each inside a recorded gap
+    report = pl.read_parquet(tmp_path / layout.live_reconciliation_path(DAY, EXCHANGE))
+    assert report.height > 0 and report["in_gap"].all()
+
+
+def test_live_reconciliation_asset_names_nothing_on_a_clean_day(
+    clean_day: tuple[Path, LiveService, dict[str, str]],
+) -> None:
+    root, _, keys = clean_day
+    if not (root / layout.candles_path(DAY, "15s", keys["BTCUSDT"])).exists():
+        _batch(root, keys)
+    result = dg.materialize(
+        [live_reconciliation],
+        partition_key=f"{DAY}|{EXCHANGE}",
+        resources={"market_data": MarketDataResource(root=str(root))},
+    )
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["unexplained"].value == 0
+    summary = result.asset_materializations_for_node("live_reconciliation")[0].metadata["summary"].value
+    assert summary[f"{DAY}|{EXCHANGE}"]["equal"] == 2 * 5760
+    assert (root / layout.live_reconciliation_path(DAY, EXCHANGE)).is_file()
+
+
+def test_reader_returns_batch_where_it_exists_and_live_elsewhere(
+    clean_day: tuple[Path, LiveService, dict[str, str]], tmp_path: Path
+) -> None:
+    import shutil
+
+    from market_data_assets import reader
+
+    root, _, keys = clean_day
+    if not (root / layout.candles_path(DAY, "15s", keys["BTCUSDT"])).exists():
+        _batch(root, keys)
+    lake = tmp_path / "lake"
+    shutil.copytree(root, lake, ignore=shutil.ignore_patterns("*.duckdb*", "_csv"))
+    (lake / layout.candles_path(DAY, "15s", keys["ETHUSDT"])).unlink()  # ETH's batch day not published yet
+    both = [keys[s] for s in SYMBOLS]
+    got = reader.scan_candles(
+        "15s", both, DAY, DAY + timedelta(days=1), include_live=True, root=str(lake)
+    ).collect()
+    assert got.group_by("instrument_key", "source").len().sort("instrument_key").rows() == [
+        (keys["BTCUSDT"], "batch", 5760),
+        (keys["ETHUSDT"], "live", 5760),
+    ]
+    plain = reader.scan_candles("15s", both, DAY, DAY + timedelta(days=1), root=str(root)).collect()
+    assert _differences(plain, got.drop("source")) == {}

@@ -27,6 +27,7 @@ REPORTS_AREA = "missing_data_reports"
 LIVE_TICKS_AREA = "live_tick_data"
 LIVE_CANDLES_AREA = "live_candles"
 LIVE_GAPS_AREA = "live_gaps"
+LIVE_RECONCILIATION_AREA = "live_reconciliation"
 AREAS: tuple[str, ...] = (
     INSTRUMENTS_AREA,
     TARGETS_AREA,
@@ -199,3 +200,10 @@ def live_gaps_dir(day: date, exchange: str) -> str:
 def live_gaps_path(day: date, exchange: str, from_us: int, writer: str) -> str:
     """One recorded gap of the live stream (day of its start)."""
     return f"{live_gaps_dir(day, exchange)}/{_part_name(exchange, from_us, writer)}"
+
+
+def live_reconciliation_path(day: date, exchange: str) -> str:
+    """The ``live_reconciliation`` asset's report (live vs batch 15s candles of the partition)."""
+    return (
+        f"{LIVE_RECONCILIATION_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}/report.parquet"
+    )
