@@ -79,8 +79,18 @@ _DTYPES: dict[str, pl.DataType] = {
 }
 
 
+_DAYS: dict[int, date] = {}
+
+
 def day_of_us(us: int) -> date:
-    return datetime.fromtimestamp(us // 1_000_000, UTC).date()
+    """UTC day of an epoch-µs instant (cached: called for every message)."""
+    index = us // US_PER_DAY
+    day = _DAYS.get(index)
+    if day is None:
+        if len(_DAYS) > 1024:
+            _DAYS.clear()
+        day = _DAYS[index] = datetime.fromtimestamp(index * 86_400, UTC).date()
+    return day
 
 
 @dataclass

@@ -53,9 +53,11 @@ class LiveConfig:
     stall_timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-    write_interval_s: float = 1.0
+    write_interval_s: float = 5.0
+    """Closed candles are written every this many wall seconds (a micro-batch per write)."""
     bronze_interval_s: float = 60.0
-    close_interval_s: float = 0.2
+    close_interval_s: float = 1.0
+    """Buckets past the watermark are closed at most this often (one vectorized pass each)."""
     progress_interval_s: float = 60.0
     health_port: int | None = None
     with_error_messages: bool = True

@@ -128,6 +128,22 @@ class StreamControl:
     sent: int = 0
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    days: dict[tuple[object, ...], tuple[list[int], list[str]]] = field(default_factory=dict)
+    """The last few days of messages per options (a reconnection does not regenerate its day)."""
+
+    def messages(
+        self, config: SandboxConfig, options: list[StreamOptions], day: date
+    ) -> tuple[list[int], list[str]]:
+        key = (tuple(options), day)
+        with self.lock:
+            found = self.days.get(key)
+        if found is None:
+            found = day_messages(config, options, day)
+            with self.lock:
+                while len(self.days) >= 4:
+                    self.days.pop(next(iter(self.days)))
+                self.days[key] = found
+        return found
 
     def due(self) -> StreamFault | None:
         with self.lock:
@@ -351,7 +367,7 @@ class _Connection:
 
     def _load(self, day: date) -> None:
         if self._day != day:
-            self._locals, self._texts = day_messages(self.config, self.options, day)
+            self._locals, self._texts = self.control.messages(self.config, self.options, day)
             self._day = day
 
     async def _send(self, text: str) -> None:
