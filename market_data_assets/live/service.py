@@ -105,6 +105,7 @@ class LiveService:
         self._stall_open = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.health_url: str | None = None
+        self._checkpoint_us = sink.read_checkpoint()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -196,7 +197,11 @@ class LiveService:
         kind = msg.get("type")
         local = parse_iso_us(msg["localTimestamp"])
         if self.stats.messages == 1:
-            self.gaps.open("startup", at_us=local)  # nothing before the first message is known
+            # nothing before the first message is known; after a crash, nothing after the last
+            # checkpoint (the buckets the previous process had not written) either
+            resume = self._checkpoint_us
+            start = local if resume is None or resume >= local else resume + self.config.lateness_us
+            self.gaps.open("startup", at_us=start)
         symbol = msg.get("symbol")
         ts = parse_iso_us(msg["timestamp"]) if "timestamp" in msg else None
         self.bronze.add(self.config.exchange, kind, symbol, ts, local, text)
@@ -245,15 +250,21 @@ class LiveService:
     def _write_closed(self) -> None:
         import polars as pl
 
+        wrote = False
         for tf, frames in self._closed.items():
             if frames:
                 self.sink.write_candles(tf, pl.concat(frames))
                 frames.clear()
+                wrote = True
         self.stats.closed_until_us = self._last_close_end
+        if wrote and self._last_close_end:
+            self.sink.write_checkpoint(self._last_close_end)
 
     def _finish(self) -> None:
         """Close what the watermark allows, write everything, end the open gap."""
         closed = self.candles.close()
+        watermark = self.candles.watermark_us()
+        self._last_close_end = max(self._last_close_end, watermark - watermark % 15_000_000)
         for tf, frame in closed.items():
             if frame.height:
                 self._closed[tf].append(frame)

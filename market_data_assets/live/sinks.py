@@ -11,6 +11,7 @@ already in the table is not inserted: a batch row always wins, and writing a mic
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -154,6 +155,21 @@ class LiveSink:
                 con.execute("ROLLBACK")
                 raise
         return int(n)
+
+    # --- checkpoint ----------------------------------------------------------------------------
+
+    def write_checkpoint(self, written_until_us: int) -> None:
+        """Every closed bucket ending at or before ``written_until_us`` is in the warehouse and lake."""
+        body = json.dumps(
+            {"exchange": self.exchange, "written_until_us": written_until_us, "writer": self.writer}
+        )
+        self.store.put_bytes(body.encode(), layout.live_checkpoint_path(self.exchange))
+
+    def read_checkpoint(self) -> int | None:
+        path = layout.live_checkpoint_path(self.exchange)
+        if not self.store.exists(path):
+            return None
+        return int(json.loads(self.store.get_bytes(path))["written_until_us"])
 
     # --- bronze --------------------------------------------------------------------------------
 

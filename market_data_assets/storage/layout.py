@@ -207,3 +207,9 @@ def live_reconciliation_path(day: date, exchange: str) -> str:
     return (
         f"{LIVE_RECONCILIATION_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}/report.parquet"
     )
+
+
+def live_checkpoint_path(exchange: str) -> str:
+    """Where the live service of ``exchange`` records how far its written candles reach (a restart
+    after a crash starts its ``startup`` gap there)."""
+    return f"{LIVE_CANDLES_AREA}/checkpoints/venue-{check_exchange(exchange)}/checkpoint.json"
