@@ -113,6 +113,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         TARDIS_MACHINE_WS_URL_DEFAULT,
         "tardis-machine's WebSocket base for `market-data live` (the sandbox prints its own).",
     ),
+    "MARKET_DATA_LIVE_MAX_LAG_S": (
+        "300",
+        "The live_freshness sensor warns when an exchange's newest live candle is older than this (seconds).",
+    ),
     "MARKET_DATA_LIVE_LATENESS_S": (
         "2",
         "Seconds of stream time a live bucket stays open after its end for late messages (docs/LIVE.md).",
@@ -146,6 +150,7 @@ class Settings:
     tardis_max_retries: int = 8
     tardis_machine_ws_url: str = TARDIS_MACHINE_WS_URL_DEFAULT
     live_lateness_s: float = 2.0
+    live_max_lag_s: float = 300.0
 
     @property
     def is_gcs(self) -> bool:
@@ -241,6 +246,9 @@ class Settings:
             ),
             live_lateness_s=_parse_float(
                 "MARKET_DATA_LIVE_LATENESS_S", get("MARKET_DATA_LIVE_LATENESS_S"), 2.0, 0.0, 3600.0
+            ),
+            live_max_lag_s=_parse_float(
+                "MARKET_DATA_LIVE_MAX_LAG_S", get("MARKET_DATA_LIVE_MAX_LAG_S"), 300.0, 1.0, 86_400.0 * 30
             ),
         )
 

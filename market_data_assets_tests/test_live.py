@@ -337,3 +337,24 @@ def test_kill_9_and_restart_neither_duplicates_nor_loses_a_closed_bucket(tmp_pat
         result = reconcile_lake(LocalStore(tmp_path), DAY, EXCHANGE, tf)
         assert result.unexplained == 0, result.report.filter(~pl.col("in_gap"))
         assert result.equal > 0
+
+
+def test_live_freshness_sensor_warns_when_the_live_candles_lag(
+    clean_day: tuple[Path, LiveService, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from market_data_assets.defs.live import live_freshness
+
+    root, _, _ = clean_day
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    shutil.copy(root / "warehouse.duckdb", lake / "warehouse.duckdb")
+    with duckdb.connect(str(lake / "warehouse.duckdb")) as con:  # the module's batch load may have run
+        con.execute("UPDATE candles_15s SET source = 'live'")
+    monkeypatch.setenv("MARKET_DATA_WAREHOUSE", "duckdb")
+    monkeypatch.setenv("MARKET_DATA_LIVE_MAX_LAG_S", "300")
+    context = dg.build_sensor_context(resources={"market_data": MarketDataResource(root=str(lake))})
+    result = live_freshness(context)
+    assert isinstance(result, dg.SkipReason)
+    assert "STALE" in (result.skip_message or "") and EXCHANGE in (result.skip_message or "")

@@ -6,13 +6,18 @@ audits what it left in the lake once the batch candles of the day exist.
 No ``from __future__ import annotations``: Dagster inspects the asset's signature at definition time.
 """
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import polars as pl
 
 from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.live.freshness import live_lag_seconds, stale
 from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.partitions import date_exchange_partitions, partitions_of_context
 from market_data_assets.storage import layout
+from market_data_assets.warehouse import open_warehouse
+from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 CHECK_NAME = "no_unexplained_live_differences"
 
@@ -68,4 +73,28 @@ def live_reconciliation(context: dg.AssetExecutionContext, market_data: MarketDa
     )
 
 
+@dg.sensor(
+    name="live_freshness",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "Warns (log + skip reason) when an exchange's newest live 15s candle in the warehouse is older "
+        "than MARKET_DATA_LIVE_MAX_LAG_S: the live streamer is down, disconnected or cannot write."
+    ),
+)
+def live_freshness(context: dg.SensorEvaluationContext, market_data: MarketDataResource):
+    settings = market_data.settings()
+    warehouse = open_warehouse(settings, market_data.store())
+    if not isinstance(warehouse, DuckDBWarehouse):
+        return dg.SkipReason(f"live candles are not written to {warehouse.uri} yet (docs/LIVE.md)")
+    lags = live_lag_seconds(warehouse, datetime.now(UTC))
+    late = stale(lags, settings.live_max_lag_s)
+    if not late:
+        return dg.SkipReason(f"live candles fresh: {lags or 'no live rows yet'}")
+    message = ", ".join(f"{ex} {lag:.0f} s behind" for ex, lag in late.items())
+    context.log.warning(f"live candles stale (max {settings.live_max_lag_s:.0f} s): {message}")
+    return dg.SkipReason(f"STALE live candles (max {settings.live_max_lag_s:.0f} s): {message}")
+
+
 LIVE_ASSETS = [live_reconciliation]
+LIVE_SENSORS = [live_freshness]
