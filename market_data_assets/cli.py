@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": ("market_data_assets.demo", "run the whole graph end to end on the embedded default"),
     "dev": ("market_data_assets.devserver", "start the sandbox and the Dagster UI"),
+    "live": ("market_data_assets.live.cli", "stream live candles from tardis-machine into the warehouse"),
 }
 
 

@@ -28,6 +28,7 @@ from market_data_assets.storage import layout
 from market_data_assets.storage.store import ObjectStore, open_store
 from market_data_assets.tardis.formats import get_spec
 from market_data_assets.ticks.convert import EXCHANGE_TIMESTAMP_SLACK
+from market_data_assets.warehouse.schema import BATCH_SOURCE, LIVE_SOURCE, SOURCE_COLUMN
 
 TimeLike = str | date | datetime
 
@@ -162,25 +163,79 @@ def scan_candles(
     end: TimeLike,
     *,
     dense: bool = False,
+    include_live: bool = False,
     root: str | None = None,
 ) -> pl.LazyFrame:
     """Candles of ``keys`` at ``timeframe`` whose bucket start is in ``[start, end)``, as stored.
+
+    ``include_live=True`` (15s and 1m): batch candles where the day's batch file exists, the live
+    service's candles (``live_candles/…``) for the other instrument-days, with a ``source`` column
+    (``batch`` | ``live``); ``dense`` applies to the batch part (live rows are as streamed).
 
     Options and combos are stored sparse (only buckets with ticks; docs/CANDLES.md). ``dense=True``
     puts every instrument-day on its full grid first, filling the omitted buckets exactly as a
     dense file would hold them (this reads the days' files eagerly).
     """
     layout.check_timeframe(timeframe)
-    return _scan_keyed(
-        _store(root),
+    store = _store(root)
+    checked = _check_keys(keys)
+    batch = _scan_keyed(
+        store,
         lambda d: layout.candles_dir(d, timeframe),
         lambda d, k: layout.candles_path(d, timeframe, k),
-        _check_keys(keys),
+        checked,
         start,
         end,
         CANDLE_SCHEMA,
         whole_days=densify if dense else None,
     )
+    if not include_live:
+        return batch
+    return _with_live(store, timeframe, checked, _as_datetime(start), _as_datetime(end), batch)
+
+
+def _with_live(
+    store: ObjectStore, timeframe: str, keys: list[str], start: datetime, end: datetime, batch: pl.LazyFrame
+) -> pl.LazyFrame:
+    """Batch rows + live rows of the instrument-days batch does not have, with ``source``."""
+    days = _days(start, end)
+    have_batch = _existing(
+        store,
+        {
+            layout.candles_dir(d, timeframe): [layout.candles_path(d, timeframe, k) for k in keys]
+            for d in days
+        },
+    )
+    batch_days = pl.DataFrame(
+        {
+            "instrument_key": [layout.key_from_file_name(p) for p in have_batch],
+            "_day": [date.fromisoformat(p.split("/day-", 1)[1][:10]) for p in have_batch],
+        },
+        schema={"instrument_key": pl.String, "_day": pl.Date},
+    )
+    out = batch.with_columns(pl.lit(BATCH_SOURCE, pl.String).alias(SOURCE_COLUMN))
+    live_paths = [
+        o.path
+        for d in days
+        for o in store.list(layout.live_candles_dir(d, timeframe) + "/")
+        if o.path.endswith(".parquet")
+    ]
+    if not live_paths:
+        return out
+    live = (
+        pl.scan_parquet([store.uri(p) for p in live_paths], **_scan_options(store))
+        .filter(
+            pl.col("instrument_key").is_in(keys)
+            & (pl.col("timestamp") >= start)
+            & (pl.col("timestamp") < end)
+        )
+        .unique(["instrument_key", "timestamp"], keep="first", maintain_order=True)
+        .with_columns(pl.col("timestamp").dt.date().alias("_day"))
+        .join(batch_days.lazy(), on=["instrument_key", "_day"], how="anti")
+        .select([*CANDLE_SCHEMA.names])
+        .with_columns(pl.lit(LIVE_SOURCE, pl.String).alias(SOURCE_COLUMN))
+    )
+    return pl.concat([out, live], how="vertical_relaxed").sort("instrument_key", "timestamp")
 
 
 def scan_book_snapshots(

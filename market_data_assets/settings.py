@@ -24,6 +24,8 @@ DUCKDB_MEMORY_LIMIT_DEFAULT = "384MB"
 DUCKDB_THREADS_DEFAULT = 2
 DUCKDB_BATCH_FILES_DEFAULT = 500
 _DUCKDB_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B)$", re.IGNORECASE)
+TARDIS_MACHINE_WS_URL_DEFAULT = "ws://127.0.0.1:8001"
+"""tardis-machine's WebSocket port is its HTTP port (8000) + 1."""
 
 
 class SettingsError(ValueError):
@@ -128,6 +130,18 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "TARDIS_REQUESTS_PER_MINUTE": ("2400", "Client-side request rate cap (Tardis allows about 3,000/min)."),
     "TARDIS_MAX_RETRIES": ("8", "Retries for 429/5xx/network errors, exponential backoff with jitter."),
+    "TARDIS_MACHINE_WS_URL": (
+        TARDIS_MACHINE_WS_URL_DEFAULT,
+        "tardis-machine's WebSocket base for `market-data live` (the sandbox prints its own).",
+    ),
+    "MARKET_DATA_LIVE_MAX_LAG_S": (
+        "300",
+        "The live_freshness sensor warns when an exchange's newest live candle is older than this (seconds).",
+    ),
+    "MARKET_DATA_LIVE_LATENESS_S": (
+        "2",
+        "Seconds of stream time a live bucket stays open after its end for late messages (docs/LIVE.md).",
+    ),
 }
 
 
@@ -159,6 +173,9 @@ class Settings:
     tardis_datasets_url: str = TARDIS_DATASETS_URL_DEFAULT
     tardis_requests_per_minute: int = 2400
     tardis_max_retries: int = 8
+    tardis_machine_ws_url: str = TARDIS_MACHINE_WS_URL_DEFAULT
+    live_lateness_s: float = 2.0
+    live_max_lag_s: float = 300.0
 
     @property
     def is_gcs(self) -> bool:
@@ -272,6 +289,15 @@ class Settings:
                 "TARDIS_REQUESTS_PER_MINUTE", get("TARDIS_REQUESTS_PER_MINUTE"), 2400, 1, 1_000_000
             ),
             tardis_max_retries=_parse_int("TARDIS_MAX_RETRIES", get("TARDIS_MAX_RETRIES"), 8, 0, 100),
+            tardis_machine_ws_url=_parse_ws_url(
+                "TARDIS_MACHINE_WS_URL", get("TARDIS_MACHINE_WS_URL") or TARDIS_MACHINE_WS_URL_DEFAULT
+            ),
+            live_lateness_s=_parse_float(
+                "MARKET_DATA_LIVE_LATENESS_S", get("MARKET_DATA_LIVE_LATENESS_S"), 2.0, 0.0, 3600.0
+            ),
+            live_max_lag_s=_parse_float(
+                "MARKET_DATA_LIVE_MAX_LAG_S", get("MARKET_DATA_LIVE_MAX_LAG_S"), 300.0, 1.0, 86_400.0 * 30
+            ),
         )
 
 
@@ -347,6 +373,24 @@ def _parse_url(name: str, value: str) -> str:
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
         raise SettingsError(f"{name}={value!r} is not an http(s) URL")
     return value.rstrip("/")
+
+
+def _parse_ws_url(name: str, value: str) -> str:
+    if not re.match(r"^wss?://[^\s/]+(/\S*)?$", value):
+        raise SettingsError(f"{name}={value!r} is not a ws(s):// URL")
+    return value.rstrip("/")
+
+
+def _parse_float(name: str, value: str | None, default: float, lo: float, hi: float) -> float:
+    if value is None:
+        return default
+    try:
+        x = float(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a number") from None
+    if not lo <= x <= hi:
+        raise SettingsError(f"{name}={x} is outside [{lo}, {hi}]")
+    return x
 
 
 def get_settings() -> Settings:

@@ -208,6 +208,7 @@ def test_local_yaml_loads_a_sqlite_instance_with_the_default_launcher(
         "deploy/vm/build_image.sh",
         "deploy/orchestration/deploy_vms.sh",
         "deploy/orchestration/orchestrator_startup.sh",
+        "deploy/live/deploy_live_vm.sh",
     ],
 )
 def test_shell_scripts_parse(script: str) -> None:

@@ -129,6 +129,7 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
         "book_snapshots",
         "bq_candles",
         "missing_data_report",
+        "live_reconciliation",
     }
     graph = defs.resolve_asset_graph()
     checks = {k.name for k in graph.asset_check_keys}
@@ -137,6 +138,7 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
         "instrument_keys_unique",
         "candle_volume_matches_raw_trades",
         "candle_timestamps_inside_day",
+        "no_unexplained_live_differences",
     }
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "process_job", "daily_job"}
     assert defs.resolve_sensor_def("tardis_new_days") is not None
@@ -165,7 +167,7 @@ def test_core_packages_never_import_dagster():
 
     import market_data_assets
 
-    core = ("tardis", "instruments", "ticks", "candles", "storage", "warehouse", "quality")
+    core = ("tardis", "instruments", "ticks", "candles", "live", "storage", "warehouse", "quality")
     modules = [
         m.name
         for m in pkgutil.walk_packages(market_data_assets.__path__, "market_data_assets.")

@@ -106,7 +106,7 @@ def test_tables_are_day_partitioned_on_timestamp_and_clustered(lake: Lake) -> No
         assert table.time_partitioning.field == "timestamp"
         assert table.clustering_fields == ["exchange", "instrument_type", "instrument_key"]
     candles = lake.client.get_table(lake.wh.table_id("candles_1m"))
-    assert [f.name for f in candles.schema] == CANDLE_SCHEMA.names
+    assert [f.name for f in candles.schema] == [*CANDLE_SCHEMA.names, "source"]
     by_name = {f.name: f for f in candles.schema}
     assert (by_name["timestamp"].field_type, by_name["timestamp"].mode) == ("TIMESTAMP", "REQUIRED")
     assert (by_name["open"].field_type, by_name["open"].mode) == ("FLOAT", "NULLABLE")

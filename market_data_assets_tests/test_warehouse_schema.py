@@ -23,7 +23,9 @@ def test_one_candle_and_one_book_table_per_timeframe_with_the_lake_columns() -> 
     assert list(WAREHOUSE_TABLES) == [f"candles_{tf}" for tf in TIMEFRAMES] + [
         f"book_snapshots_{tf}" for tf in TIMEFRAMES
     ]
-    assert get_table("candles_4h").schema.equals(CANDLE_SCHEMA)
+    candles = get_table("candles_4h")
+    assert candles.schema.equals(CANDLE_SCHEMA.append(pa.field("source", pa.string())))
+    assert candles.lake_names == CANDLE_SCHEMA.names and candles.constants == (("source", "batch"),)
     assert get_table("book_snapshots_15s").schema.equals(book_snapshot_schema(25))
     assert (
         get_table("candles_1m").lake_dir(date(2024, 1, 2))

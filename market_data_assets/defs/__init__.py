@@ -17,6 +17,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
     from market_data_assets.defs.io_managers import io_managers_for
     from market_data_assets.defs.jobs import JOBS
+    from market_data_assets.defs.live import LIVE_ASSETS, LIVE_SENSORS
     from market_data_assets.defs.quality import QUALITY_ASSETS, QUALITY_CHECKS
     from market_data_assets.defs.raw_ticks import RAW_TICKS_ASSETS
     from market_data_assets.defs.resources import MarketDataResource
@@ -40,10 +41,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *FEATURE_ASSETS,
             *WAREHOUSE_ASSETS,
             *QUALITY_ASSETS,
+            *LIVE_ASSETS,
         ],
         asset_checks=QUALITY_CHECKS,
         jobs=JOBS,
-        sensors=SENSORS,
+        sensors=[*SENSORS, *LIVE_SENSORS],
         schedules=SCHEDULES,
         resources={
             "market_data": market_data,

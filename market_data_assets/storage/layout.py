@@ -25,6 +25,10 @@ CANDLES_AREA = "processed_candles"
 BOOK_SNAPSHOTS_AREA = "processed_book_snapshots"
 REPORTS_AREA = "missing_data_reports"
 FEATURES_AREA = "processed_features"
+LIVE_TICKS_AREA = "live_tick_data"
+LIVE_CANDLES_AREA = "live_candles"
+LIVE_GAPS_AREA = "live_gaps"
+LIVE_RECONCILIATION_AREA = "live_reconciliation"
 AREAS: tuple[str, ...] = (
     INSTRUMENTS_AREA,
     TARGETS_AREA,
@@ -35,7 +39,9 @@ AREAS: tuple[str, ...] = (
     REPORTS_AREA,
     FEATURES_AREA,
 )
-"""Every top-level folder of the lake, in pipeline order."""
+"""Every top-level folder the batch pipeline writes, in pipeline order."""
+LIVE_AREAS: tuple[str, ...] = (LIVE_TICKS_AREA, LIVE_CANDLES_AREA, LIVE_GAPS_AREA)
+"""The folders the live service (``market-data live``) writes."""
 KEYED_AREAS: tuple[str, ...] = (CANDLES_AREA, BOOK_SNAPSHOTS_AREA, FEATURES_AREA)
 """Areas of one file per instrument under ``timeframe-TF`` folders, written through the IO manager."""
 
@@ -185,3 +191,54 @@ def key_from_file_name(name: str) -> str:
     if not base.endswith(".parquet"):
         raise LayoutError(f"not a Parquet file name: {name!r}")
     return check_instrument_key(base[: -len(".parquet")])
+
+
+# --- the live service's areas (market-data live) ----------------------------------------------
+# Append-only micro-batches: each file is named by the exchange, the first timestamp it holds
+# and the writer's id, so two writers (a restart) never overwrite each other.
+
+
+def _part_name(exchange: str, first_us: int, writer: str) -> str:
+    if not re.match(r"^[a-z0-9]{1,32}$", writer):
+        raise LayoutError(f"writer id {writer!r} must be 1-32 lowercase letters/digits")
+    return f"{check_exchange(exchange)}_{int(first_us):017d}_{writer}.parquet"
+
+
+def live_ticks_dir(day: date, exchange: str) -> str:
+    return f"{LIVE_TICKS_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}"
+
+
+def live_ticks_path(day: date, exchange: str, first_local_us: int, writer: str) -> str:
+    """One bronze micro-batch of raw normalized messages (day of their local timestamp)."""
+    return f"{live_ticks_dir(day, exchange)}/{_part_name(exchange, first_local_us, writer)}"
+
+
+def live_candles_dir(day: date, timeframe: str) -> str:
+    return f"{LIVE_CANDLES_AREA}/by_date/{day_dir(day)}/timeframe-{check_timeframe(timeframe)}"
+
+
+def live_candles_path(day: date, timeframe: str, exchange: str, first_bucket_us: int, writer: str) -> str:
+    """One micro-batch of closed live candles of ``exchange`` (all its instruments)."""
+    return f"{live_candles_dir(day, timeframe)}/{_part_name(exchange, first_bucket_us, writer)}"
+
+
+def live_gaps_dir(day: date, exchange: str) -> str:
+    return f"{LIVE_GAPS_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}"
+
+
+def live_gaps_path(day: date, exchange: str, from_us: int, writer: str) -> str:
+    """One recorded gap of the live stream (day of its start)."""
+    return f"{live_gaps_dir(day, exchange)}/{_part_name(exchange, from_us, writer)}"
+
+
+def live_reconciliation_path(day: date, exchange: str) -> str:
+    """The ``live_reconciliation`` asset's report (live vs batch 15s candles of the partition)."""
+    return (
+        f"{LIVE_RECONCILIATION_AREA}/by_date/{day_dir(day)}/venue-{check_exchange(exchange)}/report.parquet"
+    )
+
+
+def live_checkpoint_path(exchange: str) -> str:
+    """Where the live service of ``exchange`` records how far its written candles reach (a restart
+    after a crash starts its ``startup`` gap there)."""
+    return f"{LIVE_CANDLES_AREA}/checkpoints/venue-{check_exchange(exchange)}/checkpoint.json"

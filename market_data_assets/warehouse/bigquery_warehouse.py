@@ -306,7 +306,7 @@ class BigQueryWarehouse(Warehouse):
             for uri, columns in zip(uris, self._read_columns(uris), strict=True):
                 groups[columns].append(uri)
         elif uris:
-            groups[tuple(spec.schema.names)] = uris
+            groups[tuple(spec.lake_names)] = uris
         fields = {f.name: f for f in bigquery_schema(spec.schema, all_nullable=True)}
         for columns, group in groups.items():
             unknown = [c for c in columns if c not in fields]
@@ -361,10 +361,15 @@ class BigQueryWarehouse(Warehouse):
         """The one transaction; returns how many rows of the previous slice it deleted."""
         target = self.table_ref(spec.name)
         columns = ", ".join(_q(c) for c in spec.schema.names)
+        constants = dict(spec.constants)
+        select = ", ".join(
+            f"IFNULL({_q(c)}, '{constants[c]}') AS {_q(c)}" if c in constants else _q(c)
+            for c in spec.schema.names
+        )
         script = (
             "BEGIN TRANSACTION;\n"
             f"DELETE FROM {target} WHERE {self._SLICE_FILTER};\n"
-            f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_q(staging_id)};\n"
+            f"INSERT INTO {target} ({columns}) SELECT {select} FROM {_q(staging_id)};\n"
             "COMMIT TRANSACTION;"
         )
         job = self._query(script, params, job_retry=REPLACE_JOB_RETRY)

@@ -72,6 +72,11 @@ _FILENAME = "filename"
 """The column naming each row's source file when the slice check looks for offenders."""
 
 
+def _literal(value: str | None) -> str:
+    """A load constant as SQL (NULL for a column the files lack and no constant fills)."""
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
@@ -391,11 +396,14 @@ class DuckDBWarehouse(Warehouse):
         )
         # The table's columns by name (a file's other columns are ignored); a column no file of the
         # batch has stays NULL.
-        known = "^(" + "|".join(re.escape(name) for name in spec.schema.names) + ")$"
+        # Load constants (e.g. source = 'batch') are not in the files: the SELECT adds them.
+        constants = dict(spec.constants)
+        known = "^(" + "|".join(re.escape(n) for n in spec.schema.names if n not in constants) + ")$"
+        extra = "".join(f", {_literal(v)} AS {quote_duckdb(n)}" for n, v in constants.items())
         for batch in sources.batches(con):
             try:
                 con.execute(
-                    f"INSERT INTO {staging} BY NAME SELECT COLUMNS($known) FROM {batch.relation}",
+                    f"INSERT INTO {staging} BY NAME SELECT COLUMNS($known){extra} FROM {batch.relation}",
                     {**batch.params, "known": known},
                 )
             except duckdb.Error as exc:

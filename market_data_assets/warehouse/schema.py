@@ -1,6 +1,6 @@
 """The warehouse tables, derived from the lake's pyarrow schemas: no column is spelled here.
 
-Each table ``candles_<tf>`` has exactly the columns of ``CANDLE_SCHEMA`` and each
+Each table ``candles_<tf>`` has the columns of ``CANDLE_SCHEMA`` plus ``source`` and each
 ``book_snapshots_<tf>`` those of ``book_snapshot_schema(BOOK_SNAPSHOT_TABLE_DEPTH)``. The
 mapping pyarrow -> BigQuery type is the one BigQuery itself applies when it loads Parquet, so a
 load job never has to coerce; DuckDB gets the DuckDB type of that BigQuery type, so the same SQL
@@ -31,6 +31,15 @@ CLUSTERING_COLUMNS: tuple[str, ...] = ("exchange", "instrument_type", "instrumen
 """BigQuery clustering order: the slice filter (exchange) first, then what queries select by."""
 EXCHANGE_COLUMN = "exchange"
 
+SOURCE_COLUMN = "source"
+"""Where a candle row came from: ``batch`` (Tardis's published day) or ``live`` (the streaming
+service). Not in the lake's batch files: a batch load writes ``batch``; the batch slice replace
+deletes the live rows of its (day, exchange), so batch supersedes live (docs/LIVE.md)."""
+BATCH_SOURCE = "batch"
+LIVE_SOURCE = "live"
+CANDLE_TABLE_SCHEMA: pa.Schema = CANDLE_SCHEMA.append(pa.field(SOURCE_COLUMN, pa.string()))
+"""The candles tables: ``CANDLE_SCHEMA`` + ``source``."""
+
 CANDLES_PREFIX = "candles_"
 BOOK_SNAPSHOTS_PREFIX = "book_snapshots_"
 FEATURES_PREFIX = "features_"
@@ -51,6 +60,14 @@ class WarehouseTable:
     schema: pa.Schema
     files_vary: bool = False
     """True when the table's files may carry a subset of its columns (book depth 5 vs 25)."""
+    constants: tuple[tuple[str, str], ...] = ()
+    """(column, value) the lake files do not carry and a batch load writes as that constant."""
+
+    @property
+    def lake_names(self) -> list[str]:
+        """The columns the lake files carry (the table's minus the load constants)."""
+        constant = {name for name, _ in self.constants}
+        return [n for n in self.schema.names if n not in constant]
 
     def lake_dir(self, day: date) -> str:
         """The lake folder (relative to the store root) holding this table's files for ``day``."""
@@ -74,7 +91,11 @@ def _build_tables() -> dict[str, WarehouseTable]:
     book_schema = book_snapshot_schema(BOOK_SNAPSHOT_TABLE_DEPTH)
     for tf in layout.TIMEFRAMES:
         tables[f"{CANDLES_PREFIX}{tf}"] = WarehouseTable(
-            f"{CANDLES_PREFIX}{tf}", tf, "candles", CANDLE_SCHEMA
+            f"{CANDLES_PREFIX}{tf}",
+            tf,
+            "candles",
+            CANDLE_TABLE_SCHEMA,
+            constants=((SOURCE_COLUMN, BATCH_SOURCE),),
         )
     for tf in layout.TIMEFRAMES:
         name = f"{BOOK_SNAPSHOTS_PREFIX}{tf}"

@@ -7,6 +7,8 @@ Routes (all under ``/v1``, the same base serving as TARDIS_API_URL and TARDIS_DA
 - ``GET /v1/{exchange}/{data_type}/{YYYY}/{MM}/{DD}/{symbol}.csv.gz`` (first day of a month free)
 Control routes under ``/_sandbox`` (never logged, never faulted): ``POST/DELETE /_sandbox/faults``,
 ``GET/DELETE /_sandbox/requests``, ``POST /_sandbox/exported-until``, ``GET /_sandbox/config``.
+Live: ``GET /ws-stream-normalized?options=...`` (tardis-machine's real-time stream, ``stream.py``;
+never logged or faulted by the HTTP rules, it has its own ``StreamFault``s).
 
 Day rules of the datasets route: a day on or after ``exportedUntil`` is 404 (not exported yet);
 any other day without data for the symbol (before listing, after delisting, inside an incident,
@@ -46,6 +48,7 @@ from market_data_assets.tardis.sandbox.state import (
     in_thread,
     json_body,
 )
+from market_data_assets.tardis.sandbox.stream import WS_PATH, stream_normalized
 from market_data_assets.tardis.sandbox.universe import known_exchange
 
 # ----------------------------------------------------------------------------------------------
@@ -215,6 +218,11 @@ async def dataset(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/gzip")
 
 
+async def ws_stream_normalized(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    return await stream_normalized(request, state.config, state.stream)
+
+
 def build_app(state: SandboxState) -> web.Application:
     app = web.Application(middlewares=[fault_and_log_middleware])
     app[STATE] = state
@@ -225,6 +233,7 @@ def build_app(state: SandboxState) -> web.Application:
     app.router.add_get(
         "/v1/{exchange}/{data_type}/{year:[0-9]+}/{month:[0-9]+}/{day:[0-9]+}/{symbol}.csv.gz", dataset
     )
+    app.router.add_get(WS_PATH, ws_stream_normalized)
     app.router.add_post("/_sandbox/faults", add_faults)
     app.router.add_delete("/_sandbox/faults", clear_faults)
     app.router.add_get("/_sandbox/requests", list_requests)

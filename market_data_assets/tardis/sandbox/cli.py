@@ -10,6 +10,7 @@ from datetime import date
 
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.server import start_sandbox
+from market_data_assets.tardis.sandbox.stream import STREAM_FAULT_KINDS, StreamFault, parse_live_start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(defaults.exchanges),
         help="comma-separated exchanges to serve (default %(default)s)",
     )
+    parser.add_argument(
+        "--live-start",
+        default=None,
+        help="ISO time the live stream (/ws-stream-normalized) starts at, e.g. 2024-03-01T00:00:00Z "
+        "(default: now); the clock starts at the first WebSocket connection",
+    )
+    parser.add_argument(
+        "--live-speed",
+        type=float,
+        default=1.0,
+        help="live stream speed vs the wall clock (3600 = a day in 24 s; 0 = as fast as the client reads)",
+    )
+    parser.add_argument(
+        "--stream-fault",
+        action="append",
+        default=[],
+        metavar="KIND@AFTER[:SECONDS]",
+        help=f"a live-stream fault after AFTER messages ({', '.join(STREAM_FAULT_KINDS)}); repeatable",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
@@ -57,9 +77,22 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"market-data sandbox: {exc}")
         return 2
+    try:
+        live_start = parse_live_start(args.live_start) if args.live_start else None
+        faults = tuple(StreamFault.parse(f) for f in args.stream_fault)
+    except ValueError as exc:
+        print(f"market-data sandbox: {exc}")
+        return 2
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    sandbox = start_sandbox(config, port=args.port, host=args.host)
+    sandbox = start_sandbox(
+        config,
+        port=args.port,
+        host=args.host,
+        live_start_us=live_start,
+        live_speed=args.live_speed,
+        stream_faults=faults,
+    )
     try:
         print(f"Tardis sandbox listening on {sandbox.url}  ({config!r})")
         print("Use it with:")
@@ -69,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  export TARDIS_API_KEY={config.api_key}   # the sandbox's own key, not a secret")
         else:
             print("  unset TARDIS_API_KEY   # --no-auth: every route is free")
+        print(f"  export TARDIS_MACHINE_WS_URL={sandbox.ws_url}   # live stream for market-data live")
+        print(f"TARDIS_MACHINE_WS_URL={sandbox.ws_url}")
         print("Ctrl-C or SIGTERM stops it.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

@@ -13,6 +13,7 @@ from market_data_assets.tardis.sandbox.app import build_app
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.faults import FaultInjector, FaultRule, RequestRecord
 from market_data_assets.tardis.sandbox.state import SandboxState
+from market_data_assets.tardis.sandbox.stream import LiveClock, StreamControl, StreamFault
 
 _START_TIMEOUT_S = 30.0
 
@@ -41,6 +42,27 @@ class RunningSandbox:
     def datasets_url(self) -> str:
         """Base for TARDIS_DATASETS_URL."""
         return self.url + "/v1"
+
+    @property
+    def ws_url(self) -> str:
+        """Base for TARDIS_MACHINE_WS_URL (tardis-machine's real-time endpoints)."""
+        return "ws://" + self.url.removeprefix("http://")
+
+    @property
+    def stream_messages_sent(self) -> int:
+        return self.state.stream.sent
+
+    @property
+    def stream_connections(self) -> int:
+        return self.state.stream.connections
+
+    def add_stream_fault(
+        self, kind: str, *, after: int, seconds: float = 60.0, count: int = 3, pause: float = 1.0
+    ) -> None:
+        """A live-stream accident after ``after`` messages sent in all (kinds: ``STREAM_FAULT_KINDS``)."""
+        fault = StreamFault(kind=kind, after=after, seconds=seconds, count=count, pause=pause)
+        with self.state.stream.lock:
+            self.state.stream.faults.append(fault)
 
     @property
     def port(self) -> int:
@@ -110,12 +132,26 @@ class RunningSandbox:
 
 
 def start_sandbox(
-    config: SandboxConfig = SandboxConfig(), port: int = 0, host: str = "127.0.0.1"
+    config: SandboxConfig = SandboxConfig(),
+    port: int = 0,
+    host: str = "127.0.0.1",
+    *,
+    live_start_us: int | None = None,
+    live_speed: float = 1.0,
+    stream_faults: tuple[StreamFault, ...] = (),
 ) -> RunningSandbox:
-    """Start the sandbox on ``host:port`` (0 = a free port) and return once it is listening."""
+    """Start the sandbox on ``host:port`` (0 = a free port) and return once it is listening.
+
+    ``live_start_us``/``live_speed``: the live stream's clock (default: now, real time); it starts
+    at the first WebSocket connection.
+    """
     state = SandboxState(
         config=config, exported_until=config.exported_until, faults=FaultInjector(seed=config.seed)
     )
+    if live_start_us is not None or live_speed != 1.0 or stream_faults:
+        clock = state.stream.clock if live_start_us is None else LiveClock(live_start_us)
+        clock.speed = live_speed
+        state.stream = StreamControl(clock, faults=list(stream_faults))
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     outcome: dict[str, object] = {}

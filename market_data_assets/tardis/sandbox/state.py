@@ -11,6 +11,7 @@ import gzip
 import hmac
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from aiohttp import web
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.faults import FaultInjector
 from market_data_assets.tardis.sandbox.market import generate_csv
+from market_data_assets.tardis.sandbox.stream import LiveClock, StreamControl
 from market_data_assets.tardis.sandbox.universe import ExchangeUniverse, exchange_universe, gc_paused
 
 EMPTY_GZIP = gzip.compress(b"", mtime=0)
@@ -65,6 +67,8 @@ class SandboxState:
     config: SandboxConfig
     exported_until: date
     faults: FaultInjector
+    stream: StreamControl = field(default_factory=lambda: StreamControl(LiveClock(int(time.time() * 1e6))))
+    """The live stream's clock, faults and counters (``/ws-stream-normalized``)."""
     _bodies: ByteLru = field(default_factory=lambda: ByteLru(256 * 1024 * 1024))
     _json: ByteLru = field(default_factory=lambda: ByteLru(512 * 1024 * 1024))
 

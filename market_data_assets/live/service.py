@@ -1,0 +1,365 @@
+"""``market-data live``: the long-running asyncio service (plain Python, not a Dagster run).
+
+One exchange per process. It reads tardis-machine's ``/ws-stream-normalized``, feeds the candle
+engine (``live.candles``), closes buckets by stream time, and writes closed candles (lake +
+warehouse, every ``write_interval_s``), the bronze log (at least every ``bronze_interval_s``) and
+gaps (when they close). On a closed connection it records a gap and reconnects with exponential
+backoff (the options are sent again: that is the resubscription); on SIGTERM/SIGINT, ``--until``
+or the end of the stream it closes what the watermark allows and flushes everything. ``/healthz``
+on ``health_port`` shows the lag (stream time vs wall time), rows written and gaps; a progress
+line is logged every ``progress_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
+from market_data_assets.live.candles import LIVE_TIMEFRAMES, LiveCandles
+from market_data_assets.live.gaps import GapTracker
+from market_data_assets.live.messages import CANDLE_SOURCES, DEFAULT_DATA_TYPES, candle_values, parse_iso_us
+from market_data_assets.live.sinks import BronzeBuffer, LiveSink
+
+log = logging.getLogger("market_data_assets.live")
+
+WS_STREAM_PATH = "/ws-stream-normalized"
+_DEDUP_WINDOW = 20_000
+"""Recent raw messages remembered to drop exact repeats (a feed's duplicated sends)."""
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    ws_url: str
+    exchange: str
+    symbols: tuple[str, ...]
+    keys: dict[str, str]
+    """Symbol (upper case, as messages carry it) -> canonical instrument key."""
+    data_types: tuple[str, ...] = DEFAULT_DATA_TYPES
+    until_us: int | None = None
+    lateness_us: int = 2_000_000
+    policy: DensityPolicy = DEFAULT_POLICY
+    stall_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    write_interval_s: float = 5.0
+    """Closed candles are written every this many wall seconds (a micro-batch per write)."""
+    bronze_interval_s: float = 60.0
+    close_interval_s: float = 1.0
+    """Buckets past the watermark are closed at most this often (one vectorized pass each)."""
+    progress_interval_s: float = 60.0
+    health_port: int | None = None
+    with_error_messages: bool = True
+
+    def stream_url(self) -> str:
+        options = {
+            "exchange": self.exchange,
+            "symbols": list(self.symbols),
+            "dataTypes": list(self.data_types),
+            "withErrorMessages": self.with_error_messages,
+        }
+        return f"{self.ws_url}{WS_STREAM_PATH}?options={json.dumps(options, separators=(',', ':'))}"
+
+
+@dataclass
+class LiveStats:
+    started_at: float = field(default_factory=time.time)
+    connected: bool = False
+    connections: int = 0
+    messages: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    disconnects: int = 0
+    last_message_wall: float | None = None
+    closed_until_us: int | None = None
+
+
+class LiveService:
+    def __init__(self, config: LiveConfig, sink: LiveSink) -> None:
+        self.config = config
+        self.sink = sink
+        self.candles = LiveCandles(config.exchange, config.lateness_us, config.policy)
+        self.gaps = GapTracker(config.exchange, tuple(config.symbols), config.lateness_us)
+        self.bronze = BronzeBuffer()
+        self.stats = LiveStats()
+        self._closed: dict[str, list[Any]] = {tf: [] for tf in LIVE_TIMEFRAMES}
+        self._recent: deque[str] = deque()
+        self._recent_set: set[str] = set()
+        self._stop = asyncio.Event()
+        self._last_close = 0.0
+        self._last_close_end = 0
+        self._last_write = time.monotonic()
+        self._last_bronze = time.monotonic()
+        self._last_progress = time.monotonic()
+        self._stall_open = False
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.health_url: str | None = None
+        self._checkpoint_us = sink.read_checkpoint()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the service to flush and end (signal handlers call this)."""
+        self._stop.set()
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            asyncio.ensure_future(ws.close())
+
+    async def run(self) -> LiveStats:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.stop)
+        health = await self._start_health() if self.config.health_port is not None else None
+        watchdog = asyncio.create_task(self._watch())
+        try:
+            await self._connect_loop()
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            self._finish()
+            if health is not None:
+                await health.cleanup()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
+        return self.stats
+
+    async def _connect_loop(self) -> None:
+        attempt = 0
+        async with aiohttp.ClientSession() as session:
+            while not self._stop.is_set():
+                code: int | None = None
+                try:
+                    async with session.ws_connect(
+                        self.config.stream_url(), autoping=True, heartbeat=None, max_msg_size=0
+                    ) as ws:
+                        self.stats.connected = True
+                        self.stats.connections += 1
+                        self.stats.last_message_wall = time.monotonic()  # silence counts from here
+                        log.info("%s connected to %s", self.config.exchange, self.config.ws_url)
+                        self._ws = ws
+                        async for msg in ws:
+                            if msg.type != aiohttp.WSMsgType.TEXT:
+                                break
+                            attempt = 0
+                            if self._on_text(msg.data):
+                                self.stop()
+                                return
+                            if self._stop.is_set():
+                                return
+                        code = ws.close_code
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    log.warning("%s stream connection failed: %s", self.config.exchange, exc)
+                finally:
+                    self.stats.connected = False
+                    self._ws = None
+                if self._stop.is_set():
+                    return
+                self.gaps.open("backpressure" if code == 1008 else "reconnect")
+                delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2**attempt)
+                attempt += 1
+                log.warning(
+                    "%s stream closed (code %s); reconnecting in %.1f s", self.config.exchange, code, delay
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+
+    # --- messages ------------------------------------------------------------------------------
+
+    def _on_text(self, text: str) -> bool:
+        """Handle one message; True when ``--until`` is reached."""
+        now = time.monotonic()
+        self.stats.last_message_wall = now
+        if self._stall_open:
+            self._stall_open = False
+        if text in self._recent_set:
+            self.stats.duplicates += 1
+            return False
+        self._recent.append(text)
+        self._recent_set.add(text)
+        if len(self._recent) > _DEDUP_WINDOW:
+            self._recent_set.discard(self._recent.popleft())
+        self.stats.messages += 1
+        msg = json.loads(text)
+        kind = msg.get("type")
+        local = parse_iso_us(msg["localTimestamp"])
+        if self.stats.messages == 1:
+            # nothing before the first message is known; after a crash, nothing after the last
+            # checkpoint (the buckets the previous process had not written) either
+            resume = self._checkpoint_us
+            start = local if resume is None or resume >= local else resume + self.config.lateness_us
+            self.gaps.open("startup", at_us=start)
+        symbol = msg.get("symbol")
+        ts = parse_iso_us(msg["timestamp"]) if "timestamp" in msg else None
+        self.bronze.add(self.config.exchange, kind, symbol, ts, local, text)
+        if kind == "disconnect":
+            self.stats.disconnects += 1
+            self.gaps.open("disconnect", at_us=local)
+        elif kind == "error":
+            self.stats.errors += 1
+            log.warning("%s stream error: %s", self.config.exchange, msg.get("details"))
+        else:
+            source = CANDLE_SOURCES.get(kind)
+            if source is not None and ts is not None and symbol is not None:
+                key = self.config.keys.get(symbol.upper())
+                if key is None:
+                    log.warning("message for unknown symbol %r ignored", symbol)
+                else:
+                    self.candles.add(source, key, ts, local, candle_values(source, msg))
+                    gap = self.gaps.on_message(symbol.upper(), source, ts, local)
+                    if gap is not None:
+                        self.sink.write_gap(gap)
+        until = self.config.until_us
+        reached = until is not None and self.candles.stream_time_us >= until
+        self._maybe_flush(now, force_close=reached)
+        return reached
+
+    def _maybe_flush(self, now: float, *, force_close: bool = False) -> None:
+        watermark = self.candles.watermark_us()
+        crossed = watermark - self._last_close_end >= 15_000_000
+        if force_close or (crossed and now - self._last_close >= self.config.close_interval_s):
+            closed = self.candles.close()
+            self._last_close = now
+            self._last_close_end = watermark - watermark % 15_000_000
+            for tf, frame in closed.items():
+                if frame.height:
+                    self._closed[tf].append(frame)
+        if force_close or now - self._last_write >= self.config.write_interval_s:
+            self._write_closed()
+            self._last_write = now
+        if force_close or now - self._last_bronze >= self.config.bronze_interval_s:
+            self.sink.write_bronze(self.bronze.take())
+            self._last_bronze = now
+        if now - self._last_progress >= self.config.progress_interval_s:
+            self._last_progress = now
+            log.info(self.progress_line())
+
+    def _write_closed(self) -> None:
+        import polars as pl
+
+        wrote = False
+        for tf, frames in self._closed.items():
+            if frames:
+                self.sink.write_candles(tf, pl.concat(frames))
+                frames.clear()
+                wrote = True
+        self.stats.closed_until_us = self._last_close_end
+        if wrote and self._last_close_end:
+            self.sink.write_checkpoint(self._last_close_end)
+
+    def _finish(self) -> None:
+        """Close what the watermark allows, write everything, end the open gap."""
+        closed = self.candles.close()
+        watermark = self.candles.watermark_us()
+        self._last_close_end = max(self._last_close_end, watermark - watermark % 15_000_000)
+        for tf, frame in closed.items():
+            if frame.height:
+                self._closed[tf].append(frame)
+        self._write_closed()
+        self.sink.write_bronze(self.bronze.take())
+        if self.candles.stream_time_us:
+            gap = self.gaps.close_open(self.candles.stream_time_us)
+            if gap is not None:
+                self.sink.write_gap(gap)
+        log.info("%s stopped: %s", self.config.exchange, self.progress_line())
+
+    async def _watch(self) -> None:
+        """Stalls: no message for ``stall_timeout_s`` while connected opens a ``stall`` gap."""
+        while True:
+            await asyncio.sleep(min(1.0, self.config.stall_timeout_s / 4))
+            last = self.stats.last_message_wall
+            if (
+                self.stats.connected
+                and last is not None
+                and not self._stall_open
+                and time.monotonic() - last > self.config.stall_timeout_s
+            ):
+                self._stall_open = True
+                log.warning("%s stream stalled for %.1f s", self.config.exchange, time.monotonic() - last)
+                self.gaps.open("stall")
+            now = time.monotonic()
+            if now - self._last_bronze >= self.config.bronze_interval_s:
+                self.sink.write_bronze(self.bronze.take())
+                self._last_bronze = now
+
+    # --- health --------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        stream = self.candles.stream_time_us
+        lag = time.time() - stream / 1e6 if stream else None
+        written = self.sink.written
+        return {
+            "status": "ok" if self.stats.connected else "reconnecting",
+            "exchange": self.config.exchange,
+            "connected": self.stats.connected,
+            "connections": self.stats.connections,
+            "messages": self.stats.messages,
+            "duplicates_dropped": self.stats.duplicates,
+            "late_messages": self.candles.counters.late,
+            "errors": self.stats.errors,
+            "stream_time": stream or None,
+            "lag_s": lag,
+            "closed_until": self.stats.closed_until_us,
+            "rows_written": dict(written.rows),
+            "rows_skipped_existing": dict(written.skipped),
+            "bronze_rows": written.bronze_rows,
+            "gaps": written.gaps,
+            "gap_open": self.gaps.open_gap is not None,
+        }
+
+    def progress_line(self) -> str:
+        h = self.health()
+        lag = f"{h['lag_s']:.1f}s" if h["lag_s"] is not None else "-"
+        return (
+            f"{h['exchange']}: {h['messages']} messages, lag {lag}, rows {h['rows_written']}, "
+            f"late {h['late_messages']}, duplicates {h['duplicates_dropped']}, gaps {h['gaps']}"
+        )
+
+    async def _start_health(self) -> web.AppRunner:
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response(self.health())
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.config.health_port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1] if site._server is not None else None  # type: ignore[union-attr]
+        log.info("health on http://127.0.0.1:%s/healthz", port)
+        self.health_url = f"http://127.0.0.1:{port}/healthz"
+        return runner
+
+
+def new_writer_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+async def resolve_keys(api_url: str, exchange: str, symbols: tuple[str, ...]) -> dict[str, str]:
+    """Symbol -> canonical key, from the exchange's dataset symbols (free metadata route)."""
+    from market_data_assets.instruments.definitions import key_for_dataset_symbol
+
+    async with aiohttp.ClientSession() as session, session.get(f"{api_url}/exchanges/{exchange}") as r:
+        if r.status != 200:
+            raise RuntimeError(
+                f"{api_url}/exchanges/{exchange} answered HTTP {r.status}: {(await r.text())[:200]}"
+            )
+        details = await r.json()
+    types = {str(s["id"]).upper(): s["type"] for s in details.get("datasets", {}).get("symbols", [])}
+    unknown = [s for s in symbols if s.upper() not in types]
+    if unknown:
+        raise ValueError(f"--symbols: {unknown} are not {exchange} dataset symbols at {api_url}")
+    return {s.upper(): key_for_dataset_symbol(exchange, s.upper(), types[s.upper()]) for s in symbols}

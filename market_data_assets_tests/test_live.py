@@ -1,0 +1,360 @@
+"""market-data live against the real sandbox stream over a real WebSocket, into a real DuckDB.
+
+A streamed sandbox day equals the batch candles of that day (built by the batch code from the
+same sandbox's CSV files) for every bucket and column; with faults every difference lies inside a
+recorded gap; the batch load of the day replaces the live rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import math
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from market_data_assets.candles.build import build_base_candles, build_rolled_up_candles
+from market_data_assets.candles.schema import CANDLE_SCHEMA
+from market_data_assets.defs.live import live_reconciliation
+from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.live.gaps import LIVE_GAPS_TABLE
+from market_data_assets.live.reconcile import reconcile_lake
+from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
+from market_data_assets.live.sinks import LiveSink
+from market_data_assets.storage import layout
+from market_data_assets.storage.store import LocalStore
+from market_data_assets.tardis.sandbox import SandboxConfig, generate_csv, start_sandbox
+from market_data_assets.tardis.sandbox.stream import StreamFault, parse_live_start
+from market_data_assets.ticks.convert import convert_csv_gz
+from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
+from market_data_assets.warehouse.loader import load_slice
+from market_data_assets.warehouse.schema import get_table
+
+DAY = date(2024, 3, 1)
+EXCHANGE = "binance-futures"
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+CONFIG = SandboxConfig(trades_per_day=400)
+START = "2024-03-01T00:00:00Z"
+UNTIL = "2024-03-02T00:00:05Z"
+RAW_TYPES = ("trades", "book_snapshot_5", "derivative_ticker", "liquidations")
+TIMEFRAMES = ("15s", "1m")
+
+
+def _stream_day(
+    root: Path, faults: tuple[StreamFault, ...] = (), speed: float = 0
+) -> tuple[LiveService, dict]:
+    store = LocalStore(root)
+    warehouse = DuckDBWarehouse(root / "warehouse.duckdb")
+    with start_sandbox(
+        CONFIG, live_start_us=parse_live_start(START), live_speed=speed, stream_faults=faults
+    ) as sb:
+        keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
+        config = LiveConfig(
+            ws_url=sb.ws_url,
+            exchange=EXCHANGE,
+            symbols=SYMBOLS,
+            keys=keys,
+            until_us=parse_live_start(UNTIL),
+            stall_timeout_s=0.4,
+            backoff_initial_s=0.05,
+            backoff_max_s=0.2,
+            health_port=0,
+        )
+        service = LiveService(config, LiveSink(store, warehouse, EXCHANGE, "test"))
+        asyncio.run(service.run())
+    return service, keys
+
+
+def _batch(root: Path, keys: dict[str, str]) -> dict[str, pl.DataFrame]:
+    """The batch candles of DAY: the sandbox's CSV files of DAY and DAY+1 -> raw ticks -> candles."""
+    store = LocalStore(root)
+    work = root / "_csv"
+    work.mkdir(exist_ok=True)
+    for day in (DAY, DAY + timedelta(days=1)):
+        for data_type in RAW_TYPES:
+            for symbol in SYMBOLS:
+                src = work / f"{data_type}-{symbol}-{day}.csv.gz"
+                src.write_bytes(gzip.compress(generate_csv(CONFIG, EXCHANGE, data_type, day, symbol)))
+                for f in convert_csv_gz(src, data_type, work / "out", {symbol: keys[symbol]}, day, src.name):
+                    store.put_file(f.path, layout.raw_ticks_path(day, data_type, f.instrument_key), move=True)
+    build_base_candles(store, DAY, EXCHANGE)
+    build_rolled_up_candles(store, DAY, EXCHANGE, "1m")
+    return {
+        tf: pl.concat([pl.read_parquet(root / layout.candles_path(DAY, tf, keys[s])) for s in SYMBOLS]).sort(
+            "instrument_key", "timestamp"
+        )
+        for tf in TIMEFRAMES
+    }
+
+
+def _live_rows(root: Path, tf: str) -> pl.DataFrame:
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        return pl.from_arrow(  # type: ignore[return-value]
+            con.execute(
+                f"SELECT * FROM candles_{tf} WHERE source = 'live' AND timestamp >= ? AND timestamp < ? "
+                "ORDER BY instrument_key, timestamp",
+                [f"{DAY} 00:00:00+00", f"{DAY + timedelta(days=1)} 00:00:00+00"],
+            ).to_arrow_table()
+        )
+
+
+def _same(a: object, b: object) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _differences(batch: pl.DataFrame, live: pl.DataFrame) -> dict[tuple[str, object], list[str]]:
+    """(key, bucket) -> the columns that differ (``missing`` when live lacks the bucket)."""
+    names = [n for n in CANDLE_SCHEMA.names if n not in ("instrument_key", "timestamp")]
+    live_rows = {(r["instrument_key"], r["timestamp"]): r for r in live.iter_rows(named=True)}
+    out: dict[tuple[str, object], list[str]] = {}
+    for row in batch.iter_rows(named=True):
+        key = (row["instrument_key"], row["timestamp"])
+        other = live_rows.pop(key, None)
+        if other is None:
+            out[key] = ["missing"]
+            continue
+        cols = [n for n in names if not _same(row[n], other[n])]
+        if cols:
+            out[key] = cols
+    for key in live_rows:
+        out[key] = ["extra"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LiveService, dict[str, str]]:
+    root = tmp_path_factory.mktemp("live_clean")
+    service, keys = _stream_day(root)
+    return root, service, keys
+
+
+def test_a_streamed_day_equals_the_batch_candles(clean_day: tuple[Path, LiveService, dict[str, str]]) -> None:
+    root, service, keys = clean_day
+    batch = _batch(root, keys)
+    for tf in TIMEFRAMES:
+        live = _live_rows(root, tf)
+        assert live.height == batch[tf].height == 2 * {"15s": 5760, "1m": 1440}[tf], tf
+        assert _differences(batch[tf], live) == {}, tf
+    assert service.candles.counters.late == 0
+    assert service.stats.duplicates == 0
+    # the reconciliation over the lake says the same: 0 differences
+    for tf in TIMEFRAMES:
+        result = reconcile_lake(LocalStore(root), DAY, EXCHANGE, tf)
+        assert (result.differing, result.equal) == (0, batch[tf].height), result.report
+    # the lake keeps the closed live candles and the bronze log
+    lake_15s = pl.read_parquet(root / layout.live_candles_dir(DAY, "15s"))
+    assert lake_15s.filter(pl.col("timestamp").dt.date() == DAY).height == 2 * 5760
+    bronze = pl.read_parquet(root / layout.live_ticks_dir(DAY, EXCHANGE))
+    assert bronze.filter(pl.col("type") == "trade").height == sum(
+        len(generate_csv(CONFIG, EXCHANGE, "trades", DAY, s).splitlines()) - 1 for s in SYMBOLS
+    )
+
+
+def test_the_batch_load_replaces_the_live_rows(clean_day: tuple[Path, LiveService, dict[str, str]]) -> None:
+    root, _, keys = clean_day
+    store = LocalStore(root)
+    if not (root / layout.candles_path(DAY, "1m", keys["BTCUSDT"])).exists():
+        _batch(root, keys)
+    warehouse = DuckDBWarehouse(root / "warehouse.duckdb")
+    load_slice(warehouse, store, DAY, EXCHANGE, [get_table("candles_15s"), get_table("candles_1m")])
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        by_source = dict(
+            con.execute(
+                "SELECT source, count(*) FROM candles_15s WHERE CAST(timestamp AS DATE) = ? GROUP BY 1", [DAY]
+            ).fetchall()
+        )
+    assert by_source == {"batch": 2 * 5760}
+
+
+def test_faults_only_change_buckets_inside_recorded_gaps(tmp_path: Path) -> None:
+    faults = (
+        StreamFault("duplicate", after=100, count=5),
+        StreamFault("reorder", after=150, count=5),
+        StreamFault("error", after=200, count=2),
+        StreamFault("disconnect", after=250, seconds=600),
+        StreamFault("close", after=350),
+        StreamFault("backpressure", after=450),
+        StreamFault("stall", after=550, seconds=600, pause=1.0),
+    )
+    # a real-time-like clock (a day in 24 s), so a stall is silence the service can see (at speed 0
+    # the socket buffers hold the whole day and an abrupt close loses what they held)
+    service, keys = _stream_day(tmp_path, faults, speed=3600)
+    batch = _batch(tmp_path, keys)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        gaps = pl.from_arrow(
+            con.execute(
+                f"SELECT kind, gap_from, gap_to FROM {LIVE_GAPS_TABLE} ORDER BY gap_from"
+            ).to_arrow_table()
+        )
+    kinds = "+".join(gaps["kind"].to_list())
+    for kind in ("startup", "disconnect", "reconnect", "backpressure", "stall"):
+        assert kind in kinds, gaps
+    assert service.stats.duplicates == 5 and service.stats.errors == 2
+    spans = [(int(a.timestamp() * 1e6), int(b.timestamp() * 1e6)) for _, a, b in gaps.iter_rows()]
+    unexplained = {}
+    for tf in TIMEFRAMES:
+        width = {"15s": 15_000_000, "1m": 60_000_000}[tf]
+        diffs = _differences(batch[tf], _live_rows(tmp_path, tf))
+        assert diffs, f"{tf}: the faults should have changed some buckets"
+        for (key, bucket), cols in diffs.items():
+            start = int(bucket.timestamp() * 1e6)
+            if not any(lo < start + width and start <= hi for lo, hi in spans):
+                unexplained[(tf, key, bucket)] = cols
+    assert unexplained == {}
+    for tf in TIMEFRAMES:
+        result = reconcile_lake(LocalStore(tmp_path), DAY, EXCHANGE, tf)
+        assert result.differing > 0 and result.unexplained == 0, result.report.filter(~pl.col("in_gap"))
+    materialized = dg.materialize(
+        [live_reconciliation],
+        partition_key=f"{DAY}|{EXCHANGE}",
+        resources={"market_data": MarketDataResource(root=str(tmp_path))},
+    )
+    (check,) = materialized.get_asset_check_evaluations()
+    assert check.passed  # every difference is named in the report, each inside a recorded gap
+    report = pl.read_parquet(tmp_path / layout.live_reconciliation_path(DAY, EXCHANGE))
+    assert report.height > 0 and report["in_gap"].all()
+
+
+def test_live_reconciliation_asset_names_nothing_on_a_clean_day(
+    clean_day: tuple[Path, LiveService, dict[str, str]],
+) -> None:
+    root, _, keys = clean_day
+    if not (root / layout.candles_path(DAY, "15s", keys["BTCUSDT"])).exists():
+        _batch(root, keys)
+    result = dg.materialize(
+        [live_reconciliation],
+        partition_key=f"{DAY}|{EXCHANGE}",
+        resources={"market_data": MarketDataResource(root=str(root))},
+    )
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["unexplained"].value == 0
+    summary = result.asset_materializations_for_node("live_reconciliation")[0].metadata["summary"].value
+    assert summary[f"{DAY}|{EXCHANGE}"]["equal"] == 2 * 5760
+    assert (root / layout.live_reconciliation_path(DAY, EXCHANGE)).is_file()
+
+
+def test_reader_returns_batch_where_it_exists_and_live_elsewhere(
+    clean_day: tuple[Path, LiveService, dict[str, str]], tmp_path: Path
+) -> None:
+    import shutil
+
+    from market_data_assets import reader
+
+    root, _, keys = clean_day
+    if not (root / layout.candles_path(DAY, "15s", keys["BTCUSDT"])).exists():
+        _batch(root, keys)
+    lake = tmp_path / "lake"
+    shutil.copytree(root, lake, ignore=shutil.ignore_patterns("*.duckdb*", "_csv"))
+    (lake / layout.candles_path(DAY, "15s", keys["ETHUSDT"])).unlink()  # ETH's batch day not published yet
+    both = [keys[s] for s in SYMBOLS]
+    got = reader.scan_candles(
+        "15s", both, DAY, DAY + timedelta(days=1), include_live=True, root=str(lake)
+    ).collect()
+    assert got.group_by("instrument_key", "source").len().sort("instrument_key").rows() == [
+        (keys["BTCUSDT"], "batch", 5760),
+        (keys["ETHUSDT"], "live", 5760),
+    ]
+    plain = reader.scan_candles("15s", both, DAY, DAY + timedelta(days=1), root=str(root)).collect()
+    assert _differences(plain, got.drop("source")) == {}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kill_9_and_restart_neither_duplicates_nor_loses_a_closed_bucket(tmp_path: Path) -> None:
+    """The service as a process (market-data live), killed with SIGKILL once it has written candles,
+    then restarted: every bucket is in the warehouse at most once, and every batch bucket it lacks
+    lies inside the restart's recorded gap (which starts at the crashed process's checkpoint)."""
+    import json as _json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    repo = Path(__file__).resolve().parents[1]
+    with start_sandbox(CONFIG, live_start_us=parse_live_start(START), live_speed=3600) as sb:
+        env = {
+            **os.environ,
+            "MARKET_DATA_ROOT": str(tmp_path),
+            "MARKET_DATA_WAREHOUSE": "duckdb",
+            "TARDIS_API_URL": sb.api_url,
+            "TARDIS_MACHINE_WS_URL": sb.ws_url,
+        }
+        args = [sys.executable, "-m", "market_data_assets.cli", "live", "--exchange", EXCHANGE]
+        args += ["--symbols", ",".join(SYMBOLS), "--backoff", "0.05"]
+        port = _free_port()
+        first = subprocess.Popen([*args, "--health-port", str(port)], cwd=repo, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            written = 0
+            while written < 200:  # wait for a condition (rows written), not for a time
+                assert first.poll() is None and time.monotonic() < deadline, "first run never wrote candles"
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                        written = _json.loads(r.read()).get("rows_written", {}).get("15s", 0)
+                except OSError:
+                    pass
+                time.sleep(0.1)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+        second = subprocess.run(
+            [*args, "--health-port", str(_free_port()), "--until", UNTIL], cwd=repo, env=env, timeout=300
+        )
+        assert second.returncode == 0
+        keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        for tf in TIMEFRAMES:
+            (dupes,) = con.execute(
+                f"SELECT count(*) FROM (SELECT instrument_key, timestamp FROM candles_{tf} "
+                "GROUP BY 1, 2 HAVING count(*) > 1)"
+            ).fetchone()
+            assert dupes == 0, tf
+        kinds = [k for (k,) in con.execute(f"SELECT kind FROM {LIVE_GAPS_TABLE}").fetchall()]
+    assert kinds.count("startup") == 2
+    _batch(tmp_path, keys)
+    for tf in TIMEFRAMES:
+        result = reconcile_lake(LocalStore(tmp_path), DAY, EXCHANGE, tf)
+        assert result.unexplained == 0, result.report.filter(~pl.col("in_gap"))
+        assert result.equal > 0
+
+
+def test_live_freshness_sensor_warns_when_the_live_candles_lag(
+    clean_day: tuple[Path, LiveService, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from market_data_assets.defs.live import live_freshness
+
+    root, _, _ = clean_day
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    shutil.copy(root / "warehouse.duckdb", lake / "warehouse.duckdb")
+    with duckdb.connect(str(lake / "warehouse.duckdb")) as con:  # the module's batch load may have run
+        con.execute("UPDATE candles_15s SET source = 'live'")
+    monkeypatch.setenv("MARKET_DATA_WAREHOUSE", "duckdb")
+    monkeypatch.setenv("MARKET_DATA_LIVE_MAX_LAG_S", "300")
+    context = dg.build_sensor_context(resources={"market_data": MarketDataResource(root=str(lake))})
+    result = live_freshness(context)
+    assert isinstance(result, dg.SkipReason)
+    assert "STALE" in (result.skip_message or "") and EXCHANGE in (result.skip_message or "")
