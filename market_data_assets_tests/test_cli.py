@@ -27,6 +27,8 @@ def _env(sandbox, root: Path, home: Path) -> dict[str, str]:
             "TARDIS_DATASETS_URL": sandbox.datasets_url,
             "TARDIS_API_KEY": sandbox.api_key,
             "DAGSTER_HOME": str(home),
+            # the checkout under test, also when the venv's editable install points at another one
+            "PYTHONPATH": str(REPO),
         }
     )
     return env
