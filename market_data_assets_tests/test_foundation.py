@@ -111,6 +111,7 @@ def test_layout_paths_and_rejections():
         layout.targets_path(d, "x"),
         layout.candles_path(d, "1m", "A:B:C"),
         layout.book_snapshots_path(d, "1h", "A:B:C"),
+        layout.features_path(d, "4h", "A:B:C"),
         layout.report_path(d, "x"),
         layout.raw_manifest_path(d, "x"),
     ):
@@ -128,6 +129,8 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
         *(f"candles_{tf}" for tf in timeframes),
         "book_snapshots",
         "bq_candles",
+        *(f"features_{tf}" for tf in timeframes[1:]),
+        "bq_features",
         "missing_data_report",
         "live_reconciliation",
     }

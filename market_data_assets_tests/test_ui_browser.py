@@ -41,12 +41,19 @@ GRAPH_ASSETS = (
     "candles_4h",
     "candles_24h",
     "book_snapshots",
+    "features_1m",
+    "features_5m",
+    "features_15m",
+    "features_1h",
+    "features_4h",
+    "features_24h",
     "bq_candles",
+    "bq_features",
     "missing_data_report",
 )
 # The lineage page zooms to fit the graph's width and draws "minimal" nodes, with names cut to
 # 18 characters, below 60 % zoom; this viewport keeps the whole graph above that.
-GRAPH_VIEWPORT = {"width": 3600, "height": 1300}
+GRAPH_VIEWPORT = {"width": 3600, "height": 2600}  # the features group stacks its six assets
 UI_TIMEOUT_MS = 30_000
 
 
