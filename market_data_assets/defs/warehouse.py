@@ -8,6 +8,7 @@ No ``from __future__ import annotations``: Dagster inspects the asset's signatur
 """
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 
 import dagster as dg
 
@@ -19,7 +20,7 @@ from market_data_assets.partitions import backfill_policy, date_exchange_partiti
 from market_data_assets.settings import get_settings
 from market_data_assets.storage.layout import TIMEFRAMES
 from market_data_assets.warehouse import WAREHOUSE_TABLES, load_slice, open_warehouse
-from market_data_assets.warehouse.schema import FEATURE_TABLES
+from market_data_assets.warehouse.schema import FEATURE_TABLES, WarehouseTable
 
 _SETTINGS = get_settings()
 CANDLE_ASSET_KEYS: list[dg.AssetKey] = [dg.AssetKey(f"candles_{tf}") for tf in TIMEFRAMES]
@@ -35,13 +36,60 @@ _TABLE_OF_INPUT: dict[tuple[str, str], str] = {
 """(input name, timeframe of its slice) -> warehouse table."""
 
 
-def _paths_by_table(inputs: dict[str, dict], partition_key: str) -> dict[str, list[str]]:
+def _paths_by_table(
+    inputs: dict[str, dict], partition_key: str, table_of: Callable[[str, str], str]
+) -> dict[str, list[str]]:
+    """Store paths per warehouse table from the stored slices the IO manager handed the asset."""
     out: dict[str, list[str]] = {}
     for name, value in inputs.items():
         slices = value.get(partition_key, value)  # one partition: {tf: slice}; several: {key: {tf: slice}}
         for tf, stored in slices.items():
-            out[_TABLE_OF_INPUT[(name, tf)]] = [f.path for f in stored.files]
+            out[table_of(name, tf)] = [f.path for f in stored.files]
     return out
+
+
+def _load(
+    context: dg.AssetExecutionContext,
+    market_data: MarketDataResource,
+    tables: Mapping[str, WarehouseTable],
+    paths_of: Callable[[str], dict[str, list[str]]],
+) -> dg.MaterializeResult:
+    """Replace each partition's slice of ``tables`` with the files ``paths_of(partition key)`` names."""
+    settings = market_data.settings()
+    store = market_data.store()
+    clock = StageClock.start(store)
+    warehouse = open_warehouse(settings, store)
+    rows_by_table: dict[str, int] = defaultdict(int)
+    rows_by_partition: dict[str, int] = {}
+    files = 0
+    try:
+        for part in partitions_of_context(context):
+            load = load_slice(
+                warehouse, store, part.day, part.exchange, tables.values(), paths_by_table=paths_of(part.key)
+            )
+            for name, result in load.results.items():
+                rows_by_table[name] += result.rows
+            rows_by_partition[part.key] = load.rows
+            loaded_files = sum(r.files for r in load.results.values())
+            files += loaded_files
+            context.log.info(
+                f"{part.key}: {load.rows} rows into {len(load.results)} tables of {warehouse.uri} "
+                f"({loaded_files} files)"
+            )
+    finally:
+        warehouse.close()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(sum(rows_by_table.values())),
+            "warehouse": dg.MetadataValue.text(warehouse.uri),
+            "tables": dg.MetadataValue.json([warehouse.table_ref(name) for name in tables]),
+            "rows_by_table": dg.MetadataValue.json(dict(rows_by_table)),
+            "rows_by_partition": dg.MetadataValue.json(rows_by_partition),
+            "objects_read": dg.MetadataValue.int(files),
+            "objects_written": dg.MetadataValue.int(0),
+            **clock.metadata(store),
+        }
+    )
 
 
 @dg.asset(
@@ -62,39 +110,11 @@ def _paths_by_table(inputs: dict[str, dict], partition_key: str) -> dict[str, li
 def bq_candles(
     context: dg.AssetExecutionContext, market_data: MarketDataResource, **inputs
 ) -> dg.MaterializeResult:
-    settings = market_data.settings()
-    store = market_data.store()
-    clock = StageClock.start(store)
-    warehouse = open_warehouse(settings, store)
-    rows_by_table: dict[str, int] = defaultdict(int)
-    rows_by_partition: dict[str, int] = {}
-    files = 0
-    try:
-        for part in partitions_of_context(context):
-            load = load_slice(
-                warehouse, store, part.day, part.exchange, paths_by_table=_paths_by_table(inputs, part.key)
-            )
-            for name, result in load.results.items():
-                rows_by_table[name] += result.rows
-            rows_by_partition[part.key] = load.rows
-            files += sum(r.files for r in load.results.values())
-            context.log.info(
-                f"{part.key}: {load.rows} rows into {len(load.results)} tables of {warehouse.uri} "
-                f"({sum(r.files for r in load.results.values())} files)"
-            )
-    finally:
-        warehouse.close()
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(sum(rows_by_table.values())),
-            "warehouse": dg.MetadataValue.text(warehouse.uri),
-            "tables": dg.MetadataValue.json([warehouse.table_ref(name) for name in WAREHOUSE_TABLES]),
-            "rows_by_table": dg.MetadataValue.json(dict(rows_by_table)),
-            "rows_by_partition": dg.MetadataValue.json(rows_by_partition),
-            "objects_read": dg.MetadataValue.int(files),
-            "objects_written": dg.MetadataValue.int(0),
-            **clock.metadata(store),
-        }
+    return _load(
+        context,
+        market_data,
+        WAREHOUSE_TABLES,
+        lambda key: _paths_by_table(inputs, key, lambda name, tf: _TABLE_OF_INPUT[(name, tf)]),
     )
 
 
@@ -122,38 +142,11 @@ _FEATURE_INPUTS: dict[str, dg.AssetIn] = {
 def bq_features(
     context: dg.AssetExecutionContext, market_data: MarketDataResource, **inputs
 ) -> dg.MaterializeResult:
-    settings = market_data.settings()
-    store = market_data.store()
-    clock = StageClock.start(store)
-    warehouse = open_warehouse(settings, store)
-    rows_by_table: dict[str, int] = defaultdict(int)
-    files = 0
-    try:
-        for part in partitions_of_context(context):
-            paths = {}
-            for value in inputs.values():
-                slices = value.get(part.key, value)  # one partition: {tf: slice}; several: {key: {tf: slice}}
-                for tf, stored in slices.items():
-                    paths[f"features_{tf}"] = [f.path for f in stored.files]
-            load = load_slice(
-                warehouse, store, part.day, part.exchange, FEATURE_TABLES.values(), paths_by_table=paths
-            )
-            for name, result in load.results.items():
-                rows_by_table[name] += result.rows
-            files += sum(r.files for r in load.results.values())
-            context.log.info(f"{part.key}: {load.rows} feature rows into {len(load.results)} tables")
-    finally:
-        warehouse.close()
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(sum(rows_by_table.values())),
-            "warehouse": dg.MetadataValue.text(warehouse.uri),
-            "tables": dg.MetadataValue.json([warehouse.table_ref(name) for name in FEATURE_TABLES]),
-            "rows_by_table": dg.MetadataValue.json(dict(rows_by_table)),
-            "objects_read": dg.MetadataValue.int(files),
-            "objects_written": dg.MetadataValue.int(0),
-            **clock.metadata(store),
-        }
+    return _load(
+        context,
+        market_data,
+        FEATURE_TABLES,
+        lambda key: _paths_by_table(inputs, key, lambda _, tf: f"features_{tf}"),
     )
 
 
