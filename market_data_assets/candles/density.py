@@ -16,8 +16,10 @@ from enum import StrEnum
 
 import polars as pl
 
-INSTRUMENT_TYPES: tuple[str, ...] = ("SPOT_PAIR", "PERP", "FUTURE", "OPTION", "COMBO")
-"""The TYPE field of canonical keys (docs/INSTRUMENT_KEY.md)."""
+from market_data_assets.instruments.keys import TYPE_CODES
+
+INSTRUMENT_TYPES: tuple[str, ...] = tuple(TYPE_CODES.values())
+"""The TYPE field of canonical keys, as ``instruments.keys`` makes them (docs/INSTRUMENT_KEY.md)."""
 
 
 class Density(StrEnum):

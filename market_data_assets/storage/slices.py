@@ -30,8 +30,9 @@ from market_data_assets.storage import layout
 from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.parallel import map_objects
 from market_data_assets.storage.store import ObjectInfo, ObjectStore
+from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN
 
-KEY = "instrument_key"
+KEY = INSTRUMENT_KEY_COLUMN
 META_PREFIX = "market_data_assets."
 """Parquet key-value metadata keys of every slice file: ``market_data_assets.<flag>``."""
 
