@@ -20,8 +20,9 @@ import pyarrow as pa
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.features.compute import CANDLE_INPUTS, compute_features
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES, lookback_days
+from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.layout import CANDLES_AREA, FEATURES_AREA
-from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY, map_objects
+from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
 from market_data_assets.storage.slices import (
     SliceRef,
     SlicesOutput,
@@ -97,11 +98,9 @@ def features_output(
 
 
 def _read_inputs(store: ObjectStore, paths: list[str], concurrency: int) -> pl.DataFrame:
-    """The candle columns features read, from every file (read on the bounded pool)."""
-    tables = map_objects(
-        lambda p: store.read_parquet(p, columns=list(CANDLE_INPUTS)), paths, store.uri, concurrency
-    )
-    return pl.concat([pl.from_arrow(t.replace_schema_metadata(None)) for t in tables])  # type: ignore[misc]
+    """The candle columns features read, from every file: the project's multi-file read
+    (``storage.frames``: polars in place on a folder, one GET per object on ``gs://``)."""
+    return scan_files(store, paths, list(CANDLE_INPUTS), concurrency=concurrency).collect()
 
 
 def open_lookback(
