@@ -18,6 +18,7 @@ from market_data_assets.candles.compute import KEY
 from market_data_assets.candles.schema import CANDLE_SCHEMA
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.storage import layout
+from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.store import ObjectStore
 
 REL_TOL = 1e-9
@@ -151,9 +152,11 @@ def reconcile(batch: pl.DataFrame, live: pl.DataFrame, gaps: pl.DataFrame, timef
 
 
 def _read_all(store: ObjectStore, paths: list[str]) -> pl.DataFrame | None:
-    tables = [pl.from_arrow(store.read_parquet(p)) for p in paths]
-    frames = [t for t in tables if isinstance(t, pl.DataFrame) and t.height]
-    return pl.concat(frames, how="vertical_relaxed") if frames else None
+    """Every file's rows (``storage.frames``: one read, not a request per file in turn)."""
+    if not paths:
+        return None
+    frame = scan_files(store, paths).collect()
+    return frame if frame.height else None
 
 
 def reconcile_lake(store: ObjectStore, day: date, exchange: str, timeframe: str = "15s") -> Reconciliation:
