@@ -51,6 +51,10 @@ from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME, get_timeframe
 from market_data_assets.days import US_PER_DAY
+from market_data_assets.settings import Settings
+
+DEFAULT_LATENESS_US = int(Settings.live_lateness_s * 1_000_000)
+"""The default of MARKET_DATA_LIVE_LATENESS_S, in microseconds (settings.py is its one home)."""
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +126,7 @@ class LiveCandles:
     def __init__(
         self,
         exchange: str,
-        lateness_us: int = 2_000_000,
+        lateness_us: int = DEFAULT_LATENESS_US,
         policy: DensityPolicy = DEFAULT_POLICY,
     ) -> None:
         self.exchange = exchange

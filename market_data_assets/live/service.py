@@ -27,7 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
-from market_data_assets.live.candles import LIVE_TIMEFRAMES, LiveCandles
+from market_data_assets.live.candles import DEFAULT_LATENESS_US, LIVE_TIMEFRAMES, LiveCandles
 from market_data_assets.live.gaps import GapTracker
 from market_data_assets.live.messages import CANDLE_SOURCES, DEFAULT_DATA_TYPES, candle_values, parse_iso_us
 from market_data_assets.live.sinks import BronzeBuffer, LiveSink
@@ -48,7 +48,7 @@ class LiveConfig:
     """Symbol (upper case, as messages carry it) -> canonical instrument key."""
     data_types: tuple[str, ...] = DEFAULT_DATA_TYPES
     until_us: int | None = None
-    lateness_us: int = 2_000_000
+    lateness_us: int = DEFAULT_LATENESS_US
     policy: DensityPolicy = DEFAULT_POLICY
     stall_timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
