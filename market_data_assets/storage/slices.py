@@ -142,7 +142,9 @@ class SliceWriter:
         if runs.height != frame[KEY].n_unique():
             frame = frame.sort(KEY, maintain_order=True)
             runs = frame.select(pl.col(KEY).rle()).unnest(KEY)
-        table = frame.to_arrow().cast(self.schema_of(frame)).replace_schema_metadata(self._metadata)
+        # One chunk per column first: slicing a table of many chunks (a frame read from thousands of
+        # files has one per file) costs O(chunks) per slice, i.e. quadratic over the files.
+        table = frame.rechunk().to_arrow().cast(self.schema_of(frame)).replace_schema_metadata(self._metadata)
         items: list[tuple[str, pa.Table]] = []
         offset = 0
         for length, key in runs.iter_rows():

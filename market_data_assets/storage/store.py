@@ -103,7 +103,8 @@ class ObjectStore(ABC):
 
     # --- conveniences shared by both implementations ---------------------------------------
 
-    def put_bytes(self, data: bytes, path: str) -> None:
+    def put_bytes(self, data: bytes | pa.Buffer, path: str) -> None:
+        """Atomically publish ``data`` under ``path`` (stores override it without a staged file)."""
         with self.staged_file(suffix=Path(path).suffix) as tmp:
             tmp.write_bytes(data)
             self.put_file(tmp, path, move=True)
@@ -118,14 +119,18 @@ class ObjectStore(ABC):
             tmp.unlink(missing_ok=True)
 
     def write_parquet(self, table: pa.Table, path: str, **write_options: object) -> int:
-        """Write ``table`` atomically as Parquet (zstd by default); returns the bytes written."""
+        """Write ``table`` atomically as Parquet (zstd by default); returns the bytes written.
+
+        Serialized in memory and published with one ``put_bytes``: no staged file to write, stat
+        and move (a sixth of the cost of each of a slice's thousands of small files).
+        """
         options: dict[str, object] = {"compression": "zstd"}
         options.update(write_options)
-        with self.staged_file(suffix=".parquet") as tmp:
-            pq.write_table(table, tmp, **options)
-            size = tmp.stat().st_size
-            self.put_file(tmp, path, move=True)
-        return size
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **options)
+        data = sink.getvalue()
+        self.put_bytes(data, path)
+        return data.size
 
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
         # ParquetFile, not read_table: read_table imports pyarrow.dataset (and pandas), ~1 s the first time.
@@ -160,6 +165,19 @@ class LocalStore(ObjectStore):
                 shutil.move(str(local_path), tmp)
             else:
                 shutil.copyfile(local_path, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @counted
+    def put_bytes(self, data: bytes | pa.Buffer, path: str) -> None:
+        """Written under a temporary name in the destination folder, then renamed over ``path``."""
+        dest = self._abs(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
