@@ -123,7 +123,7 @@ class SliceWriter:
         self.store = store
         self.ref = ref
         self.schema_of = schema_of
-        self.concurrency = concurrency
+        self.concurrency = store.io_threads(concurrency)
         self.summary = SliceSummary(ref, flags=dict(flags))
         self._metadata = {(META_PREFIX + k).encode(): v.encode() for k, v in flags.items()}
         self._lock = threading.Lock()
