@@ -42,6 +42,7 @@ from market_data_assets.settings import (
     DUCKDB_MEMORY_LIMIT_DEFAULT,
     DUCKDB_THREADS_DEFAULT,
 )
+from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
 from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
 from market_data_assets.warehouse.base import (
     LoadResult,
@@ -66,8 +67,9 @@ DUCKDB_SCHEMA = "main"
 """Where the tables live in the DuckDB file: its default schema, so unqualified names work."""
 DEFAULT_BATCH_BYTES = 64 * 2**20
 """Remote sources: decoded Arrow bytes gathered before one INSERT (a batch also ends at ``batch_files``)."""
-DEFAULT_READERS = 8
-"""Remote sources: objects read at once. Each read is one GET, latency-bound on GCS."""
+DEFAULT_READERS = DEFAULT_IO_CONCURRENCY
+"""Remote sources: objects read at once. Each read is one GET, latency-bound on GCS: 8 readers held
+the 22,000 small files of a Deribit day's candles to ~270 files/s at 30 ms per request."""
 
 _SLICE_FILTER = f"{quote_duckdb(EXCHANGE_COLUMN)} = $exchange AND {quote_duckdb(PARTITION_COLUMN)} >= $start AND {quote_duckdb(PARTITION_COLUMN)} < $end"
 _FILENAME = "filename"
