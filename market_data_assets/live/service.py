@@ -129,7 +129,10 @@ class LiveService:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-            self._finish()
+            try:
+                self._finish()
+            finally:
+                self.sink.close()
             if health is not None:
                 await health.cleanup()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,7 +3,8 @@
 Lake files are append-only micro-batches named by exchange, first timestamp and the writer's id
 (``storage.layout.live_*_path``). The warehouse gets the closed candles in the SAME tables as
 batch (``candles_15s``, ``candles_1m``) with ``source = 'live'``, and the gaps in ``live_gaps``.
-DuckDB is opened, written and closed per micro-batch (the file lock is never held between
+BigQuery gets them through the Storage Write API (``live.bigquery_writer``: COMMITTED streams with
+offsets, Arrow rows). DuckDB is opened, written and closed per micro-batch (the file lock is never held between
 batches, so a batch load can run meanwhile). A row whose (exchange, instrument, timestamp) is
 already in the table is not inserted: a batch row always wins, and writing a micro-batch twice
 (a retry, a restart) cannot duplicate a bucket.
@@ -16,6 +17,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
@@ -35,6 +37,9 @@ from market_data_assets.warehouse.schema import (
     get_table,
     quote_duckdb,
 )
+
+if TYPE_CHECKING:
+    from market_data_assets.live.bigquery_writer import BigQueryLiveWriter
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +98,36 @@ class LiveSink:
     """Writes one exchange's closed candles, bronze micro-batches and gaps."""
 
     def __init__(self, store: ObjectStore, warehouse: Warehouse | None, exchange: str, writer: str) -> None:
-        if warehouse is not None and not isinstance(warehouse, DuckDBWarehouse):
-            raise WarehouseError(
-                f"market-data live writes DuckDB warehouses only for now; {warehouse!r} is not one "
-                "(set MARKET_DATA_WAREHOUSE=duckdb, or run without a warehouse: --no-warehouse)"
-            )
         self.store = store
         self.warehouse = warehouse
         self.exchange = exchange
         self.writer = writer
         self.written = WrittenCounts()
         self._seq = 0
-        if warehouse is not None:
+        self._bigquery: BigQueryLiveWriter | None = None
+        if isinstance(warehouse, DuckDBWarehouse):
             warehouse.ensure_tables()
             with warehouse.connect() as con:
                 con.execute(
                     f"CREATE TABLE IF NOT EXISTS {quote_duckdb(warehouse.schema)}.{quote_duckdb(LIVE_GAPS_TABLE)} "
                     f"({duckdb_columns_ddl(LIVE_GAPS_SCHEMA)})"
                 )
+        elif warehouse is not None:
+            from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
+
+            if not isinstance(warehouse, BigQueryWarehouse):
+                raise WarehouseError(
+                    f"market-data live writes DuckDB and BigQuery warehouses; {warehouse!r} is neither "
+                    "(run without a warehouse: --no-warehouse)"
+                )
+            from market_data_assets.live.bigquery_writer import BigQueryLiveWriter
+
+            self._bigquery = BigQueryLiveWriter(warehouse, exchange)
+
+    def close(self) -> None:
+        """Release the warehouse writer (BigQuery: finalize this process's write streams)."""
+        if self._bigquery is not None:
+            self._bigquery.close()
 
     def _unique(self, first_us: int) -> tuple[int, str]:
         self._seq += 1
@@ -130,7 +147,13 @@ class LiveSink:
             first = int(rows["timestamp"].cast(pl.Int64).min())  # type: ignore[arg-type]
             path = layout.live_candles_path(day, timeframe, self.exchange, *self._unique(first))
             self.store.write_parquet(rows.to_arrow(), path)
-        inserted = self._insert_candles(f"candles_{timeframe}", frame) if self.warehouse is not None else 0
+        table = f"candles_{timeframe}"
+        if self._bigquery is not None:
+            inserted = self._bigquery.insert_candles(table, frame)
+        elif self.warehouse is not None:
+            inserted = self._insert_candles(table, frame)
+        else:
+            inserted = 0
         self.written.rows[timeframe] += inserted
         self.written.skipped[timeframe] += frame.height - inserted
         return inserted
@@ -190,7 +213,9 @@ class LiveSink:
         self.store.write_parquet(
             table, layout.live_gaps_path(day_of_us(gap.from_us), self.exchange, *self._unique(gap.from_us))
         )
-        if isinstance(self.warehouse, DuckDBWarehouse):
+        if self._bigquery is not None:
+            self._bigquery.insert_gap(table)
+        elif isinstance(self.warehouse, DuckDBWarehouse):
             target = f"{quote_duckdb(self.warehouse.schema)}.{quote_duckdb(LIVE_GAPS_TABLE)}"
             with self.warehouse.connect() as con:
                 con.register("gap_rows", table)
