@@ -58,29 +58,39 @@ BRONZE_SCHEMA = pa.schema(
 
 @dataclass
 class BronzeBuffer:
-    """Raw messages waiting for the next flush, by day of their local timestamp."""
+    """Raw messages waiting for the next flush, by day of their local timestamp (Arrow tables)."""
 
-    rows: dict[date, dict[str, list]] = field(default_factory=dict)
+    tables: dict[date, list[pa.Table]] = field(default_factory=dict)
     count: int = 0
 
-    def add(
-        self, exchange: str, kind: str, symbol: str | None, ts: int | None, local: int, text: str
-    ) -> None:
-        day = day_of_us(local)
-        columns = self.rows.get(day)
-        if columns is None:
-            columns = self.rows[day] = {n: [] for n in BRONZE_SCHEMA.names}
-        columns["exchange"].append(exchange)
-        columns["type"].append(kind)
-        columns["symbol"].append(symbol)
-        columns["timestamp"].append(ts)
-        columns["local_timestamp"].append(local)
-        columns["message"].append(text)
-        self.count += 1
+    def add_batch(self, exchange: str, frame: pl.DataFrame, texts: list[str]) -> None:
+        """A decoded micro-batch (``messages.decode_batch``) and its raw texts, in arrival order."""
+        if not texts:
+            return
+        table = pa.table(
+            {
+                "exchange": pa.array([exchange] * len(texts), pa.string()),
+                "type": frame["type"].to_arrow(),
+                "symbol": frame["symbol"].to_arrow(),
+                "timestamp": frame["_ts"].to_arrow().cast(pa.timestamp("us", "UTC")),
+                "local_timestamp": frame["_local"].to_arrow().cast(pa.timestamp("us", "UTC")),
+                "message": pa.array(texts, pa.string()),
+            }
+        ).cast(BRONZE_SCHEMA)
+        local = frame["_local"]
+        first, last = day_of_us(int(local.min())), day_of_us(int(local.max()))  # type: ignore[arg-type]
+        if first == last:
+            self.tables.setdefault(first, []).append(table)
+        else:
+            days = local.map_elements(day_of_us, return_dtype=pl.Date)
+            for day in days.unique(maintain_order=True).to_list():
+                mask = (days == day).to_arrow()
+                self.tables.setdefault(day, []).append(table.filter(mask))
+        self.count += len(texts)
 
     def take(self) -> dict[date, pa.Table]:
-        out = {day: pa.table(columns, schema=BRONZE_SCHEMA) for day, columns in self.rows.items()}
-        self.rows = {}
+        out = {day: pa.concat_tables(tables) for day, tables in self.tables.items()}
+        self.tables = {}
         self.count = 0
         return out
 
