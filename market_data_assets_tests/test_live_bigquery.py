@@ -49,6 +49,7 @@ from market_data_assets_tests.test_live import (
     _batch,
     _differences,
     _free_port,
+    _lake_duplicates,
 )
 
 pytestmark = pytest.mark.emulator
@@ -232,12 +233,13 @@ def test_kill_9_and_restart_into_bigquery_neither_duplicates_nor_loses_a_closed_
         for tf in TIMEFRAMES:
             width = timedelta(seconds={"15s": 15, "1m": 60}[tf])
             live = _live_rows(wh, client, tf)
-            assert live.height > ROWS_PER_DAY[tf], tf  # both runs wrote
+            assert live.height > 0, tf
             for (key, bucket), cols in _differences(batch[tf], live).items():
                 bucket = bucket.astimezone(UTC) if isinstance(bucket, datetime) else bucket
                 if not any(lo < bucket + width and bucket <= hi for lo, hi in spans):
                     unexplained[(tf, key, bucket)] = cols
         assert unexplained == {}
+        assert _lake_duplicates(tmp_path) == dict.fromkeys(TIMEFRAMES, 0)
         for tf in TIMEFRAMES:  # the lake agrees
             result = reconcile_lake(LocalStore(tmp_path), DAY, EXCHANGE, tf)
             assert result.unexplained == 0, result.report.filter(~pl.col("in_gap"))

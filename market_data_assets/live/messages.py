@@ -23,7 +23,8 @@ CANDLE_SOURCES: dict[str, str] = {
     "derivative_ticker": "derivative_ticker",
     "liquidation": "liquidations",
 }
-"""Message type -> the candle engine's tick kind (``book_change`` feeds only the bronze log)."""
+"""Message type -> the candle engine's tick kind (``book_change`` feeds the book only through
+``live.books``, when no snapshot is subscribed; otherwise only the bronze log)."""
 
 DEFAULT_DATA_TYPES: tuple[str, ...] = ("trade", "book_snapshot_5_0ms", "derivative_ticker", "liquidation")
 """What the candles need: the batch candles read book_snapshot_5 files, so the live service asks

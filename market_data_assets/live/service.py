@@ -28,6 +28,7 @@ import polars as pl
 from aiohttp import web
 
 from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
+from market_data_assets.live.books import OrderBooks
 from market_data_assets.live.candles import DEFAULT_LATENESS_US, LIVE_TIMEFRAMES, LiveCandles
 from market_data_assets.live.gaps import GapTracker
 from market_data_assets.live.messages import CANDLE_SOURCES, DEFAULT_DATA_TYPES, VALUE_COLUMNS, decode_batch
@@ -70,6 +71,12 @@ class LiveConfig:
     """Messages decoded together (a micro-batch); a partial batch waits at most ``batch_wait_s``."""
     batch_wait_s: float = 0.05
 
+    @property
+    def books_from_changes(self) -> bool:
+        """No book snapshot subscribed but ``book_change``: the books are replayed from changes."""
+        snapshots = any(d.startswith("book_snapshot") or d == "quote" for d in self.data_types)
+        return "book_change" in self.data_types and not snapshots
+
     def stream_url(self) -> str:
         options = {
             "exchange": self.exchange,
@@ -107,6 +114,7 @@ class LiveService:
         self._pending: list[str] = []
         self._pending_since = 0.0
         self._started = False
+        self._books = OrderBooks() if config.books_from_changes else None
         self._reached = False
         self._stop = asyncio.Event()
         self._last_close = 0.0
@@ -190,6 +198,8 @@ class LiveService:
                 if self._stop.is_set():
                     return
                 self.gaps.open("backpressure" if code == 1008 else "reconnect")
+                if self._books is not None:
+                    self._books.reset()  # tardis-machine starts each connection with snapshots
                 delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2**attempt)
                 attempt += 1
                 log.warning(
@@ -261,6 +271,8 @@ class LiveService:
             if kind == "disconnect":
                 self.stats.disconnects += 1
                 self.gaps.open("disconnect", at_us=local)
+                if self._books is not None:
+                    self._books.reset()  # the exchange feed resumes with a new snapshot
             else:
                 self.stats.errors += 1
                 log.warning("%s stream error: %s", self.config.exchange, json.loads(texts[i]).get("details"))
@@ -269,14 +281,37 @@ class LiveService:
         self._maybe_flush(time.monotonic(), force_close=reached)
         return reached
 
+    def _book_changes(self, key: str, group: pl.DataFrame) -> tuple[int, int, int] | None:
+        """One instrument's ``book_change`` messages -> top-of-book ticks (``live.books``).
+
+        Returns (batch index, ts, local) of the first tick, what the gap tracker sees as the book.
+        """
+        assert self._books is not None
+        ts_out: list[int] = []
+        local_out: list[int] = []
+        values: list[list] = [[], [], [], []]
+        first: tuple[int, int, int] | None = None
+        rows = group.select("_i", "_ts", "_local", "isSnapshot", "bids", "asks").iter_rows()
+        for i, ts, local, snapshot, bids, asks in rows:
+            top = self._books.apply(key, ts, bool(snapshot), bids, asks)
+            if top is None:
+                continue
+            if first is None:
+                first = (i, ts, local)
+            ts_out.append(ts)
+            local_out.append(local)
+            for column, value in zip(values, top, strict=True):
+                column.append(value)
+        self.candles.add_rows("book", key, ts_out, local_out, values)
+        return first
+
     def _apply_ticks(self, frame: pl.DataFrame) -> None:
         """The candle-source messages of a run without ``disconnect``: to the engine and the gaps."""
         if frame.height == 0:
             return
+        types = [*CANDLE_SOURCES, "book_change"] if self._books is not None else list(CANDLE_SOURCES)
         ticks = frame.with_row_index("_i").filter(
-            pl.col("type").is_in(list(CANDLE_SOURCES))
-            & pl.col("_ts").is_not_null()
-            & pl.col("symbol").is_not_null()
+            pl.col("type").is_in(types) & pl.col("_ts").is_not_null() & pl.col("symbol").is_not_null()
         )
         if ticks.height:
             self.candles.note_first(ticks["_ts"][0], ticks["_local"][0])
@@ -287,6 +322,11 @@ class LiveService:
             key = self.config.keys.get(str(symbol).upper())
             if key is None:
                 log.warning("%d messages for unknown symbol %r ignored", group.height, symbol)
+                continue
+            if kind == "book_change":
+                first = self._book_changes(key, group)
+                if first is not None:
+                    firsts.append((first[0], str(symbol).upper(), "book", first[1], first[2]))
                 continue
             source = CANDLE_SOURCES[str(kind)]
             ts, local = group["_ts"].to_list(), group["_local"].to_list()
@@ -326,15 +366,12 @@ class LiveService:
     def _write_closed(self) -> None:
         import polars as pl
 
-        wrote = False
-        for tf, frames in self._closed.items():
-            if frames:
-                self.sink.write_candles(tf, pl.concat(frames))
+        closed = {tf: pl.concat(frames) for tf, frames in self._closed.items() if frames}
+        if closed:
+            self.sink.write_closed(closed, self._last_close_end or None)
+            for frames in self._closed.values():
                 frames.clear()
-                wrote = True
         self.stats.closed_until_us = self._last_close_end
-        if wrote and self._last_close_end:
-            self.sink.write_checkpoint(self._last_close_end)
 
     def _finish(self) -> None:
         """Close what the watermark allows, write everything, end the open gap."""
