@@ -125,6 +125,7 @@ def main() -> int:
         )  # fmt: skip
         service = LiveService(config, sink)
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        rss_before_mb = cpu0.ru_maxrss / 1024
         t0 = time.perf_counter()
         stats = asyncio.run(service.run())
         ours_s = time.perf_counter() - t0
@@ -136,7 +137,8 @@ def main() -> int:
     rate = stats.messages / ours_s
     print(
         f"ours (candles 15s+1m, bronze, DuckDB): {stats.messages:,} messages in {ours_s:.2f} s = {rate:,.0f} msg/s "
-        f"({rate / (floor_n / floor_s):.2f}x the floor); rows {rows}; peak RSS {rss_mb:.0f} MB"
+        f"({rate / (floor_n / floor_s):.2f}x the floor); rows {rows}; peak RSS {rss_mb:.0f} MB "
+        f"({rss_before_mb:.0f} MB before it started)"
     )
     print(
         f"CPU of the live process: {cpu_s:.2f} s = {stats.messages / cpu_s:,.0f} messages per CPU-second "
