@@ -246,3 +246,46 @@ def test_kill_9_and_restart_into_bigquery_neither_duplicates_nor_loses_a_closed_
     finally:
         client.delete_dataset(f"{wh.project}.{wh.dataset}", delete_contents=True, not_found_ok=True)
         client.close()
+
+
+def test_a_new_writer_skips_the_buckets_the_table_holds_and_a_resent_append_lands_once(
+    streamed: Streamed, bigquery_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two halves of exactly-once, deterministically: a second process's writer (what a
+    restart after kill -9 builds) appends only the buckets the table lacks; an append re-sent at
+    its offset (a lost answer) is answered ALREADY_EXISTS and its rows are committed once."""
+    from market_data_assets.live.bigquery_writer import BigQueryLiveWriter, StreamAppender
+    from market_data_assets.warehouse.bigquery_warehouse import bigquery_write_client
+
+    for name, value in _emulator_env(bigquery_emulator).items():
+        monkeypatch.setenv(name, value)
+    closed = (
+        pl.read_parquet(streamed.root / layout.live_candles_dir(DAY, "15s"))
+        .filter(pl.col("timestamp").dt.date() == DAY)
+        .sort("timestamp", "instrument_key")
+    )
+    wh = _warehouse(bigquery_emulator, streamed.client)
+    try:
+        first = BigQueryLiveWriter(wh, EXCHANGE)
+        assert first.insert_candles("candles_15s", closed[:100]) == 100
+        assert first.insert_candles("candles_15s", closed[:120]) == 20  # its own rows: never re-sent
+        first.close()
+        second = BigQueryLiveWriter(wh, EXCHANGE)  # a restarted process
+        assert second.insert_candles("candles_15s", closed[80:200]) == 80
+        second.close()
+        rows = _rows(wh, streamed.client, "SELECT instrument_key, timestamp FROM `{ds}.candles_15s`")
+        assert rows.height == 200 and rows.unique().height == 200
+
+        spec = get_table("candles_15s")
+        appender = StreamAppender(
+            bigquery_write_client(), wh.write_stream_parent("candles_15s"), spec.schema, committed=True
+        )
+        batch = closed[200:210].select(spec.schema.names).to_arrow()
+        appender.append(batch)
+        appender.offset -= batch.num_rows  # the answer was lost: the same rows at the same offset
+        appender.append(batch)
+        assert appender.offset == batch.num_rows
+        rows = _rows(wh, streamed.client, "SELECT count(*) AS n FROM `{ds}.candles_15s`")
+        assert rows["n"][0] == 210
+    finally:
+        streamed.client.delete_dataset(f"{wh.project}.{wh.dataset}", delete_contents=True, not_found_ok=True)
