@@ -25,6 +25,7 @@ import polars as pl
 import pytest
 from google.cloud import bigquery
 
+from market_data_assets.live.freshness import live_lag_seconds
 from market_data_assets.live.gaps import LIVE_GAPS_TABLE
 from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
@@ -289,3 +290,13 @@ def test_a_new_writer_skips_the_buckets_the_table_holds_and_a_resent_append_land
         assert rows["n"][0] == 210
     finally:
         streamed.client.delete_dataset(f"{wh.project}.{wh.dataset}", delete_contents=True, not_found_ok=True)
+
+
+def test_live_freshness_reads_the_newest_live_bucket_in_bigquery(streamed: Streamed) -> None:
+    """The stream ran until 00:00:05 of the next day with 2 s of lateness: the newest closed 15s
+    bucket is the day's last, which ends at midnight; the lag is measured from there."""
+    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC) + timedelta(days=1)
+    lags = live_lag_seconds(streamed.warehouse, midnight + timedelta(minutes=10))
+    assert lags == {EXCHANGE: 600.0}
+    empty = _warehouse(streamed.emulator, streamed.client)  # a dataset nothing was written to
+    assert live_lag_seconds(empty, midnight) == {}
