@@ -141,13 +141,20 @@ class _Sources:
         )
         size = self._wh.batch_files
         view = f"source_batch_{uuid.uuid4().hex[:12]}"
-        for i in range(0, len(self.local), size):
-            uris = self.local[i : i + size]
-            table = None if filename or self._spec.files_vary else _read_local(uris)
-            if table is None:
-                yield _Batch(uris, f"read_parquet($files{options})", {"files": uris})
-            else:
-                yield from self._registered(con, view, uris, [table])
+        groups = [self.local[i : i + size] for i in range(0, len(self.local), size)]
+        use_polars = not (filename or self._spec.files_vary)
+        # The next batch is read (polars, off the GIL) while DuckDB inserts this one: one batch ahead.
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            ahead: Future[pa.Table | None] | None = None
+            for n, uris in enumerate(groups):
+                table = (ahead.result() if ahead else _read_local(uris)) if use_polars else None
+                ahead = (
+                    reader.submit(_read_local, groups[n + 1]) if use_polars and n + 1 < len(groups) else None
+                )
+                if table is None:
+                    yield _Batch(uris, f"read_parquet($files{options})", {"files": uris})
+                else:
+                    yield from self._registered(con, view, uris, [table])
         if self.remote:
             yield from self._remote_batches(con, filename=filename)
 
