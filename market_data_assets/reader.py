@@ -28,6 +28,7 @@ from market_data_assets.storage import layout
 from market_data_assets.storage.store import ObjectStore, open_store
 from market_data_assets.tardis.formats import get_spec
 from market_data_assets.ticks.convert import EXCHANGE_TIMESTAMP_SLACK
+from market_data_assets.warehouse.factory import bigquery_target
 from market_data_assets.warehouse.schema import BATCH_SOURCE, LIVE_SOURCE, SOURCE_COLUMN
 
 TimeLike = str | date | datetime
@@ -321,14 +322,18 @@ def query_candles_bigquery(
     start: TimeLike,
     end: TimeLike,
     *,
-    dataset: str = "market_data_analytics",
-    project: str | None = None,
+    warehouse: str | None = None,
 ) -> pl.DataFrame:
-    """Candles from the BigQuery table ``candles_<timeframe>`` (partition-pruned by timestamp)."""
+    """Candles from the BigQuery table ``candles_<timeframe>`` (partition-pruned by timestamp).
+
+    The table is the one the ``bq_candles`` asset loads: project and dataset come from
+    ``warehouse`` (``bigquery://PROJECT/DATASET``), by default ``MARKET_DATA_WAREHOUSE``.
+    """
     from google.cloud import bigquery
 
     layout.check_timeframe(timeframe)
-    table = f"`{project or client.project}.{dataset}.candles_{timeframe}`"
+    project, dataset = bigquery_target(warehouse or Settings.from_env().warehouse)
+    table = f"`{project}.{dataset}.candles_{timeframe}`"
     job = client.query(
         f"SELECT * FROM {table} WHERE timestamp >= @start AND timestamp < @end "
         "AND instrument_key IN UNNEST(@keys) ORDER BY instrument_key, timestamp",

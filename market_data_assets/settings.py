@@ -178,10 +178,6 @@ class Settings:
     live_max_lag_s: float = 300.0
 
     @property
-    def is_gcs(self) -> bool:
-        return self.root.startswith("gs://")
-
-    @property
     def warehouse_kind(self) -> str:
         return "bigquery" if self.warehouse.startswith("bigquery://") else "duckdb"
 

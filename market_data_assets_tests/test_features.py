@@ -319,7 +319,8 @@ def test_missing_earlier_day_nulls_exactly_the_windows_that_need_it(tmp_path: Pa
     full = {k: pl.read_parquet(store.uri(features_path(DAY, timeframe, k))) for k in (A, B, C)}
     gone = DAY - timedelta(days=1)
     ref = SliceRef(CANDLES_AREA, gone, timeframe, EXCHANGE)
-    store.delete_prefix(ref.folder + "/")
+    for gone_file in store.list(ref.folder + "/"):
+        store.delete(gone_file.path)
     summary = build_features(store, DAY, EXCHANGE, timeframe)
     assert summary.flags[LOOKBACK_FLAG] == "false"
     width = get_timeframe(timeframe).us

@@ -117,7 +117,8 @@ def test_feature_assets_and_bq_features_load_idempotently_and_the_reader_reads_t
 def test_a_missing_earlier_day_is_skipped_and_flagged(tmp_path: Path) -> None:
     root = tmp_path / "lake"
     store = _lake(root, ("1m",))
-    store.delete_prefix(SliceRef(CANDLES_AREA, DAY - timedelta(days=1), "1m", EXCHANGE).folder + "/")
+    for gone_file in store.list(SliceRef(CANDLES_AREA, DAY - timedelta(days=1), "1m", EXCHANGE).folder + "/"):
+        store.delete(gone_file.path)
     result = _materialize(root, [FEATURE_ASSET_BY_TIMEFRAME["1m"]])
     assert result.success
     mat = result.asset_materializations_for_node("features_1m")[0]

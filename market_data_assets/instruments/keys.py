@@ -65,17 +65,6 @@ def format_strike(strike: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def tardis_type_to_code(tardis_type: str, *, exchange: str = "?", symbol: str = "?") -> str:
-    """``perpetual`` -> ``PERP``; an unsupported type is refused with a message naming the symbol."""
-    try:
-        return TYPE_CODES[tardis_type]
-    except KeyError:
-        raise UnsupportedInstrumentTypeError(
-            f"{exchange}: instrument {symbol!r} has Tardis type {tardis_type!r}, which has no canonical "
-            f"key type (supported: {', '.join(SUPPORTED_TARDIS_TYPES)})"
-        ) from None
-
-
 def _strike_text(strikes: pl.Series) -> pl.Expr:
     """Strikes formatted in Python once per distinct value (a few thousand), mapped back vectorized."""
     distinct = strikes.drop_nulls().unique().to_list()

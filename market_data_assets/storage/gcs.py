@@ -8,9 +8,7 @@ Why it looks the way it does:
   temporary object and no copy-then-rename (GCS has no rename; a copy would double the traffic).
 * Retries are the client library's (exponential backoff on 429/5xx and connection errors). An
   unconditional upload is retried too: every writer in this project publishes deterministic
-  content under a deterministic name, so repeating the same upload is harmless. Callers that
-  need compare-and-swap pass ``if_generation_match`` (``0`` = only if absent), which GCS enforces
-  server-side and which turns a lost race into a clear ``StoreError`` instead of an overwrite.
+  content under a deterministic name, so repeating the same upload is harmless.
 * Every error names the ``gs://`` URI it concerns, because "404 Not Found" alone does not tell an
   operator which of thousands of partition files is missing.
 * ``STORAGE_EMULATOR_HOST`` and ``GOOGLE_CLOUD_PROJECT`` are read here and not in ``settings.py``:
@@ -23,7 +21,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -159,10 +156,6 @@ class GcsStore(ObjectStore):
 
     # --- names ------------------------------------------------------------------------------
 
-    @property
-    def bucket_name(self) -> str:
-        return self._bucket_name
-
     def object_name(self, path: str) -> str:
         """The GCS object name of a relative store path (validated)."""
         _check_relative(path)
@@ -177,49 +170,19 @@ class GcsStore(ObjectStore):
     # --- the interface ---------------------------------------------------------------------
 
     @counted
-    def put_file(
-        self, local_path: Path, path: str, *, move: bool = False, if_generation_match: int | None = None
-    ) -> None:
-        """One upload of a finished local file; ``if_generation_match`` makes it a compare-and-swap."""
+    def put_file(self, local_path: Path, path: str, *, move: bool = False) -> None:
+        """One upload of a finished local file."""
         uri = self.uri(path)
         local_path = Path(local_path)
         if not local_path.is_file():
             raise FileNotFoundError(f"cannot upload {local_path} to {uri}: the local file does not exist")
         blob = self._bucket.blob(self.object_name(path))
         try:
-            blob.upload_from_filename(
-                str(local_path), if_generation_match=if_generation_match, timeout=self._timeout
-            )
-        except gexc.PreconditionFailed as exc:
-            raise StoreError(
-                f"{uri} was not written: its generation is no longer {if_generation_match} "
-                f"(another writer changed it); the existing object is untouched"
-            ) from exc
+            blob.upload_from_filename(str(local_path), timeout=self._timeout)
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"upload of {local_path} to {uri} failed: {exc}") from exc
         if move:
             local_path.unlink(missing_ok=True)
-
-    @counted
-    def generation(self, path: str) -> int | None:
-        """The object's current generation (for ``put_file(if_generation_match=...)``), None if absent."""
-        blob = self._bucket.get_blob(self.object_name(path), timeout=self._timeout)
-        return None if blob is None else int(blob.generation)
-
-    @counted
-    def get_file(self, path: str, local_path: Path) -> None:
-        """Download beside ``local_path`` and rename, so a failed download leaves no partial file."""
-        local_path = Path(local_path)
-        tmp = local_path.with_name(f".{local_path.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            self._bucket.blob(self.object_name(path)).download_to_filename(str(tmp), timeout=self._timeout)
-            os.replace(tmp, local_path)
-        except gexc.NotFound as exc:
-            raise FileNotFoundError(f"{self.uri(path)} does not exist") from exc
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"download of {self.uri(path)} failed: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @counted
     def get_bytes(self, path: str) -> bytes:

@@ -80,10 +80,6 @@ class ObjectStore(ABC):
         """Atomically publish a finished local file under ``path``."""
 
     @abstractmethod
-    def get_file(self, path: str, local_path: Path) -> None:
-        """Copy the object to ``local_path``."""
-
-    @abstractmethod
     def get_bytes(self, path: str) -> bytes: ...
 
     @abstractmethod
@@ -132,12 +128,6 @@ class ObjectStore(ABC):
         with pq.ParquetFile(io.BytesIO(self.get_bytes(path))) as f:
             return f.read(columns=columns)
 
-    def delete_prefix(self, prefix: str) -> int:
-        objects = self.list(prefix)
-        for obj in objects:
-            self.delete(obj.path)
-        return len(objects)
-
 
 class LocalStore(ObjectStore):
     def __init__(self, root: str | Path) -> None:
@@ -163,13 +153,6 @@ class LocalStore(ObjectStore):
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-
-    @counted
-    def get_file(self, path: str, local_path: Path) -> None:
-        src = self._abs(path)
-        if not src.is_file():
-            raise FileNotFoundError(f"{self.uri(path)} does not exist")
-        shutil.copyfile(src, local_path)
 
     @counted
     def get_bytes(self, path: str) -> bytes:

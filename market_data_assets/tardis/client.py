@@ -246,11 +246,6 @@ class TardisClient:
         params = None if filter is None else {"filter": json.dumps(filter, separators=(",", ":"))}
         return _expect_list_of_dicts(await self._get_json(path, params), self._endpoint(path))
 
-    async def instrument(self, exchange: str, symbol: str) -> dict:
-        """One instrument's metadata by its exchange-native id."""
-        path = f"/instruments/{quote(exchange, safe='')}/{quote(symbol, safe='')}"
-        return _expect_dict(await self._get_json(path), self._endpoint(path))
-
     # ------------------------------------------------------------------ datasets
 
     def dataset_url(self, req: DownloadRequest) -> str:

@@ -127,7 +127,6 @@ class DataTypeSpec:
     """Which writer converts a one-instrument file (``ticks.convert``): ``polars`` for wide book
     snapshots, where per-column encodings gain nothing and polars' writer is 1.8x faster;
     ``pyarrow`` elsewhere, where they shrink files by a third (trades, L2 updates)."""
-    sort_key: tuple[str, ...] = ("local_timestamp",)
 
     @cached_property
     def csv_header(self) -> tuple[str, ...]:
@@ -136,11 +135,6 @@ class DataTypeSpec:
     @cached_property
     def csv_header_line(self) -> str:
         return ",".join(self.csv_header)
-
-    @cached_property
-    def column_names(self) -> tuple[str, ...]:
-        """Parquet column names in file order, without ``instrument_key``."""
-        return tuple(c.name for c in self.columns)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
