@@ -18,7 +18,7 @@ from market_data_assets.instruments import (
     empty_definitions,
 )
 from market_data_assets.storage.layout import check_instrument_key
-from market_data_assets_tests.tardis_json import dataset_symbol_entry
+from market_data_assets_tests.support.tardis_json import dataset_symbol_entry
 
 
 def _sample(tardis_samples: Path, name: str) -> dict:

@@ -20,7 +20,7 @@ from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.storage.layout import CANDLES_AREA, book_snapshots_path, candles_path, raw_ticks_path
 from market_data_assets.storage.slices import SliceRef, StoredSlice
 from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
-from market_data_assets_tests.test_candles_support import DAY, EXCHANGE, NEXT, at, write_ticks
+from market_data_assets_tests.support.candles import DAY, EXCHANGE, NEXT, at, write_ticks
 
 KEYS = [
     "BINANCE:OPTION:BTC-USDT-50000-240105-CALL",

@@ -18,7 +18,7 @@ from market_data_assets.instruments import (
 )
 from market_data_assets.settings import DEFAULT_EXCHANGES, Settings
 from market_data_assets.tardis.formats import DATA_TYPE_NAMES
-from market_data_assets_tests.tardis_json import dataset_symbol_entry
+from market_data_assets_tests.support.tardis_json import dataset_symbol_entry
 
 DAY = date(2024, 12, 2)
 N_OPTIONS = 25

@@ -29,7 +29,7 @@ from market_data_assets.warehouse import StagedSlice, WarehouseError, load_slice
 from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
 from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, get_table
 from market_data_assets_tests.fixtures.bigquery import BigQueryEmulator
-from market_data_assets_tests.test_warehouse_data import book_table, candle_table, canonical_rows
+from market_data_assets_tests.support.warehouse_data import book_table, candle_table, canonical_rows
 
 pytestmark = pytest.mark.emulator
 

@@ -15,7 +15,7 @@ from market_data_assets.storage import layout
 from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
 from market_data_assets.warehouse import WAREHOUSE_TABLES, WarehouseError, load_slice, open_warehouse
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
-from market_data_assets_tests.test_warehouse_data import book_table, candle_table, canonical_rows
+from market_data_assets_tests.support.warehouse_data import book_table, candle_table, canonical_rows
 from market_data_assets_tests.test_warehouse_duckdb import read_slice
 
 DAY = date(2024, 1, 2)
