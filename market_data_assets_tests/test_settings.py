@@ -1,0 +1,59 @@
+"""Settings: defaults, validation naming the variable, the secret key, the README's table."""
+
+from __future__ import annotations
+
+import pytest
+
+from market_data_assets.settings import Secret, Settings, SettingsError
+
+
+def test_defaults_give_the_embedded_setup():
+    s = Settings.from_env({})
+    assert s.root == "./data"
+    assert s.warehouse_kind == "duckdb"
+    assert not s.tardis_api_key
+    assert "deribit" in s.exchanges
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MARKET_DATA_ROOT", "s3://bucket"),
+        ("MARKET_DATA_EXCHANGES", "Binance"),
+        ("MARKET_DATA_START_DATE", "2024-13-01"),
+        ("MARKET_DATA_WAREHOUSE", "postgres://x"),
+        ("MARKET_DATA_CONCURRENCY", "many"),
+        ("TARDIS_API_URL", "ftp://x"),
+    ],
+)
+def test_invalid_settings_name_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_api_key_never_shows():
+    s = Settings.from_env({"TARDIS_API_KEY": "TD.supersecret"})
+    assert s.tardis_api_key.reveal() == "TD.supersecret"
+    assert "supersecret" not in repr(s) and "supersecret" not in str(s)
+    assert "supersecret" not in repr(Secret("supersecret"))
+
+
+@pytest.mark.parametrize(
+    "key", ["TD.super\nsecret", "TD.super\x00secret", "TD.super\tsecret", "TD.süpersecret"]
+)
+def test_api_key_with_control_characters_is_refused_naming_the_variable_only(key):
+    """A key with a newline used to reach aiohttp and fail as a bare 'Forbidden control character
+    detected in headers' that named no variable."""
+    with pytest.raises(SettingsError, match="TARDIS_API_KEY") as info:
+        Settings.from_env({"TARDIS_API_KEY": key})
+    assert "secret" not in str(info.value) and "super" not in str(info.value)
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    from market_data_assets.settings import SETTINGS_DOC
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in SETTINGS_DOC:
+        assert f"| `{name}` |" in readme, f"README's settings table lacks {name}"
