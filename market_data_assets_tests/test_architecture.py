@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 
 def test_definitions_load_with_every_asset_check_job_and_sensor():
@@ -41,6 +42,7 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
         assert node.group_name != "default", key
 
 
+@pytest.mark.slow
 def test_core_packages_never_import_dagster():
     """The house rule: behaviour lives in plain-Python core packages; only defs/ wires Dagster."""
     import pkgutil

@@ -41,6 +41,8 @@ from market_data_assets_tests.fixtures.dagster_instance import (
 from market_data_assets_tests.fixtures.gcs import free_port
 from market_data_assets_tests.support import launcher_defs
 
+pytestmark = pytest.mark.servers
+
 
 def load_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location(

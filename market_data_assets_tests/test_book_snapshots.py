@@ -66,6 +66,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, dict]:
 
 
 @pytest.mark.parametrize("timeframe", TIMEFRAMES)
+@pytest.mark.slow
 def test_book_as_of_bucket_end_equals_reference(built: tuple[LocalStore, dict], timeframe: str) -> None:
     store, inputs = built
     for key, (rows, depth) in inputs.items():
@@ -92,6 +93,7 @@ def test_boundary_snapshot_belongs_to_the_next_bucket(built: tuple[LocalStore, d
     assert last_24h["ask_price_0"] == inputs[BTC][0][-2]["ask_price_0"]  # 23:59:59.999999 from file D+1
 
 
+@pytest.mark.slow
 def test_missing_next_day_is_flagged(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "lake")
     write_ticks(store, "book_snapshot_5", DAY, BTC, _book(4, 5)[0])

@@ -45,6 +45,9 @@ from market_data_assets_tests.support.candles import (
     write_ticks,
 )
 
+pytestmark = pytest.mark.slow
+
+
 PERP = "BINANCE:PERP:BTC-USDT"
 PERP_QUOTES = "BINANCE:PERP:ETH-USDT"
 FUTURE = "BINANCE:FUTURE:BTC-USDT-240329"

@@ -32,6 +32,9 @@ from market_data_assets_tests.support.candles import (
     write_ticks,
 )
 
+pytestmark = pytest.mark.slow
+
+
 PERP = "BINANCE:SPOT_PAIR:BTC-USDT"
 OPTION = "BINANCE:OPTION:BTC-USDT-50000-240105-CALL"
 

@@ -184,6 +184,7 @@ def test_production_queue_and_launcher_limit_runs_per_exchange(
         fake.close()
 
 
+@pytest.mark.slow
 def test_local_yaml_loads_a_sqlite_instance_with_the_default_launcher(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -235,6 +235,7 @@ def write_candle_slices(store: LocalStore, candles: pl.DataFrame, days: list[dat
 
 
 @pytest.mark.parametrize("timeframe", FEATURE_TIMEFRAMES)
+@pytest.mark.slow
 def test_every_feature_equals_plain_python_on_candles_spanning_midnight(
     tmp_path: Path, timeframe: str
 ) -> None:
@@ -276,6 +277,7 @@ def test_lookback_days_follow_the_registry() -> None:
 @pytest.mark.parametrize(
     ("timeframe", "cut"), [("1m", (13, 7)), ("1m", (0, 0)), ("1h", (5, 0)), ("24h", (0, 0))]
 )
+@pytest.mark.slow
 def test_no_feature_of_row_t_uses_data_at_or_after_t_plus_tf(timeframe: str, cut: tuple[int, int]) -> None:
     """Change every input stamped at or after an instant X; no row with available_at <= X may change."""
     days = lookback_span(DAY, timeframe)
@@ -310,6 +312,7 @@ def test_no_feature_of_row_t_uses_data_at_or_after_t_plus_tf(timeframe: str, cut
 
 
 @pytest.mark.parametrize("timeframe", ["1m", "1h", "4h"])
+@pytest.mark.slow
 def test_missing_earlier_day_nulls_exactly_the_windows_that_need_it(tmp_path: Path, timeframe: str) -> None:
     store = LocalStore(tmp_path / "lake")
     days = lookback_span(DAY, timeframe)

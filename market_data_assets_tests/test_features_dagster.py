@@ -29,6 +29,9 @@ from market_data_assets.storage.slices import META_PREFIX, SliceRef
 from market_data_assets.storage.store import LocalStore
 from market_data_assets_tests.test_features import EXCHANGE, A, B, C, hand_built, write_candle_slices
 
+pytestmark = pytest.mark.servers
+
+
 REPO = Path(__file__).resolve().parents[1]
 DAY = date(2024, 3, 2)
 PARTITION = f"{DAY.isoformat()}|{EXCHANGE}"

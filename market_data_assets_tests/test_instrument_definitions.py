@@ -66,6 +66,7 @@ FIELD_COLUMNS = {
 
 
 @pytest.mark.parametrize("day", PERP_DAYS)
+@pytest.mark.slow
 def test_changes_history_gives_that_days_values(tardis_samples: Path, day: date) -> None:
     record = _sample(tardis_samples, "instrument_perpetual.json")
     frame = build_definitions("bitmex", day, _details(_entry("XBTUSD", "perpetual")), [record])
@@ -75,6 +76,7 @@ def test_changes_history_gives_that_days_values(tardis_samples: Path, day: date)
         assert row[column] == _reference_value(record, field, day), (day, field)
 
 
+@pytest.mark.slow
 def test_changes_history_spot_checks(tardis_samples: Path) -> None:
     """Hand-read from the sample files, so the reference above is itself checked."""
     perp = _sample(tardis_samples, "instrument_perpetual.json")
@@ -266,6 +268,7 @@ def test_numbers_as_strings_and_unknown_fields_are_read() -> None:
         ({"changes": "often"}, r"deribit.*'BTC-PERPETUAL'.*'changes'"),
     ],
 )
+@pytest.mark.slow
 def test_bad_metadata_is_refused_naming_exchange_and_symbol(overrides: dict, pattern: str) -> None:
     record = _perp(**overrides)
     record = {k: v for k, v in record.items() if v is not None}
@@ -286,6 +289,7 @@ def test_missing_id_and_non_list_inputs_are_named() -> None:
         build_definitions("deribit", date(2024, 1, 2), {"id": "deribit"}, [_perp()])
 
 
+@pytest.mark.slow
 def test_unknown_type_raises_or_is_skipped_on_request() -> None:
     odd = _perp(id="RAIN-TOMORROW", type="prediction")
     with pytest.raises(UnsupportedInstrumentTypeError, match="deribit.*'RAIN-TOMORROW'"):
@@ -298,6 +302,7 @@ def test_unknown_type_raises_or_is_skipped_on_request() -> None:
 
 
 @pytest.mark.parametrize("exchange", ["binance", "binance-futures", "deribit", "bitmex", "coinbase"])
+@pytest.mark.slow
 def test_metadata_and_symbol_parse_agree_on_sandbox_universe(exchange: str) -> None:
     """The sandbox's pure universe functions (no HTTP): every key from metadata equals the key the
     symbol parser derives from the public dataset id, so a paid key never renames a file."""

@@ -241,6 +241,7 @@ def _details(records: list[dict[str, object]]) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_collision_is_resolved_deterministically_and_reported() -> None:
     records = _colliding_futures()
     frame = build_definitions("deribit", date(2024, 7, 1), _details(records), records)

@@ -35,6 +35,9 @@ from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 from market_data_assets.warehouse.loader import load_slice
 from market_data_assets.warehouse.schema import get_table
 
+pytestmark = pytest.mark.servers
+
+
 DAY = date(2024, 3, 1)
 EXCHANGE = "binance-futures"
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

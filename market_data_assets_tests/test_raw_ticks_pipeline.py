@@ -26,6 +26,8 @@ from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig, gen
 from market_data_assets.ticks.manifest import MANIFEST_SCHEMA, read_manifest
 from market_data_assets.ticks.pipeline import RawTicksResult, materialize_raw_ticks
 
+pytestmark = pytest.mark.slow
+
 CONFIG = SandboxConfig(trades_per_day=300)
 DAY = date(2024, 3, 5)
 EXCHANGE = "deribit"

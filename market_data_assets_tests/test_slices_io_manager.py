@@ -22,6 +22,9 @@ from market_data_assets.storage.slices import SliceRef, StoredSlice
 from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
 from market_data_assets_tests.support.candles import DAY, EXCHANGE, NEXT, at, write_ticks
 
+pytestmark = pytest.mark.servers
+
+
 KEYS = [
     "BINANCE:OPTION:BTC-USDT-50000-240105-CALL",
     "BINANCE:SPOT_PAIR:BTC-USDT",

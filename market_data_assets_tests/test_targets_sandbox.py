@@ -44,6 +44,7 @@ async def _fetch(sb: RunningSandbox, exchange: str, key: str | None) -> tuple[di
 
 
 @pytest.mark.parametrize("exchange", DEFAULT_EXCHANGES)
+@pytest.mark.slow
 def test_without_a_key_symbol_parsing_gives_the_metadata_keys(
     small_sandbox: RunningSandbox, exchange: str
 ) -> None:
@@ -70,6 +71,7 @@ def _csv_symbols(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("exchange", DEFAULT_EXCHANGES)
+@pytest.mark.slow
 def test_bundled_targets_download_and_split_by_symbol_in_csv(
     small_sandbox: RunningSandbox, exchange: str, tmp_path: Path
 ) -> None:

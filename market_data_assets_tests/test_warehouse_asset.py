@@ -18,6 +18,9 @@ from market_data_assets.storage.slices import SliceRef, SliceSummary
 from market_data_assets.storage.store import LocalStore
 from market_data_assets_tests.support.warehouse_data import book_table, candle_table
 
+pytestmark = pytest.mark.servers
+
+
 DAY1, DAY2 = date(2024, 1, 2), date(2024, 1, 3)
 KEYS = ("BINANCE:SPOT_PAIR:BTC-USDT", "BINANCE:PERP:ETH-USDT")
 

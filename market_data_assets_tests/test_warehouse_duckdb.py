@@ -24,6 +24,9 @@ from market_data_assets.warehouse import StagedSlice, WarehouseError, load_slice
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 from market_data_assets_tests.support.warehouse_data import book_table, candle_table, canonical_rows
 
+pytestmark = pytest.mark.slow
+
+
 DAY1, DAY2 = date(2024, 1, 2), date(2024, 1, 3)
 BTC = "BINANCE:SPOT_PAIR:BTC-USDT"
 ETH = "BINANCE:SPOT_PAIR:ETH-USDT"

@@ -18,6 +18,9 @@ from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 from market_data_assets_tests.support.warehouse_data import book_table, candle_table, canonical_rows
 from market_data_assets_tests.test_warehouse_duckdb import read_slice
 
+pytestmark = pytest.mark.slow
+
+
 DAY = date(2024, 1, 2)
 EX = "deribit"
 PERP = "DERIBIT:PERP:BTC-PERPETUAL"
