@@ -22,6 +22,7 @@ from market_data_assets.candles.densify import densify
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
 from market_data_assets.days import day_start
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES
+from market_data_assets.polars_arrow import polars_schema, to_polars
 from market_data_assets.quality.missing import report_for_range
 from market_data_assets.settings import Settings
 from market_data_assets.storage import layout
@@ -93,7 +94,7 @@ def _scan_keyed(
     wanted = {folder_of(day): [path_of(day, k) for k in keys] for day in _days(start_dt, end_dt, slack)}
     paths = _existing(store, wanted)
     if not paths:
-        return pl.LazyFrame(schema=pl.from_arrow(empty_schema.empty_table()).schema)  # type: ignore[union-attr]
+        return pl.LazyFrame(schema=polars_schema(empty_schema))
     scan = pl.scan_parquet([store.uri(p) for p in paths], **_scan_options(store))
     if whole_days is not None:
         scan = whole_days(scan.collect()).lazy()
@@ -345,4 +346,4 @@ def query_candles_bigquery(
             ]
         ),
     )
-    return pl.from_arrow(job.result().to_arrow())  # type: ignore[return-value]
+    return to_polars(job.result().to_arrow())

@@ -51,7 +51,17 @@ def test_core_packages_never_import_dagster():
 
     import market_data_assets
 
-    core = ("tardis", "instruments", "ticks", "candles", "live", "storage", "warehouse", "quality", "new_days")
+    core = (
+        "tardis",
+        "instruments",
+        "ticks",
+        "candles",
+        "live",
+        "storage",
+        "warehouse",
+        "quality",
+        "new_days",
+    )
     modules = [
         m.name
         for m in pkgutil.walk_packages(market_data_assets.__path__, "market_data_assets.")

@@ -269,7 +269,7 @@ def build(
 def build_base_candles(
     store: ObjectStore, day: date, exchange: str, log: Log | None = None, **options: object
 ) -> BuildSummary:
-    return build(store, base_candles_output(store, day, exchange, log=log, **options))  # type: ignore[arg-type]
+    return build(store, base_candles_output(store, day, exchange, log=log, **options))  # pyright: ignore[reportArgumentType]
 
 
 def build_rolled_up_candles(store: ObjectStore, day: date, exchange: str, timeframe: str) -> BuildSummary:

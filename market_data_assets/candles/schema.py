@@ -63,6 +63,13 @@ class CandleColumn:
     def field(self) -> pa.Field:
         return pa.field(self.name, self.arrow_type, nullable=self.nullable)
 
+    @property
+    def ratio_of(self) -> tuple[str, str]:
+        """``(numerator, denominator)`` of a ``Rollup.RATIO`` column; any other column has none."""
+        if self.numerator is None or self.denominator is None:
+            raise ValueError(f"candle column {self.name!r} is not a ratio")
+        return self.numerator, self.denominator
+
 
 _TS = pa.timestamp("us", tz="UTC")
 _F64 = pa.float64()

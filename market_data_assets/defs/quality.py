@@ -18,6 +18,7 @@ from market_data_assets.partitions import (
     parse_partition_key,
     partitions_of_context,
 )
+from market_data_assets.polars_arrow import to_polars
 from market_data_assets.quality.missing import (
     ACCEPTABLE_STATUSES,
     GAP_STATUSES,
@@ -154,7 +155,7 @@ def instrument_keys_unique(
     duplicates: list[str] = []
     rows = 0
     for p in _check_partitions(context):
-        keys = pl.from_arrow(
+        keys = to_polars(
             store.read_parquet(layout.instruments_path(p.day, p.exchange), columns=["instrument_key"])
         )
         rows += keys.height

@@ -70,12 +70,12 @@ def features_output(
         if stored is not None and (stored.ref.timeframe != timeframe or stored.ref.exchange != exchange):
             raise ValueError(f"features {timeframe} {exchange}: got the candle slice {stored.ref} for {d}")
     missing = [d for d in span[:-1] if candles.get(d) is None]
-    earlier = [candles[d] for d in span[:-1] if candles.get(d) is not None]
+    earlier = [stored for d in span[:-1] if (stored := candles.get(d)) is not None]
     flags = {
         LOOKBACK_FLAG: "false" if missing else "true",
         MISSING_DAYS_FLAG: ",".join(d.isoformat() for d in missing),
         COMPLETE_FLAG: "true"
-        if all(s.flag(COMPLETE_FLAG, "true") == "true" for s in [*earlier, of_day])  # type: ignore[union-attr]
+        if all(s.flag(COMPLETE_FLAG, "true") == "true" for s in [*earlier, of_day])
         else "false",
     }
     output = SlicesOutput(FEATURES_AREA, day, exchange, (timeframe,), iter(()), _schema, flags=flags)

@@ -127,7 +127,7 @@ class LiveSink:
             "_day", as_dict=True, include_key=False
         )
         for (day,), rows in sorted(by_day.items()):
-            first = int(rows["timestamp"].cast(pl.Int64).min())  # type: ignore[arg-type]
+            first = int(rows["timestamp"].cast(pl.Int64).min())  # pyright: ignore[reportArgumentType]
             path = layout.live_candles_path(day, timeframe, self.exchange, *self._unique(first))
             self.store.write_parquet(rows.to_arrow(), path)
         inserted = self._insert_candles(f"candles_{timeframe}", frame) if self.warehouse is not None else 0
@@ -145,7 +145,7 @@ class LiveSink:
             con.register("live_rows", rows)
             con.execute("BEGIN TRANSACTION")
             try:
-                (n,) = con.execute(
+                (n,) = con.execute(  # pyright: ignore[reportGeneralTypeIssues]  DuckDB answers an INSERT with one row, its count
                     f"INSERT INTO {target} ({columns}) SELECT {columns} FROM live_rows AS l "
                     f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.exchange = l.exchange "
                     f"AND t.{quote_duckdb(KEY)} = l.{quote_duckdb(KEY)} AND t.timestamp = l.timestamp)"
@@ -211,6 +211,6 @@ def read_live_gaps(warehouse: DuckDBWarehouse, exchange: str) -> pl.DataFrame:
     with warehouse.connect() as con:
         try:
             result = con.execute(f"SELECT * FROM {target} WHERE exchange = ? ORDER BY gap_from", [exchange])
-            return pl.from_arrow(result.to_arrow_table())  # type: ignore[return-value]
+            return pl.from_arrow(result.to_arrow_table())  # pyright: ignore[reportReturnType]
         except duckdb.CatalogException:
-            return pl.DataFrame(schema=dict(pl.from_arrow(LIVE_GAPS_SCHEMA.empty_table()).schema))  # type: ignore[union-attr]
+            return pl.DataFrame(schema=dict(pl.from_arrow(LIVE_GAPS_SCHEMA.empty_table()).schema))  # pyright: ignore[reportAttributeAccessIssue]

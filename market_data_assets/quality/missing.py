@@ -36,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from market_data_assets.polars_arrow import to_polars
 from market_data_assets.storage import layout
 from market_data_assets.storage.store import LocalStore, ObjectStore
 from market_data_assets.tardis.incidents import Incident
@@ -305,10 +306,10 @@ def with_paths(report: pl.DataFrame, store: ObjectStore) -> pl.DataFrame:
 def _manifest_frame(manifest: pa.Table | pl.DataFrame | None) -> pl.DataFrame:
     """The manifest as a typed frame (``MANIFEST_SCHEMA``; an empty one when there is none)."""
     if manifest is None:
-        manifest = MANIFEST_SCHEMA.empty_table()
-    if isinstance(manifest, pa.Table):
-        manifest = pl.from_arrow(manifest.cast(MANIFEST_SCHEMA))  # type: ignore[assignment]
-    return manifest  # type: ignore[return-value]
+        return to_polars(MANIFEST_SCHEMA.empty_table())
+    if isinstance(manifest, pl.DataFrame):
+        return manifest
+    return to_polars(manifest.cast(MANIFEST_SCHEMA))
 
 
 def parquet_row_counts(store: ObjectStore, paths: Iterable[str]) -> dict[str, int | None]:
@@ -347,8 +348,7 @@ def report_for_day(
         if on_no_targets is not None:
             on_no_targets(day, exchange, NO_TARGETS_FILE)
         return _empty_report()
-    targets = pl.from_arrow(store.read_parquet(targets_path))
-    assert isinstance(targets, pl.DataFrame)
+    targets = to_polars(store.read_parquet(targets_path))
     if targets.height == 0 and on_no_targets is not None:
         on_no_targets(day, exchange, NO_TARGETS_SELECTED)
     if data_type is not None:

@@ -145,7 +145,7 @@ class GcsStore(ObjectStore):
                 f"cannot open {uri}: no Google credentials found (run `gcloud auth application-default "
                 f"login`, set GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator)"
             ) from exc
-        return cls(client, bucket, prefix, **options)  # type: ignore[arg-type]
+        return cls(client, bucket, prefix, **options)  # pyright: ignore[reportArgumentType]
 
     def __repr__(self) -> str:
         return f"GcsStore({self.root!r})"
@@ -178,7 +178,7 @@ class GcsStore(ObjectStore):
             raise FileNotFoundError(f"cannot upload {local_path} to {uri}: the local file does not exist")
         blob = self._bucket.blob(self.object_name(path))
         try:
-            blob.upload_from_filename(str(local_path), timeout=self._timeout)
+            blob.upload_from_filename(str(local_path), timeout=self._timeout)  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"upload of {local_path} to {uri} failed: {exc}") from exc
         if move:
@@ -187,7 +187,7 @@ class GcsStore(ObjectStore):
     @counted
     def get_bytes(self, path: str) -> bytes:
         try:
-            return self._bucket.blob(self.object_name(path)).download_as_bytes(timeout=self._timeout)
+            return self._bucket.blob(self.object_name(path)).download_as_bytes(timeout=self._timeout)  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
         except gexc.NotFound as exc:
             raise FileNotFoundError(f"{self.uri(path)} does not exist") from exc
         except gexc.GoogleAPICallError as exc:
@@ -203,7 +203,7 @@ class GcsStore(ObjectStore):
     @counted
     def exists(self, path: str) -> bool:
         try:
-            return self._bucket.blob(self.object_name(path)).exists(timeout=self._timeout)
+            return self._bucket.blob(self.object_name(path)).exists(timeout=self._timeout)  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"cannot check whether {self.uri(path)} exists: {exc}") from exc
 
@@ -218,7 +218,7 @@ class GcsStore(ObjectStore):
                 prefix=full or None,
                 page_size=self._list_page_size,
                 fields="items(name,size),nextPageToken",
-                timeout=self._timeout,
+                timeout=self._timeout,  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
             )
             out = [ObjectInfo(self._relative(b.name), int(b.size or 0)) for b in blobs]
         except gexc.NotFound as exc:
@@ -233,7 +233,7 @@ class GcsStore(ObjectStore):
     @counted
     def delete(self, path: str) -> None:
         try:
-            self._bucket.blob(self.object_name(path)).delete(timeout=self._timeout)
+            self._bucket.blob(self.object_name(path)).delete(timeout=self._timeout)  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
         except gexc.NotFound:
             return
         except gexc.GoogleAPICallError as exc:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,7 +116,7 @@ class ObjectStore(ABC):
 
     def write_parquet(self, table: pa.Table, path: str, **write_options: object) -> int:
         """Write ``table`` atomically as Parquet (zstd by default); returns the bytes written."""
-        options: dict[str, object] = {"compression": "zstd"}
+        options: dict[str, Any] = {"compression": "zstd"}
         options.update(write_options)
         with self.staged_file(suffix=".parquet") as tmp:
             pq.write_table(table, tmp, **options)

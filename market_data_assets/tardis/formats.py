@@ -35,9 +35,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
+
+if TYPE_CHECKING:  # polars is imported where it is used: this module is read by light tools too
+    import polars as pl
 
 Kind = Literal["timestamp", "float", "category", "string", "bool"]
 Domain = Literal["price", "non_negative", "any_sign"]
@@ -150,17 +153,17 @@ class DataTypeSpec:
         return pa.schema(fields)
 
     @cached_property
-    def polars_read_schema(self) -> dict[str, object]:
+    def polars_read_schema(self) -> dict[str, pl.DataType]:
         """dtypes to give polars ``scan_csv`` (keyed by CSV name): timestamps read as Int64 first,
         small vocabularies as Categorical (the parallel CSV engine hashes them, not the caller)."""
         import polars as pl
 
-        read: dict[str, object] = {
-            "timestamp": pl.Int64,
-            "float": pl.Float64,
-            "category": pl.Categorical,
-            "string": pl.String,
-            "bool": pl.Boolean,
+        read: dict[str, pl.DataType] = {
+            "timestamp": pl.Int64(),
+            "float": pl.Float64(),
+            "category": pl.Categorical(),
+            "string": pl.String(),
+            "bool": pl.Boolean(),
         }
         return {c.csv_name: read[c.kind] for c in self.columns}
 

@@ -386,22 +386,24 @@ def _check_batch(
         if batch.get_column(name).null_count():  # O(1): polars keeps null counts per chunk
             idx = _first_true(batch.get_column(name).is_null())
             raise BadValueError(
-                label, f"column {name!r} is empty but requires a value", line=offset + idx + 2
-            )  # type: ignore[operator]
+                label,
+                f"column {name!r} is empty but requires a value",
+                line=offset + idx + 2,  # pyright: ignore[reportOperatorIssue]  null_count() > 0: a null is there
+            )
     bad = first_bad_value(batch, spec, combos)
     if bad is not None:
         raise BadValueError(label, bad[1], line=offset + bad[0] + 2)
     for name, (lo, hi), what in window.by_column():
         col = batch.get_column(name)
         lo_seen, hi_seen = col.min(), col.max()
-        if lo_seen is not None and (lo_seen < lo or hi_seen >= hi):  # type: ignore[operator]
+        if lo_seen is not None and (lo_seen < lo or hi_seen >= hi):  # pyright: ignore[reportOperatorIssue]
             idx = _first_true((col < lo) | (col >= hi))
-            value = col[idx]  # type: ignore[index]
+            value = col[idx]  # pyright: ignore[reportArgumentType, reportCallIssue]
             raise TimestampWindowError(
                 label,
                 f"{name}={value} ({_describe_us(value)}) is outside [{_describe_us(lo)}, {_describe_us(hi)}): "
                 f"{what} ({window.day}); are the timestamps in microseconds?",
-                line=offset + idx + 2,  # type: ignore[operator]
+                line=offset + idx + 2,  # pyright: ignore[reportOperatorIssue]
             )
 
 
@@ -447,7 +449,7 @@ def _convert_batch(
     for key, part in parts.items():
         stats.matched += part.height
         ts = part.get_column("timestamp")
-        sink.append(key, _to_arrow(part, spec, key), ts.min(), ts.max())  # type: ignore[arg-type]
+        sink.append(key, _to_arrow(part, spec, key), ts.min(), ts.max())  # pyright: ignore[reportArgumentType]
 
 
 def _to_arrow(part: pl.DataFrame, spec: DataTypeSpec, key: str) -> pa.Table:
@@ -491,6 +493,6 @@ def _to_datetime(us: int | None) -> datetime | None:
 
 def _describe_us(us: int) -> str:
     try:
-        return _to_datetime(us).isoformat()  # type: ignore[union-attr]
+        return _to_datetime(us).isoformat()  # pyright: ignore[reportOptionalMemberAccess]
     except OverflowError:
         return "out of range"

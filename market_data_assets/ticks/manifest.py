@@ -141,6 +141,12 @@ def group_is_complete(
             return False
         if row.status == STATUS_OK and (row.path is None or stored_sizes.get(row.path) != row.bytes):
             return False
-        if row.status == STATUS_OK and hash_of is not None and row.sha256 and hash_of(row.path) != row.sha256:
+        if (
+            row.status == STATUS_OK
+            and hash_of is not None
+            and row.path is not None
+            and row.sha256
+            and hash_of(row.path) != row.sha256
+        ):
             return False
     return True

@@ -51,7 +51,7 @@ class StagedSlice:
     staging_table: str
     """The staging table's name as this warehouse's SQL spells it."""
     rows: int
-    execute: Callable[[str], None]
+    execute: Callable[[str], object]
     """Runs SQL in the session that will run the swap (DuckDB temp tables are per connection)."""
 
 

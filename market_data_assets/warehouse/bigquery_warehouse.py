@@ -243,7 +243,7 @@ class BigQueryWarehouse(Warehouse):
             job_config=bigquery.QueryJobConfig(query_parameters=params),
             location=self.location,
             retry=self._retry,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,  # pyright: ignore[reportArgumentType]
         )
         job.result(timeout=self._job_timeout, retry=self._retry)
         return job

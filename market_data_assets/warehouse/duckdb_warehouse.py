@@ -338,7 +338,7 @@ class DuckDBWarehouse(Warehouse):
         start, end = slice_bounds(day)
         with self.connect() as con:
             self._ensure(con, get_table(table))
-            (n,) = con.execute(
+            (n,) = con.execute(  # pyright: ignore[reportGeneralTypeIssues]  count(*) always has a row
                 f"SELECT count(*) FROM {self.table_ref(table)} WHERE {_SLICE_FILTER}",
                 {"exchange": exchange, "start": start, "end": end},
             ).fetchone()
@@ -362,7 +362,7 @@ class DuckDBWarehouse(Warehouse):
                     )
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    (deleted,) = con.execute(
+                    (deleted,) = con.execute(  # pyright: ignore[reportGeneralTypeIssues]  DuckDB answers a DELETE with one row, its count
                         f"DELETE FROM {self.table_ref(spec.name)} WHERE {_SLICE_FILTER}", bounds
                     ).fetchone()
                     con.execute(

@@ -47,7 +47,7 @@ def params_at(inst: Instrument, moment_us: int) -> dict[str, float]:
         if parse_iso_us(str(change["until"])) > moment_us:
             for name in _PARAM_FIELDS:
                 if name in change and name not in resolved:
-                    resolved[name] = float(change[name])  # type: ignore[arg-type]
+                    resolved[name] = float(change[name])  # pyright: ignore[reportArgumentType]
     return {**current, **resolved}
 
 

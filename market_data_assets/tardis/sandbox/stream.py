@@ -90,7 +90,9 @@ class StreamFault:
         after, _, seconds = rest.partition(":")
         try:
             return StreamFault(
-                kind=kind, after=int(after), **({"seconds": float(seconds)} if seconds else {})
+                kind=kind,
+                after=int(after),
+                **({"seconds": float(seconds)} if seconds else {}),  # pyright: ignore[reportArgumentType]  only `seconds` is passed as **kwargs
             )
         except ValueError as exc:
             raise ValueError(f"--stream-fault {text!r}: expected KIND@AFTER[:SECONDS] ({exc})") from None
