@@ -15,9 +15,10 @@ Dagster), so the rule is tested without a server; ``defs/sensors.py`` turns the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Literal
 
+from market_data_assets.days import parse_tardis_time
 from market_data_assets.settings import Settings
 
 Stage = Literal["ingest", "process"]
@@ -41,8 +42,7 @@ def last_complete_day(exchange_details: dict) -> date | None:
     raw = (exchange_details.get("datasets") or {}).get("exportedUntil")
     if not raw:
         return None
-    until = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    return until.date() - timedelta(days=1)
+    return parse_tardis_time(raw).date() - timedelta(days=1)
 
 
 def plan_new_days(

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from market_data_assets.candles.densify import densify
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
-from market_data_assets.days import day_start
+from market_data_assets.days import EXCHANGE_TIMESTAMP_SLACK, day_start, parse_tardis_time
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES
 from market_data_assets.polars_arrow import polars_schema, to_polars
 from market_data_assets.quality.missing import report_for_range
@@ -28,7 +28,6 @@ from market_data_assets.settings import Settings
 from market_data_assets.storage import layout
 from market_data_assets.storage.store import ObjectStore, open_store
 from market_data_assets.tardis.formats import get_spec
-from market_data_assets.ticks.convert import EXCHANGE_TIMESTAMP_SLACK
 from market_data_assets.warehouse.factory import bigquery_target
 from market_data_assets.warehouse.schema import BATCH_SOURCE, LIVE_SOURCE, SOURCE_COLUMN
 
@@ -42,11 +41,7 @@ def _store(root: str | None) -> ObjectStore:
 def _as_datetime(value: TimeLike) -> datetime:
     """A date or ISO string becomes midnight UTC; naive datetimes are taken as UTC."""
     if isinstance(value, str):
-        value = (
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if "T" in value or " " in value
-            else date.fromisoformat(value)
-        )
+        value = parse_tardis_time(value) if "T" in value or " " in value else date.fromisoformat(value)
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return day_start(value)
@@ -332,6 +327,8 @@ def query_candles_bigquery(
     """
     from google.cloud import bigquery
 
+    from market_data_assets.warehouse.bigquery_warehouse import emulator_host
+
     layout.check_timeframe(timeframe)
     project, dataset = bigquery_target(warehouse or Settings.from_env().warehouse)
     table = f"`{project}.{dataset}.candles_{timeframe}`"
@@ -346,4 +343,5 @@ def query_candles_bigquery(
             ]
         ),
     )
-    return to_polars(job.result().to_arrow())
+    # The Storage Read API (faster for large results) exists only on real BigQuery.
+    return to_polars(job.result().to_arrow(create_bqstorage_client=not emulator_host()))

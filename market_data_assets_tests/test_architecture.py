@@ -9,9 +9,10 @@ import pytest
 
 
 def test_definitions_load_with_every_asset_check_job_and_sensor():
+    from market_data_assets.candles.timeframes import TIMEFRAMES as timeframes
     from market_data_assets.definitions import defs
+    from market_data_assets.features.registry import FEATURE_TIMEFRAMES
 
-    timeframes = ("15s", "1m", "5m", "15m", "1h", "4h", "24h")
     assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == {
         "instrument_definitions",
         "download_targets",
@@ -19,7 +20,7 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
         *(f"candles_{tf}" for tf in timeframes),
         "book_snapshots",
         "bq_candles",
-        *(f"features_{tf}" for tf in timeframes[1:]),
+        *(f"features_{tf}" for tf in FEATURE_TIMEFRAMES),
         "bq_features",
         "missing_data_report",
         "live_reconciliation",

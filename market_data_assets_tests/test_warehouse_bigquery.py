@@ -290,6 +290,7 @@ def test_reader_queries_the_candles_of_the_warehouse_setting(
     uris = [lake.put(t, layout.candles_path(DAY1, "1m", k)) for t, k in ((btc, BTC), (eth, ETH))]
     lake.wh.replace_slice("candles_1m", DAY1, "binance", uris)
     monkeypatch.setenv("MARKET_DATA_WAREHOUSE", lake.wh.uri)
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", lake.emulator.endpoint)
     start = datetime.combine(DAY1, datetime.min.time(), UTC) + timedelta(minutes=5)
 
     got = reader.query_candles_bigquery(lake.client, "1m", [BTC], start, start + timedelta(minutes=10))

@@ -169,7 +169,7 @@ def instrument_keys_unique(
 
 def _exchange_files(store, folder: str, exchange: str) -> list[str]:
     """The exchange's files in one layout folder: one listing, keys filtered by the venue prefix."""
-    return [o.path for o in store.list(f"{folder}/{layout.key_prefix_for_exchange(exchange)}")]
+    return [o.path for o in layout.exchange_files(store, folder, exchange)]
 
 
 def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date | None = None) -> pl.DataFrame:

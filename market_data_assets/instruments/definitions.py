@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from market_data_assets.days import day_start
 from market_data_assets.instruments._rows import OnBad
 from market_data_assets.instruments.dataset_symbols import (
     available_on,
@@ -24,7 +25,7 @@ from market_data_assets.instruments.dataset_symbols import (
 )
 from market_data_assets.instruments.errors import InstrumentError
 from market_data_assets.instruments.keys import add_keys, resolve_collisions
-from market_data_assets.instruments.metadata import apply_changes, changes_frame, day_start, metadata_frame
+from market_data_assets.instruments.metadata import apply_changes, changes_frame, metadata_frame
 from market_data_assets.instruments.symbols import CURRENCY_ALIASES, parse_dataset_symbols
 from market_data_assets.storage.layout import check_exchange
 

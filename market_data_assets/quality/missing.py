@@ -90,10 +90,9 @@ def _empty_report() -> pl.DataFrame:
 
 def stored_files(store: ObjectStore, day: date, exchange: str, data_types: Iterable[str]) -> dict[str, int]:
     """Stored raw tick files of one exchange-day: relative path -> size, one listing per data type."""
-    prefix_key = layout.key_prefix_for_exchange(exchange)
     files: dict[str, int] = {}
     for data_type in sorted(set(data_types)):
-        for obj in store.list(f"{layout.raw_ticks_dir(day, data_type)}/{prefix_key}"):
+        for obj in layout.exchange_files(store, layout.raw_ticks_dir(day, data_type), exchange):
             files[obj.path] = obj.size
     return files
 
@@ -128,7 +127,7 @@ def classify_day(
         pl.col("instrument_key").cast(pl.String),
         pl.col("dataset_symbol").cast(pl.String),
         pl.col("grouped").cast(pl.Boolean),
-    ).with_columns(path=expected_path(day))
+    ).with_columns(path=layout.raw_ticks_path_expr(day))
     stored_df = pl.DataFrame(
         {"path": list(stored), "stored_bytes": list(stored.values())},
         schema={"path": pl.String, "stored_bytes": pl.Int64},
@@ -276,20 +275,6 @@ def classify_day(
     )
 
 
-def expected_path(day: date) -> pl.Expr:
-    """The stored path of each (data_type, instrument_key) row of one day, as ``layout`` spells it."""
-    day_dir = layout.raw_ticks_dir(day, "trades").rsplit("/", 1)[0]
-    return pl.concat_str(
-        [
-            pl.lit(day_dir + "/data_type-"),
-            pl.col("data_type"),
-            pl.lit("/"),
-            pl.col("instrument_key"),
-            pl.lit(".parquet"),
-        ]
-    )
-
-
 def with_paths(report: pl.DataFrame, store: ObjectStore) -> pl.DataFrame:
     """``report`` with the full location (``store.uri``) of every expected file in ``path``
     (the report itself leaves it empty for present files)."""
@@ -297,7 +282,7 @@ def with_paths(report: pl.DataFrame, store: ObjectStore) -> pl.DataFrame:
         return report
     prefix = store.uri("x")[:-1]
     frames = [
-        part.with_columns(path=pl.lit(prefix) + expected_path(day))
+        part.with_columns(path=pl.lit(prefix) + layout.raw_ticks_path_expr(day))
         for (day,), part in report.partition_by("day", as_dict=True, maintain_order=True).items()
     ]
     return pl.concat(frames)

@@ -37,7 +37,13 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from market_data_assets.days import US_PER_DAY, US_PER_SECOND, day_start_us
+from market_data_assets.days import (
+    EXCHANGE_TIMESTAMP_SLACK,
+    LOCAL_TIMESTAMP_TOLERANCE,
+    US_PER_DAY,
+    US_PER_SECOND,
+    day_start_us,
+)
 from market_data_assets.storage.layout import check_instrument_key
 from market_data_assets.tardis.formats import (
     CATEGORY_TYPE,
@@ -68,16 +74,6 @@ from market_data_assets.ticks.polars_sink import (
     sink_single_instrument,
 )
 from market_data_assets.ticks.values import combo_symbols, first_bad_value
-
-LOCAL_TIMESTAMP_TOLERANCE = timedelta(minutes=1)
-"""Tardis splits daily files by ``local_timestamp``, so it must lie in [day, day+1); the minute of
-tolerance on either side absorbs a receiver clock correction at midnight, not a wrong file."""
-
-EXCHANGE_TIMESTAMP_SLACK = timedelta(hours=1)
-"""The exchange ``timestamp`` of a row may precede its day (a trade stamped 23:59:59.998 arrives
-after midnight and sits in the next day's file) or run slightly ahead of Tardis' clock. An hour
-either side is far beyond any real latency or skew yet catches a file of the wrong day and unit
-errors (nanoseconds read as microseconds land millennia away)."""
 
 
 @dataclass(frozen=True)

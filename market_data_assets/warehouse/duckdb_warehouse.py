@@ -35,6 +35,7 @@ import duckdb
 import pyarrow as pa
 import tenacity
 
+from market_data_assets.days import day_bounds
 from market_data_assets.settings import (
     DUCKDB_BATCH_FILES_DEFAULT,
     DUCKDB_MEMORY_LIMIT_DEFAULT,
@@ -47,7 +48,6 @@ from market_data_assets.warehouse.base import (
     Warehouse,
     WarehouseError,
     check_slice,
-    slice_bounds,
 )
 from market_data_assets.warehouse.schema import (
     EXCHANGE_COLUMN,
@@ -335,7 +335,7 @@ class DuckDBWarehouse(Warehouse):
 
     def count(self, table: str, day: date, exchange: str) -> int:
         check_slice(table, day, exchange)
-        start, end = slice_bounds(day)
+        start, end = day_bounds(day)
         with self.connect() as con:
             self._ensure(con, get_table(table))
             (n,) = con.execute(  # pyright: ignore[reportGeneralTypeIssues]  count(*) always has a row
@@ -348,7 +348,7 @@ class DuckDBWarehouse(Warehouse):
         check_slice(table, day, exchange)
         spec = get_table(table)
         sources = _Sources(self, spec, source_uris, f"{table} {day} {exchange}")
-        start, end = slice_bounds(day)
+        start, end = day_bounds(day)
         bounds = {"exchange": exchange, "start": start, "end": end}
         staging = quote_duckdb(f"staging_{spec.name}_{uuid.uuid4().hex[:12]}")
         columns = ", ".join(quote_duckdb(n) for n in spec.schema.names)

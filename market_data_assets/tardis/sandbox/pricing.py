@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 import numpy as np
 
-from market_data_assets.days import US_PER_DAY, to_us
+from market_data_assets.days import US_PER_DAY, parse_tardis_time, to_us
 from market_data_assets.tardis.sandbox.config import SandboxConfig
 from market_data_assets.tardis.sandbox.instruments import Instrument
 from market_data_assets.tardis.sandbox.prices import day_index, index_at
@@ -26,8 +26,7 @@ _PARAM_FIELDS = ("priceIncrement", "amountIncrement", "minTradeAmount", "contrac
 
 
 def parse_iso_us(text: str) -> int:
-    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return to_us(moment)
+    return to_us(parse_tardis_time(text))
 
 
 def params_at(inst: Instrument, moment_us: int) -> dict[str, float]:
