@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from market_data_assets.errors import MarketDataError
 from market_data_assets.storage.layout import is_exchange_id
 
 DEFAULT_EXCHANGES = ("binance", "binance-futures", "deribit", "bitmex", "coinbase")
@@ -28,7 +29,7 @@ TARDIS_MACHINE_WS_URL_DEFAULT = "ws://127.0.0.1:8001"
 """tardis-machine's WebSocket port is its HTTP port (8000) + 1."""
 
 
-class SettingsError(ValueError):
+class SettingsError(MarketDataError, ValueError):
     """A configuration value is invalid; the message names the variable and the value."""
 
 

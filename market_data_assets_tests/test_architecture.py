@@ -241,3 +241,31 @@ def test_import_circle_finder_sees_a_circle():
 def test_no_import_circle_among_the_package_modules():
     circles = {frozenset(m.removeprefix("market_data_assets.") for m in c) for c in _circles(_import_graph())}
     assert circles == KNOWN_IMPORT_CIRCLES, f"import circles: {sorted(sorted(c) for c in circles)}"
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def test_every_error_class_of_the_package_derives_from_market_data_error():
+    """One root: ``except MarketDataError`` catches every refusal the project explains (the test
+    server's own internals under tardis/sandbox aside)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import market_data_assets
+    from market_data_assets.errors import MarketDataError
+
+    strays = []
+    for info in pkgutil.walk_packages(market_data_assets.__path__, "market_data_assets."):
+        if ".sandbox" in info.name or info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                cls.__module__ == info.name
+                and issubclass(cls, Exception)
+                and not issubclass(cls, MarketDataError)
+            ):
+                strays.append(f"{info.name}.{name}")
+    assert strays == []

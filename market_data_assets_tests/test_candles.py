@@ -25,8 +25,8 @@ from market_data_assets.candles.build import (
     build_rolled_up_candles,
 )
 from market_data_assets.candles.compute import (
+    CandleInputError,
     InstrumentDayTicks,
-    TickDataError,
     compute_candles,
     order_by_exchange_time,
 )
@@ -277,7 +277,7 @@ def test_rebuild_replaces_the_slice_and_deletes_stale_files(store: LocalStore) -
 
 def test_non_positive_price_is_a_clear_error_naming_the_file(store: LocalStore) -> None:
     write_ticks(store, "trades", DAY, BTC, [_trade(at(1), 100.0, 1.0), _trade(at(2), 0.0, 1.0)])
-    with pytest.raises(TickDataError, match=r"trades/BINANCE:SPOT_PAIR:BTC-USDT\.parquet.*non-positive"):
+    with pytest.raises(CandleInputError, match=r"trades/BINANCE:SPOT_PAIR:BTC-USDT\.parquet.*non-positive"):
         build_base_candles(store, DAY, EXCHANGE)
     assert not Path(store.uri(candles_dir(DAY, "15s"))).exists()
 
@@ -290,7 +290,7 @@ def test_unreadable_tick_file_is_a_clear_error_naming_it(store: LocalStore) -> N
     )
     store.write_parquet(bad, raw_ticks_path(DAY, "trades", BTC))  # no amount, no side
     with pytest.raises(
-        TickDataError,
+        CandleInputError,
         match=r"cannot build BINANCE:SPOT_PAIR:BTC-USDT from .*trades/BINANCE:SPOT_PAIR:BTC-USDT\.parquet",
     ):
         build_base_candles(store, DAY, EXCHANGE)

@@ -11,7 +11,7 @@ import pytest
 from market_data_assets.instruments import (
     TARGETS_SCHEMA,
     TargetsConfigError,
-    build_definitions,
+    build_instrument_definitions,
     load_targets_config,
     parse_targets_config,
     select_targets,
@@ -46,7 +46,7 @@ def _details(options_group_to: str | None = None) -> dict:
 
 
 def _definitions(details: dict) -> pl.DataFrame:
-    return build_definitions("deribit", DAY, details, None)
+    return build_instrument_definitions("deribit", DAY, details, None)
 
 
 def _config(rules: list[dict], **top: object) -> object:

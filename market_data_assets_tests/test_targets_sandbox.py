@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from market_data_assets.instruments import build_definitions, load_targets_config, select_targets
+from market_data_assets.instruments import build_instrument_definitions, load_targets_config, select_targets
 from market_data_assets.settings import DEFAULT_EXCHANGES, Settings
 from market_data_assets.tardis.client import DownloadRequest, TardisClient
 from market_data_assets.tardis.errors import TardisAuthError
@@ -55,8 +55,8 @@ def test_without_a_key_symbol_parsing_gives_the_metadata_keys(
         assert anonymous is not None  # metadata is free on BitMEX
     else:
         assert anonymous is None  # 401 without a key
-    keyed = build_definitions(exchange, DAY, details, instruments)
-    parsed = build_definitions(exchange, DAY, details, None)
+    keyed = build_instrument_definitions(exchange, DAY, details, instruments)
+    parsed = build_instrument_definitions(exchange, DAY, details, None)
     assert keyed.height > 0
     assert keyed["instrument_key"].to_list() == parsed["instrument_key"].to_list()
     assert keyed["dataset_symbol"].to_list() == parsed["dataset_symbol"].to_list()
@@ -76,7 +76,7 @@ def test_bundled_targets_download_and_split_by_symbol_in_csv(
     small_sandbox: RunningSandbox, exchange: str, tmp_path: Path
 ) -> None:
     details, instruments = asyncio.run(_fetch(small_sandbox, exchange, small_sandbox.api_key))
-    definitions = build_definitions(exchange, DAY, details, instruments)
+    definitions = build_instrument_definitions(exchange, DAY, details, instruments)
     config = load_targets_config(Settings.from_env({}).targets_file)
     targets = select_targets(definitions, details, config, exchange, DAY)
     assert targets.height > 0, exchange

@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.candles.book_snapshots import book_snapshots_for_timeframe, snapshots_of_day
-from market_data_assets.candles.compute import KEY, TS, TickDataError, compute_base_candles
+from market_data_assets.candles.compute import KEY, TS, CandleInputError, compute_base_candles
 from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_level_columns, book_snapshot_schema
@@ -74,10 +74,10 @@ def _book_schema(frame: pl.DataFrame) -> pa.Schema:
 
 def _naming_inputs(
     store: ObjectStore, files: ExchangeDayFiles, keys: list[str], error: Exception
-) -> TickDataError:
+) -> CandleInputError:
     """A polars failure on unreadable ticks (missing column, wrong type) as an error naming the files."""
     paths = [store.uri(p) for dt in files.files for k in keys for p in files.paths(dt, k)]
-    return TickDataError(f"cannot build {', '.join(keys)} from {', '.join(paths)}: {error}")
+    return CandleInputError(f"cannot build {', '.join(keys)} from {', '.join(paths)}: {error}")
 
 
 def _base_chunk(

@@ -35,6 +35,7 @@ from market_data_assets.candles.schema import (
 )
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME, Timeframe
 from market_data_assets.days import US_PER_DAY, day_start_us
+from market_data_assets.errors import MarketDataError
 from market_data_assets.polars_arrow import polars_schema
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN, get_spec
 
@@ -66,7 +67,7 @@ _OFFSET_BITS = 37
 """2**37 us > 1 day: ``_code << 37 | (t - day start)`` orders by (instrument, time) in one Int64."""
 
 
-class TickDataError(ValueError):
+class CandleInputError(MarketDataError, ValueError):
     """Ticks that cannot make a candle (non-positive price, negative amount); names the files."""
 
 
@@ -216,7 +217,7 @@ def trade_features(
     t = day.rows
     if t.height and (t[PRICE].min() <= 0 or t[AMOUNT].min() < 0):  # pyright: ignore[reportOperatorIssue]
         bad = t.filter((pl.col(PRICE) <= 0) | (pl.col(AMOUNT) < 0))
-        raise TickDataError(
+        raise CandleInputError(
             f"{source(str(day.keys[bad[_CODE][0]]))}: a trade has a non-positive price or a negative amount"
         )
     log_return = pl.col(PRICE).log().diff()

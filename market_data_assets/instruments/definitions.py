@@ -1,6 +1,6 @@
 """One exchange's instrument definitions for one day: the ``instrument_definitions`` asset's core.
 
-``build_definitions`` joins the two Tardis sources into one row per instrument listed that day:
+``build_instrument_definitions`` joins the two Tardis sources into one row per instrument listed that day:
 instruments metadata (paid key; free on BitMEX) when available, else the public exchange details
 read through the per-exchange symbol parser. Every row carries its canonical key, what
 downloading needs (dataset symbol, data types, grouped files) and what users need (tick and lot
@@ -196,7 +196,7 @@ def _keyed_candidates(
     return resolve_collisions(universe)
 
 
-def build_definitions(
+def build_instrument_definitions(
     exchange: str,
     day: date,
     exchange_details: dict[str, Any],
@@ -256,7 +256,7 @@ def empty_definitions() -> pl.DataFrame:
 
 
 def key_for_instrument(instrument: dict[str, Any], exchange: str | None = None) -> str:
-    """Canonical key of one metadata record (same code path as ``build_definitions``)."""
+    """Canonical key of one metadata record (same code path as ``build_instrument_definitions``)."""
     if exchange is None and isinstance(instrument, dict):
         exchange = instrument.get("exchange")
     if not isinstance(exchange, str):

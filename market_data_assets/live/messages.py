@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from market_data_assets.errors import MarketDataError
+
 CANDLE_SOURCES: dict[str, str] = {
     "trade": "trades",
     "book_snapshot": "book",
@@ -30,7 +32,7 @@ for 5-level snapshots on every change (``book_snapshot_5_0ms``)."""
 _DAY_START: dict[str, int] = {}
 
 
-class MessageError(ValueError):
+class MessageError(MarketDataError, ValueError):
     """A message the service cannot read; the text names the field and a prefix of the message."""
 
 

@@ -15,6 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from market_data_assets.candles.timeframes import TIMEFRAMES
+from market_data_assets.errors import MarketDataError
 from market_data_assets.tardis.formats import DATA_TYPES
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def is_exchange_id(value: object) -> bool:
     return isinstance(value, str) and EXCHANGE_ID.fullmatch(value) is not None
 
 
-class LayoutError(ValueError):
+class LayoutError(MarketDataError, ValueError):
     """A value that cannot be part of a storage path; the message names it."""
 
 

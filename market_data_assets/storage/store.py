@@ -26,8 +26,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from market_data_assets.errors import MarketDataError
 
-class StoreError(RuntimeError):
+
+class StoreError(MarketDataError, RuntimeError):
     pass
 
 

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 
+from market_data_assets.errors import MarketDataError
+
 if TYPE_CHECKING:  # polars is imported where it is used: this module is read by light tools too
     import polars as pl
 
@@ -339,7 +341,7 @@ DATA_TYPES: dict[str, DataTypeSpec] = {
 DATA_TYPE_NAMES: tuple[str, ...] = tuple(DATA_TYPES)
 
 
-class UnknownDataTypeError(ValueError):
+class UnknownDataTypeError(MarketDataError, ValueError):
     pass
 
 
@@ -353,16 +355,13 @@ def get_spec(data_type: str) -> DataTypeSpec:
         ) from None
 
 
-class HeaderMismatchError(ValueError):
-    """A CSV header that is not the spec's; the message names the file and the columns."""
-
-
-def check_header(data_type: str, header: list[str] | tuple[str, ...], source: str) -> None:
-    """Raise ``HeaderMismatchError`` unless ``header`` is exactly the spec's CSV header."""
+def header_mismatch(data_type: str, header: list[str] | tuple[str, ...]) -> str | None:
+    """None if ``header`` is exactly the spec's CSV header, else what differs (the columns missing,
+    unexpected or out of order, and the expected header), for the caller's error to name its file."""
     expected = get_spec(data_type).csv_header
     got = tuple(h.strip() for h in header)
     if got == expected:
-        return
+        return None
     missing = [c for c in expected if c not in got]
     unexpected = [c for c in got if c not in expected]
     detail = []
@@ -372,7 +371,7 @@ def check_header(data_type: str, header: list[str] | tuple[str, ...], source: st
         detail.append(f"unexpected {unexpected}")
     if not detail:
         detail.append("columns out of order")
-    raise HeaderMismatchError(
-        f"{source}: CSV header does not match the Tardis {data_type} format ({'; '.join(detail)}); "
+    return (
+        f"CSV header does not match the Tardis {data_type} format ({'; '.join(detail)}); "
         f"expected {','.join(expected)}"
     )

@@ -49,9 +49,8 @@ from market_data_assets.tardis.formats import (
     CATEGORY_TYPE,
     INSTRUMENT_KEY_COLUMN,
     DataTypeSpec,
-    HeaderMismatchError,
-    check_header,
     get_spec,
+    header_mismatch,
 )
 from market_data_assets.ticks.errors import (
     BadValueError,
@@ -183,10 +182,9 @@ def convert_csv_gz(
     header = _read_header(src, label)
     if header is None:
         return ConvertedFiles(source_bytes=source_bytes, empty=True)
-    try:
-        check_header(data_type, header, label)
-    except HeaderMismatchError as exc:
-        raise HeaderError(label, str(exc).removeprefix(f"{label}: "), line=1) from None
+    mismatch = header_mismatch(data_type, header)
+    if mismatch is not None:
+        raise HeaderError(label, mismatch, line=1)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     window = TimestampWindow(day)

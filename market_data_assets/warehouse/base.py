@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from market_data_assets.errors import MarketDataError
 from market_data_assets.storage.layout import check_exchange
 from market_data_assets.storage.store import ObjectStore
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(MarketDataError, RuntimeError):
     """A load that cannot be done as asked; the message names the table, slice or file."""
 
 
