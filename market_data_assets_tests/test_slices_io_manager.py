@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 
 from market_data_assets.defs import resources as resources_module
@@ -144,6 +145,11 @@ class _FailingStore(LocalStore):
         if path == self.fail_path:
             raise OSError("connection reset by peer (injected)")
         super().put_file(local_path, path, move=move)
+
+    def put_bytes(self, data: bytes | pa.Buffer, path: str) -> None:
+        if path == self.fail_path:
+            raise OSError("connection reset by peer (injected)")
+        super().put_bytes(data, path)
 
 
 def test_a_failed_write_fails_the_step_naming_it_and_keeps_the_previous_slice(

@@ -139,12 +139,13 @@ def rollup(finer: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
         .with_columns(pl.col("timestamp").cast(pl.Int64).alias("_b"))
         .with_columns((pl.col("_b") // width * width).alias(BUCKET))
         .with_columns(pl.col(KEY).rle_id().cast(pl.Int64).alias("_run"))
-        # Sorted group id: (instrument run, coarser bucket since the epoch) in one Int64.
+        # Group id: (instrument run, coarser bucket since the epoch) in one Int64, in row order.
         .with_columns((pl.col("_run") * (1 << 32) + pl.col(BUCKET) // width).alias("_g"))
     )
+    # Hash grouping, then a sort: a roll-up's groups hold a few finer rows each, and polars' sorted
+    # (slice) grouping pays per group (20x slower on 365k groups of 1-4 rows, measured).
     return (
         _with_held_book(rows, finer_width, width)
-        .with_columns(pl.col("_g").set_sorted())
         .group_by("_g")
         .agg(pl.col(KEY).first(), pl.col(BUCKET).first(), *_AGGREGATIONS)
         .sort("_g")

@@ -24,7 +24,7 @@ import json
 
 import pyarrow.fs as pafs
 
-from market_data_assets.storage.gcs import gcs_emulator_host, parse_gs_uri
+from market_data_assets.storage.gcs import arrow_filesystem, gcs_emulator_host, parse_gs_uri
 
 
 def storage_options_for(root: str, *, emulator_host: str | None = None) -> dict[str, str] | None:
@@ -56,10 +56,4 @@ def pyarrow_filesystem_for(uri: str, *, emulator_host: str | None = None) -> tup
         return pafs.LocalFileSystem(), uri
     path = uri.removeprefix("gs://")
     parse_gs_uri(f"gs://{path.split('/', 1)[0]}")  # the bucket; the rest may hold globs
-    emulator = emulator_host or gcs_emulator_host()
-    if not emulator:
-        return pafs.GcsFileSystem(), path
-    scheme, _, host = emulator.rpartition("://")
-    return pafs.GcsFileSystem(
-        anonymous=True, endpoint_override=host.rstrip("/"), scheme=scheme or "http"
-    ), path
+    return arrow_filesystem(emulator_host), path

@@ -100,9 +100,15 @@ class ObjectStore(ABC):
     def staging_dir(self) -> Path:
         """A local folder for files about to be ``put_file(move=True)`` (same filesystem when local)."""
 
+    def io_threads(self, requested: int) -> int:
+        """Threads worth running for ``requested`` concurrent object operations: every one, where
+        each operation mostly waits on the network."""
+        return requested
+
     # --- conveniences shared by both implementations ---------------------------------------
 
-    def put_bytes(self, data: bytes, path: str) -> None:
+    def put_bytes(self, data: bytes | pa.Buffer, path: str) -> None:
+        """Atomically publish ``data`` under ``path`` (stores override it without a staged file)."""
         with self.staged_file(suffix=Path(path).suffix) as tmp:
             tmp.write_bytes(data)
             self.put_file(tmp, path, move=True)
@@ -117,14 +123,18 @@ class ObjectStore(ABC):
             tmp.unlink(missing_ok=True)
 
     def write_parquet(self, table: pa.Table, path: str, **write_options: object) -> int:
-        """Write ``table`` atomically as Parquet (zstd by default); returns the bytes written."""
+        """Write ``table`` atomically as Parquet (zstd by default); returns the bytes written.
+
+        Serialized in memory and published with one ``put_bytes``: no staged file to write, stat
+        and move (a sixth of the cost of each of a slice's thousands of small files).
+        """
         options: dict[str, Any] = {"compression": "zstd"}
         options.update(write_options)
-        with self.staged_file(suffix=".parquet") as tmp:
-            pq.write_table(table, tmp, **options)
-            size = tmp.stat().st_size
-            self.put_file(tmp, path, move=True)
-        return size
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **options)
+        data = sink.getvalue()
+        self.put_bytes(data, path)
+        return data.size
 
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
         # ParquetFile, not read_table: read_table imports pyarrow.dataset (and pandas), ~1 s the first time.
@@ -143,6 +153,11 @@ class LocalStore(ObjectStore):
     def uri(self, path: str) -> str:
         return str(self._abs(path))
 
+    def io_threads(self, requested: int) -> int:
+        """No more than the cores: a local file operation is CPU work (Parquet encoding, syscalls),
+        and threads beyond the cores only contend for the GIL (measured: more CPU, no less wall)."""
+        return max(1, min(requested, os.cpu_count() or 1))
+
     @counted
     def put_file(self, local_path: Path, path: str, *, move: bool = False) -> None:
         dest = self._abs(path)
@@ -153,6 +168,19 @@ class LocalStore(ObjectStore):
                 shutil.move(str(local_path), tmp)
             else:
                 shutil.copyfile(local_path, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @counted
+    def put_bytes(self, data: bytes | pa.Buffer, path: str) -> None:
+        """Written under a temporary name in the destination folder, then renamed over ``path``."""
+        dest = self._abs(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)

@@ -14,9 +14,10 @@ partitions in parallel: each operation opens the file, works and closes it, and 
 Memory is bounded: every connection runs with ``memory_limit`` and ``threads`` (settings
 ``MARKET_DATA_DUCKDB_MEMORY_LIMIT``/``_THREADS``) and without insertion-order preservation (no
 table here has an order), and a slice is staged ``batch_files`` files per INSERT; what exceeds the
-limit spills to ``<file>.tmp``. A source is a local Parquet file, which DuckDB reads itself, or an
-object of a remote ``ObjectStore`` (``gs://``), read through the store by a small thread pool
-and inserted as Arrow batches of at most ``batch_bytes``: see ``_Sources``.
+limit spills to ``<file>.tmp``. A source is a local Parquet file, read by polars in batches (DuckDB's
+``read_parquet`` where polars refuses a batch, or the files' columns vary), or an object of a remote
+``ObjectStore`` (``gs://``), read through the store by a small thread pool; both are inserted as
+Arrow batches (remote ones of at most ``batch_bytes``): see ``_Sources``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import tenacity
 
@@ -41,6 +43,7 @@ from market_data_assets.settings import (
     DUCKDB_MEMORY_LIMIT_DEFAULT,
     DUCKDB_THREADS_DEFAULT,
 )
+from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
 from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
 from market_data_assets.warehouse.base import (
     LoadResult,
@@ -64,8 +67,9 @@ DUCKDB_SCHEMA = "main"
 """Where the tables live in the DuckDB file: its default schema, so unqualified names work."""
 DEFAULT_BATCH_BYTES = 64 * 2**20
 """Remote sources: decoded Arrow bytes gathered before one INSERT (a batch also ends at ``batch_files``)."""
-DEFAULT_READERS = 8
-"""Remote sources: objects read at once. Each read is one GET, latency-bound on GCS."""
+DEFAULT_READERS = DEFAULT_IO_CONCURRENCY
+"""Remote sources: objects read at once. Each read is one GET, latency-bound on GCS: 8 readers held
+the 22,000 small files of a Deribit day's candles to ~270 files/s at 30 ms per request."""
 
 _SLICE_FILTER = f"{quote_duckdb(EXCHANGE_COLUMN)} = $exchange AND {quote_duckdb(PARTITION_COLUMN)} >= $start AND {quote_duckdb(PARTITION_COLUMN)} < $end"
 _FILENAME = "filename"
@@ -136,9 +140,14 @@ class _Sources:
             ]
         )
         size = self._wh.batch_files
+        view = f"source_batch_{uuid.uuid4().hex[:12]}"
         for i in range(0, len(self.local), size):
             uris = self.local[i : i + size]
-            yield _Batch(uris, f"read_parquet($files{options})", {"files": uris})
+            table = None if filename or self._spec.files_vary else _read_local(uris)
+            if table is None:
+                yield _Batch(uris, f"read_parquet($files{options})", {"files": uris})
+            else:
+                yield from self._registered(con, view, uris, [table])
         if self.remote:
             yield from self._remote_batches(con, filename=filename)
 
@@ -165,7 +174,8 @@ class _Sources:
         self, con: duckdb.DuckDBPyConnection, view: str, uris: list[str], tables: list[pa.Table]
     ) -> Iterator[_Batch]:
         try:
-            table = pa.concat_tables(tables, promote_options="permissive")
+            # One chunk per column: DuckDB's Arrow scan pays per chunk (10x on 3,000 one-file chunks).
+            table = pa.concat_tables(tables, promote_options="permissive").combine_chunks()
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise WarehouseError(
                 f"{self.what}: files with incompatible column types among {len(uris)} ({uris[0]} ...): {exc}"
@@ -203,6 +213,21 @@ class _Sources:
                 yield uri, table
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_local(uris: list[str]) -> pa.Table | None:
+    """Local files of one schema as one Arrow table, read by polars; None if polars refuses one.
+
+    polars reads thousands of small files at a third of DuckDB's per-file cost (``read_parquet``
+    of 3,144 one-instrument files: 4.7 s of CPU, polars: 1.3 s). A batch polars refuses (a file
+    whose columns or types differ) goes to DuckDB's ``read_parquet`` instead, whose error names the
+    file.
+    """
+    try:
+        frame = pl.scan_parquet(uris).collect()
+    except (pl.exceptions.PolarsError, OSError):
+        return None
+    return frame.rechunk().to_arrow()
 
 
 class DuckDBWarehouse(Warehouse):
