@@ -35,7 +35,7 @@ from sandbox_process import child_server  # noqa: E402
 from market_data_assets.live.messages import DEFAULT_DATA_TYPES  # noqa: E402
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys  # noqa: E402
 from market_data_assets.live.sinks import LiveSink  # noqa: E402
-from market_data_assets.storage.store import LocalStore  # noqa: E402
+from market_data_assets.storage.local import LocalStore  # noqa: E402
 from market_data_assets.tardis.sandbox.stream import parse_live_start  # noqa: E402
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse  # noqa: E402
 

@@ -133,7 +133,7 @@ def _summary(root: Path, start: date, days: int, exchanges: list[str]) -> None:
 
     from market_data_assets.quality.missing import GAP_STATUSES, report_for_range
     from market_data_assets.storage import layout
-    from market_data_assets.storage.store import LocalStore
+    from market_data_assets.storage.local import LocalStore
 
     store = LocalStore(root)
     print("\nwhat the lake holds:")

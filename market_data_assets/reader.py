@@ -25,8 +25,8 @@ from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRA
 from market_data_assets.polars_arrow import polars_schema, to_polars
 from market_data_assets.quality.missing import report_for_range
 from market_data_assets.settings import Settings
-from market_data_assets.storage import layout
-from market_data_assets.storage.store import ObjectStore, open_store
+from market_data_assets.storage import layout, open_store
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.tardis.formats import get_spec
 from market_data_assets.warehouse.factory import bigquery_target
 from market_data_assets.warehouse.schema import BATCH_SOURCE, LIVE_SOURCE, SOURCE_COLUMN
@@ -55,7 +55,7 @@ def _days(start: datetime, end: datetime, slack: timedelta = timedelta(0)) -> li
 
 def _scan_options(store: ObjectStore) -> dict:
     if store.root.startswith("gs://"):
-        from market_data_assets.storage.polars_io import storage_options_for
+        from market_data_assets.storage.readers import storage_options_for
 
         return {"storage_options": storage_options_for(store.root)}
     return {}

@@ -12,7 +12,7 @@ import pytest
 from market_data_assets.candles.build import COMPLETE_META_KEY, build_book_snapshots
 from market_data_assets.candles.schema import book_snapshot_schema
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets_tests.support.candles import (
     DAY,
     EXCHANGE,

@@ -31,8 +31,8 @@ from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.schema import CANDLE_SCHEMA
 from market_data_assets.candles.timeframes import TIMEFRAME_TABLE, get_timeframe
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path, candles_path, raw_ticks_path
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import SliceRef, StoredSlice
-from market_data_assets.storage.store import LocalStore
 from market_data_assets_tests.support.candles import (
     DAY,
     EXCHANGE,

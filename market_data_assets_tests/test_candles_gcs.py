@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from market_data_assets.candles.build import build_base_candles, build_book_snapshots, build_rolled_up_candles
+from market_data_assets.storage import open_store
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path, candles_path
-from market_data_assets.storage.store import open_store
 from market_data_assets_tests.support.candles import (
     DAY,
     EXCHANGE,

@@ -20,7 +20,7 @@ from market_data_assets.candles.densify import densify
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.storage.layout import TIMEFRAMES, candles_path
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets_tests.support.candles import (
     DAY,
     DAY_US,

@@ -41,8 +41,8 @@ from market_data_assets.features.registry import (
     lookback_days,
 )
 from market_data_assets.storage.layout import CANDLES_AREA, features_path
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import META_PREFIX, SliceRef, SlicesOutput, write_output
-from market_data_assets.storage.store import LocalStore
 
 DAY = date(2024, 1, 10)
 EXCHANGE = "binance-futures"

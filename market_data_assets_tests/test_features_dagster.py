@@ -25,8 +25,8 @@ from market_data_assets.features.build import LOOKBACK_FLAG, lookback_span
 from market_data_assets.features.registry import FEATURE_NAMES, FEATURE_SCHEMA, FEATURE_TIMEFRAMES
 from market_data_assets.partitions import date_exchange_partitions
 from market_data_assets.storage.layout import CANDLES_AREA, features_path
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import META_PREFIX, SliceRef
-from market_data_assets.storage.store import LocalStore
 from market_data_assets_tests.test_features import EXCHANGE, A, B, C, hand_built, write_candle_slices
 
 pytestmark = pytest.mark.servers

@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
+from market_data_assets.storage import open_store
+from market_data_assets.storage.base import StoreError
 from market_data_assets.storage.gcs import GcsStore, parse_gs_uri
-from market_data_assets.storage.polars_io import pyarrow_filesystem_for, storage_options_for
-from market_data_assets.storage.store import StoreError, open_store
+from market_data_assets.storage.readers import pyarrow_filesystem_for, storage_options_for
 from market_data_assets_tests.fixtures.gcs import GcsEmulator
 
 pytestmark = pytest.mark.emulator

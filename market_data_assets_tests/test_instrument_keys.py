@@ -302,7 +302,7 @@ def test_path_patterns_are_full_matches_and_keys_have_a_maximum_length(tmp_path:
     """A trailing newline used to pass ``$``; a key over ~209 characters could never be written
     (the temporary suffix overflowed the file name limit) and failed with a bare Errno 36."""
     from market_data_assets.storage.layout import MAX_INSTRUMENT_KEY_LENGTH, LayoutError, check_exchange
-    from market_data_assets.storage.store import LocalStore
+    from market_data_assets.storage.local import LocalStore
 
     for bad in ("bitmex\n", "bitmex\r\n"):
         with pytest.raises(LayoutError):

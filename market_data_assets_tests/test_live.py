@@ -27,7 +27,7 @@ from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
 from market_data_assets.live.sinks import LiveSink
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.sandbox import SandboxConfig, generate_csv, start_sandbox
 from market_data_assets.tardis.sandbox.stream import StreamFault, parse_live_start
 from market_data_assets.ticks.convert import convert_csv_gz

@@ -19,8 +19,10 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from market_data_assets.storage import open_store
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_manifest_path
-from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.client import TardisClient
 from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig, generate_csv
 from market_data_assets.ticks.manifest import MANIFEST_SCHEMA, read_manifest
@@ -406,7 +408,7 @@ def test_a_file_of_another_symbol_fails_instead_of_looking_empty(
 _KILLED_RUN = """
 import asyncio, sys
 from pathlib import Path
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.client import TardisClient
 from market_data_assets.ticks.pipeline import materialize_raw_ticks
 from market_data_assets_tests.test_raw_ticks_pipeline import DAY, EXCHANGE, make_targets

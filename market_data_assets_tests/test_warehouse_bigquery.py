@@ -22,9 +22,9 @@ from google.cloud import bigquery
 from market_data_assets import reader
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
 from market_data_assets.settings import Settings
-from market_data_assets.storage import layout
+from market_data_assets.storage import layout, open_store
 from market_data_assets.storage.gcs import GcsStore
-from market_data_assets.storage.store import LocalStore, open_store
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse import StagedSlice, WarehouseError, load_slice, open_warehouse
 from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
 from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, get_table

@@ -34,6 +34,7 @@ from market_data_assets.candles.sources import (
     scan_paths,
 )
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME, TIMEFRAME_TABLE, Timeframe, get_timeframe
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import BOOK_SNAPSHOTS_AREA, CANDLES_AREA
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
 from market_data_assets.storage.slices import (
@@ -44,7 +45,6 @@ from market_data_assets.storage.slices import (
     StoredSlice,
     write_output,
 )
-from market_data_assets.storage.store import ObjectStore
 
 COMPLETE_FLAG = "complete_through_midnight"
 COMPLETE_META_KEY = (META_PREFIX + COMPLETE_FLAG).encode()

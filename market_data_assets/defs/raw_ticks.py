@@ -19,8 +19,8 @@ from market_data_assets.partitions import (
     partitions_of_context,
 )
 from market_data_assets.polars_arrow import to_polars
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_manifest_path, targets_path
-from market_data_assets.storage.store import ObjectStore
 from market_data_assets.ticks.pipeline import RawTicksResult, materialize_raw_ticks
 
 _MAX_FAILURE_ROWS = 50

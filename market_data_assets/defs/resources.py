@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, overload
 import dagster as dg
 
 from market_data_assets.settings import Settings
-from market_data_assets.storage.store import ObjectStore, open_store
+from market_data_assets.storage import open_store
+from market_data_assets.storage.base import ObjectStore
 
 if TYPE_CHECKING:
     from market_data_assets.tardis.client import TardisClient

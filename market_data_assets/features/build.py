@@ -20,6 +20,7 @@ import pyarrow as pa
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.features.compute import CANDLE_INPUTS, compute_features
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES, lookback_days
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.layout import CANDLES_AREA, FEATURES_AREA
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
@@ -30,7 +31,6 @@ from market_data_assets.storage.slices import (
     StoredSlice,
     write_output,
 )
-from market_data_assets.storage.store import ObjectStore
 
 LOOKBACK_FLAG = "lookback_complete"
 COMPLETE_FLAG = "complete_through_midnight"

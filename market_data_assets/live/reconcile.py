@@ -18,8 +18,8 @@ from market_data_assets.candles.compute import KEY
 from market_data_assets.candles.schema import CANDLE_SCHEMA
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.storage import layout
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.frames import scan_files
-from market_data_assets.storage.store import ObjectStore
 
 REL_TOL = 1e-9
 """Float sums may differ by summation order only (docs/CANDLES.md)."""

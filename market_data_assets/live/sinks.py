@@ -25,7 +25,7 @@ from market_data_assets.candles.compute import KEY
 from market_data_assets.live.candles import day_of_us
 from market_data_assets.live.gaps import LIVE_GAPS_SCHEMA, LIVE_GAPS_TABLE, Gap
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import ObjectStore
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.warehouse.base import Warehouse, WarehouseError
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 from market_data_assets.warehouse.schema import (

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"market-data missing: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from market_data_assets.storage.store import open_store
+    from market_data_assets.storage import open_store
 
     store = open_store(args.root or settings.root)
     without_targets: list[tuple[date, str, str]] = []

@@ -38,7 +38,8 @@ import pyarrow.parquet as pq
 
 from market_data_assets.polars_arrow import to_polars
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.storage.base import ObjectStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.incidents import Incident
 from market_data_assets.ticks.manifest import (
     MANIFEST_SCHEMA,

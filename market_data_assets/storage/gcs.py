@@ -31,11 +31,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import storage
 
-from market_data_assets.storage.store import (
+from market_data_assets.storage.base import (
     ObjectInfo,
     ObjectStore,
     StoreError,
-    _check_relative,
+    check_relative_path,
     counted,
     local_staging_dir,
 )
@@ -66,7 +66,7 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     prefix = prefix.rstrip("/")
     if prefix:
         try:
-            _check_relative(prefix)
+            check_relative_path(prefix)
         except StoreError as exc:
             raise StoreError(f"invalid GCS root {uri!r}: bad prefix {prefix!r}") from exc
     return bucket, prefix
@@ -78,7 +78,7 @@ def _check_prefix(prefix: str) -> str:
         return prefix
     body = prefix[:-1] if prefix.endswith("/") else prefix
     try:
-        _check_relative(body)
+        check_relative_path(body)
     except StoreError as exc:
         raise StoreError(f"invalid listing prefix {prefix!r}: {exc}") from exc
     return prefix
@@ -171,7 +171,7 @@ class GcsStore(ObjectStore):
 
     def object_name(self, path: str) -> str:
         """The GCS object name of a relative store path (validated)."""
-        _check_relative(path)
+        check_relative_path(path)
         return f"{self._prefix}/{path}" if self._prefix else path
 
     def uri(self, path: str) -> str:

@@ -21,7 +21,7 @@ from market_data_assets.tardis.formats import DATA_TYPES
 if TYPE_CHECKING:
     import polars as pl
 
-    from market_data_assets.storage.store import ObjectInfo, ObjectStore
+    from market_data_assets.storage.base import ObjectInfo, ObjectStore
 
 __all__ = ["TIMEFRAMES"]  # the timeframe names come from the timeframe table; paths validate against them
 

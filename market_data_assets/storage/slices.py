@@ -27,9 +27,9 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.storage import layout
+from market_data_assets.storage.base import ObjectInfo, ObjectStore
 from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.parallel import map_objects
-from market_data_assets.storage.store import ObjectInfo, ObjectStore
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN
 
 KEY = INSTRUMENT_KEY_COLUMN

@@ -21,8 +21,9 @@ from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_manifest_path
-from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.storage.local import LocalStore
 
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from market_data_assets.errors import MarketDataError
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import check_exchange
-from market_data_assets.storage.store import ObjectStore
 
 
 class WarehouseError(MarketDataError, RuntimeError):

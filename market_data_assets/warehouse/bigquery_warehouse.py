@@ -33,7 +33,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from market_data_assets.days import day_bounds
-from market_data_assets.storage.store import ObjectStore
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN
 from market_data_assets.warehouse.base import (
     LoadResult,

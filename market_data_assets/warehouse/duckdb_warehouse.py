@@ -43,8 +43,10 @@ from market_data_assets.settings import (
     DUCKDB_MEMORY_LIMIT_DEFAULT,
     DUCKDB_THREADS_DEFAULT,
 )
+from market_data_assets.storage import open_store
+from market_data_assets.storage.base import ObjectStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
-from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
 from market_data_assets.warehouse.base import (
     LoadResult,
     StagedSlice,

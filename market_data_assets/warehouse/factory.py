@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from market_data_assets.settings import Settings
-from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.storage.base import ObjectStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse.base import Warehouse, WarehouseError
 
 DUCKDB_FILE_NAME = "warehouse.duckdb"

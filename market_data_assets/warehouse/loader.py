@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import ObjectStore
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.warehouse.base import LoadResult, Warehouse, WarehouseError
 from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, WarehouseTable, get_table
 

@@ -1,18 +1,17 @@
-"""The object store every asset writes through: a local folder or ``gs://bucket/prefix``.
+"""The object store interface every asset writes through, and what both implementations share.
 
-One small interface, two implementations. Writes are atomic: a local file is written under a
-temporary name in the same folder and renamed; a GCS object is a single upload, which GCS
-makes visible all at once. Either way a reader sees the old file or the new one, never half.
-``open_store(settings.root)`` picks the implementation from the root, so switching
-``MARKET_DATA_ROOT`` from ``./data`` to ``gs://bucket/prefix`` is the only change a user makes.
+One small interface (``ObjectStore``), two implementations: ``local.LocalStore`` (a folder) and
+``gcs.GcsStore`` (``gs://bucket/prefix``); ``storage.open_store(root)`` picks one from the root, so
+switching ``MARKET_DATA_ROOT`` from ``./data`` to ``gs://bucket/prefix`` is the only change a user
+makes. Writes are atomic: a local file is written under a temporary name in the same folder and
+renamed; a GCS object is a single upload, which GCS makes visible all at once. Either way a reader
+sees the old file or the new one, never half.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import os
-import shutil
 import tempfile
 import threading
 import uuid
@@ -40,7 +39,8 @@ class ObjectInfo:
     size: int
 
 
-def _check_relative(path: str) -> str:
+def check_relative_path(path: str) -> str:
+    """``path`` if it is a valid store path (relative, ``/``-separated, no ``.``/``..``), else StoreError."""
     if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in path.split("/")):
         raise StoreError(
             f"invalid storage path {path!r}: must be relative, '/'-separated, without '.' or '..'"
@@ -140,113 +140,6 @@ class ObjectStore(ABC):
         # ParquetFile, not read_table: read_table imports pyarrow.dataset (and pandas), ~1 s the first time.
         with pq.ParquetFile(io.BytesIO(self.get_bytes(path))) as f:
             return f.read(columns=columns)
-
-
-class LocalStore(ObjectStore):
-    def __init__(self, root: str | Path) -> None:
-        self._root = Path(root).expanduser().resolve()
-        self.root = str(self._root)
-
-    def _abs(self, path: str) -> Path:
-        return self._root / _check_relative(path)
-
-    def uri(self, path: str) -> str:
-        return str(self._abs(path))
-
-    def io_threads(self, requested: int) -> int:
-        """No more than the cores: a local file operation is CPU work (Parquet encoding, syscalls),
-        and threads beyond the cores only contend for the GIL (measured: more CPU, no less wall)."""
-        return max(1, min(requested, os.cpu_count() or 1))
-
-    @counted
-    def put_file(self, local_path: Path, path: str, *, move: bool = False) -> None:
-        dest = self._abs(path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            if move:
-                shutil.move(str(local_path), tmp)
-            else:
-                shutil.copyfile(local_path, tmp)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    @counted
-    def put_bytes(self, data: bytes | pa.Buffer, path: str) -> None:
-        """Written under a temporary name in the destination folder, then renamed over ``path``."""
-        dest = self._abs(path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    @counted
-    def get_bytes(self, path: str) -> bytes:
-        src = self._abs(path)
-        if not src.is_file():
-            raise FileNotFoundError(f"{self.uri(path)} does not exist")
-        return src.read_bytes()
-
-    @counted
-    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
-        src = self._abs(path)
-        if not src.is_file():
-            raise FileNotFoundError(f"{self.uri(path)} does not exist")
-        with pq.ParquetFile(src) as f:
-            return f.read(columns=columns)
-
-    @counted
-    def exists(self, path: str) -> bool:
-        return self._abs(path).is_file()
-
-    @counted
-    def list(self, prefix: str) -> list[ObjectInfo]:
-        # Scan only the deepest folder the prefix names, filter names before any stat call, and
-        # everything below a matching folder matches: the hot path for a day folder of 1,000s of files.
-        folder, _, name_prefix = prefix.rpartition("/")
-        out: list[ObjectInfo] = []
-        stack = [(str(self._root / folder) if folder else str(self._root), folder, name_prefix)]
-        while stack:
-            abs_dir, rel_dir, wanted = stack.pop()
-            try:
-                entries = os.scandir(abs_dir)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            base = f"{rel_dir}/" if rel_dir else ""
-            with entries:
-                for entry in entries:
-                    name = entry.name
-                    if not name.startswith(wanted) or name.startswith("."):
-                        continue  # outside the prefix, or temporary/staging files
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, base + name, ""))
-                    else:
-                        out.append(ObjectInfo(base + name, entry.stat().st_size))
-        out.sort(key=lambda o: o.path)
-        return out
-
-    @counted
-    def delete(self, path: str) -> None:
-        self._abs(path).unlink(missing_ok=True)
-
-    def staging_dir(self) -> Path:
-        d = self._root / ".staging"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
-
-
-def open_store(root: str) -> ObjectStore:
-    """The store for a ``MARKET_DATA_ROOT`` value: a folder, or ``gs://bucket/prefix``."""
-    if root.startswith("gs://"):
-        from market_data_assets.storage.gcs import GcsStore
-
-        return GcsStore.from_uri(root)
-    return LocalStore(root)
 
 
 def local_staging_dir() -> Path:
