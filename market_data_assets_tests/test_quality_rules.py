@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
-from market_data_assets.partitions import partition_key
+from market_data_assets.partitions import DayExchange as Part
 from market_data_assets.quality.checks import (
     duplicate_instrument_keys,
     raw_ticks_completeness,
@@ -21,16 +20,6 @@ from market_data_assets.storage import layout
 from market_data_assets.storage.local import LocalStore
 
 DAY = date(2024, 3, 5)
-
-
-@dataclass(frozen=True)
-class Part:
-    day: date
-    exchange: str
-
-    @property
-    def key(self) -> str:
-        return partition_key(self.day, self.exchange)
 
 
 def test_report_summary_counts_every_status_and_ranks_the_worst_gaps_first():
