@@ -59,91 +59,117 @@ class Secret:
         return hash(self._value)
 
 
-# name -> (default shown in the README, meaning)
+# name -> (default, meaning), as the README's settings table shows them (Markdown): the table is
+# generated from here by ``settings_table()``, and a test keeps the README equal to it.
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "MARKET_DATA_ROOT": (
-        "./data",
-        "Storage root: a folder or gs://bucket/prefix. The only switch between local and GCS.",
+        "`./data`",
+        "Storage root: a folder or `gs://bucket/prefix`. The only switch between local and GCS.",
     ),
     "MARKET_DATA_EXCHANGES": (
-        ",".join(DEFAULT_EXCHANGES),
+        f"`{','.join(DEFAULT_EXCHANGES)}`",
         "Comma-separated Tardis exchange ids: the exchange partitions.",
     ),
-    "MARKET_DATA_START_DATE": ("2024-01-01", "First day of the date partitions (YYYY-MM-DD)."),
+    "MARKET_DATA_START_DATE": (
+        "`2024-01-01`",
+        "First day of the date partitions (YYYY-MM-DD).",
+    ),
     "MARKET_DATA_END_DATE": (
-        "(today, UTC)",
+        "today (UTC)",
         "Optional last day offered by the date partitions (YYYY-MM-DD).",
     ),
     "MARKET_DATA_WAREHOUSE": (
-        "duckdb",
-        "`duckdb` (file `<root>/warehouse.duckdb`, or `duckdb:///path`) or `bigquery://PROJECT/DATASET`.",
+        "`duckdb`",
+        "`duckdb` (file `<root>/warehouse.duckdb`), `duckdb:///path` or `bigquery://PROJECT/DATASET`. A `gs://` root works with `duckdb:///path` (the lake is read through the store) or BigQuery.",
     ),
-    # --- the DuckDB warehouse load (warehouse/duckdb_warehouse.py) ---
     "MARKET_DATA_DUCKDB_MEMORY_LIMIT": (
-        "384MB",
-        "DuckDB warehouse: `memory_limit` of its connections (KB/MB/GB/TB or KiB/MiB/GiB/TiB); "
-        "a larger slice spills to `<file>.tmp`.",
+        "`384MB`",
+        "DuckDB warehouse: `memory_limit` of its connections (`KB`/`MB`/`GB`/`TB` or `KiB`/`MiB`/`GiB`/`TiB`, at least 32MB); a larger slice spills to `<file>.tmp`.",
     ),
-    "MARKET_DATA_DUCKDB_THREADS": ("2", "DuckDB warehouse: `threads` of its connections."),
+    "MARKET_DATA_DUCKDB_THREADS": (
+        "`2`",
+        "DuckDB warehouse: `threads` of its connections.",
+    ),
     "MARKET_DATA_DUCKDB_BATCH_FILES": (
-        "500",
-        "DuckDB warehouse: most lake files staged by one INSERT (a slice is staged in batches).",
+        "`500`",
+        "DuckDB warehouse: most lake files staged by one `INSERT` (a slice is staged in batches).",
     ),
     "MARKET_DATA_TARGETS_FILE": (
-        "(bundled download_targets.yaml)",
+        "bundled `download_targets.yaml`",
         "Which instruments and data types to download, per exchange.",
     ),
-    "MARKET_DATA_CONCURRENCY": ("16", "Parallel downloads (HTTP connections) per run."),
-    "MARKET_DATA_CONVERT_WORKERS": ("2", "CSV.gz -> Parquet conversions running at once."),
+    "MARKET_DATA_CONCURRENCY": (
+        "`16`",
+        "Parallel downloads (HTTP connections) per run.",
+    ),
+    "MARKET_DATA_CONVERT_WORKERS": (
+        "`2`",
+        "CSV.gz → Parquet conversions running at once.",
+    ),
     "MARKET_DATA_STAGING_MAX_AGE_HOURS": (
-        "24",
-        "Staging entries not owned by a live run on this host (other hosts', loose temp files) are "
-        "removed once this old; dead local runs' folders go at once. See `market-data clean-staging`.",
+        "`24`",
+        "Staging entries not owned by a live run on this host (other hosts' folders, loose temp files) are removed once this old; folders of dead local runs go at once. See `market-data clean-staging`.",
     ),
     "MARKET_DATA_BACKFILL_DAYS_PER_RUN": (
-        "7",
+        "`7`",
         "Days per run in a multi-run backfill (one GCE VM per shard).",
     ),
     "MARKET_DATA_SENSOR_LOOKBACK_DAYS": (
-        "3",
-        "Days the tardis_new_days sensor requests on its first tick (before it has a cursor).",
+        "`3`",
+        "Days the `tardis_new_days` sensor requests on its first tick.",
     ),
     "MARKET_DATA_IO_CONCURRENCY": (
-        "32",
+        "`32`",
         "Object reads/writes in flight per step (candle, book snapshot and raw tick files): sized to hide ~30 ms of GCS latency.",
     ),
     "MARKET_DATA_SPARSE_CANDLE_TYPES": (
-        "OPTION,COMBO",
+        "`OPTION,COMBO`",
         "Instrument types whose candles are sparse (only buckets with ticks); the others get every bucket. docs/CANDLES.md.",
     ),
     "MARKET_DATA_CANDLE_CHUNK_ROWS": (
-        "2000000",
+        "`2000000`",
         "Tick rows per vectorized candle pass (instruments are never split): bounds a step's memory.",
     ),
-    "TARDIS_API_KEY": ("(none)", "Tardis key (secret). Without it only first-of-month days download."),
+    "TARDIS_API_KEY": (
+        "none",
+        "Tardis key (secret: never logged, never in metadata or errors; a value with control, space or non-ASCII characters is refused). Without it only first-of-month days download, and instruments metadata (except BitMEX) is unavailable, so keys come from parsing symbol ids. A key Tardis refuses fails `instrument_definitions`.",
+    ),
     "TARDIS_API_URL": (
-        TARDIS_API_URL_DEFAULT,
+        f"`{TARDIS_API_URL_DEFAULT}`",
         "Metadata API base; `http://127.0.0.1:PORT/v1` for the sandbox.",
     ),
     "TARDIS_DATASETS_URL": (
-        TARDIS_DATASETS_URL_DEFAULT,
+        f"`{TARDIS_DATASETS_URL_DEFAULT}`",
         "Datasets base; `http://127.0.0.1:PORT/v1` for the sandbox.",
     ),
-    "TARDIS_REQUESTS_PER_MINUTE": ("2400", "Client-side request rate cap (Tardis allows about 3,000/min)."),
-    "TARDIS_MAX_RETRIES": ("8", "Retries for 429/5xx/network errors, exponential backoff with jitter."),
+    "TARDIS_REQUESTS_PER_MINUTE": (
+        "`2400`",
+        "Client-side request rate cap (Tardis allows about 3,000/min).",
+    ),
+    "TARDIS_MAX_RETRIES": (
+        "`8`",
+        "Retries for 429/5xx/network errors, exponential backoff with jitter.",
+    ),
     "TARDIS_MACHINE_WS_URL": (
-        TARDIS_MACHINE_WS_URL_DEFAULT,
-        "tardis-machine's WebSocket base for `market-data live` (the sandbox prints its own).",
+        f"`{TARDIS_MACHINE_WS_URL_DEFAULT}`",
+        "tardis-machine's WebSocket base for `market-data live` (its HTTP port + 1; the sandbox prints its own).",
     ),
     "MARKET_DATA_LIVE_MAX_LAG_S": (
-        "300",
-        "The live_freshness sensor warns when an exchange's newest live candle is older than this (seconds).",
+        "`300`",
+        "The `live_freshness` sensor warns when an exchange's newest live candle is older than this (seconds).",
     ),
     "MARKET_DATA_LIVE_LATENESS_S": (
-        "2",
+        "`2`",
         "Seconds of stream time a live bucket stays open after its end for late messages (docs/LIVE.md).",
     ),
 }
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown), one row per variable of ``SETTINGS_DOC``."""
+    lines = ["| variable | meaning | default |", "|---|---|---|"]
+    lines += [f"| `{name}` | {meaning} | {default} |" for name, (default, meaning) in SETTINGS_DOC.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _bundled_targets_file() -> Path:
