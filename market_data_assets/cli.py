@@ -12,7 +12,7 @@ import sys
 
 # subcommand -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sandbox": ("market_data_assets.tardis.sandbox.cli", "serve the bundled Tardis-compatible sandbox"),
+    "sandbox": ("market_data_assets.sandbox.cli", "serve the bundled Tardis-compatible sandbox"),
     "missing": ("market_data_assets.quality.cli", "report missing data over any date range"),
     "clean-staging": (
         "market_data_assets.storage.staging",

@@ -65,8 +65,8 @@ def sandbox_environment(sandbox, root: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from market_data_assets.sandbox import SandboxConfig, start_sandbox
     from market_data_assets.settings import Settings
-    from market_data_assets.tardis.sandbox import SandboxConfig, start_sandbox
 
     root = Path(args.root or Settings.from_env().root).expanduser().resolve()
     exchanges = [e.strip() for e in args.exchanges.split(",") if e.strip()]

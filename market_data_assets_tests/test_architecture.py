@@ -54,6 +54,7 @@ def test_core_packages_never_import_dagster():
 
     core = (
         "tardis",
+        "sandbox",
         "instruments",
         "ticks",
         "candles",
@@ -241,7 +242,7 @@ def test_no_import_circle_among_the_package_modules():
 
 def test_every_error_class_of_the_package_derives_from_market_data_error():
     """One root: ``except MarketDataError`` catches every refusal the project explains (the test
-    server's own internals under tardis/sandbox aside)."""
+    server's own internals under sandbox/ aside)."""
     import importlib
     import inspect
     import pkgutil

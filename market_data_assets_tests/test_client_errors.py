@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig
 from market_data_assets.tardis.client import DownloadRequest, DownloadResult, TardisClient
 from market_data_assets.tardis.errors import (
     TardisAuthError,
@@ -26,7 +27,6 @@ from market_data_assets.tardis.errors import (
     TardisResponseError,
     TardisServerError,
 )
-from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig
 
 FAST = {"backoff_base": 0.001, "backoff_max": 0.02}
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from market_data_assets.tardis.sandbox import SandboxConfig, generate_csv
+from market_data_assets.sandbox import SandboxConfig, generate_csv
 from market_data_assets.ticks.convert import convert_csv_gz
 from market_data_assets.ticks.errors import (
     BadValueError,

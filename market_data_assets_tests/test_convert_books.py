@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from market_data_assets.sandbox import generate_csv
 from market_data_assets.tardis.formats import get_spec
-from market_data_assets.tardis.sandbox import generate_csv
 from market_data_assets.ticks.convert import TimestampWindow, _convert_streaming, convert_csv_gz
 from market_data_assets.ticks.errors import BadValueError, CorruptGzipError, TimestampWindowError
 from market_data_assets_tests.test_convert import (

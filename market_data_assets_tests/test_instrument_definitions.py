@@ -308,7 +308,7 @@ def test_unknown_type_raises_or_is_skipped_on_request() -> None:
 def test_metadata_and_symbol_parse_agree_on_sandbox_universe(exchange: str) -> None:
     """The sandbox's pure universe functions (no HTTP): every key from metadata equals the key the
     symbol parser derives from the public dataset id, so a paid key never renames a file."""
-    from market_data_assets.tardis.sandbox import SandboxConfig, list_dataset_symbols, list_instruments
+    from market_data_assets.sandbox import SandboxConfig, list_dataset_symbols, list_instruments
 
     config = SandboxConfig()
     instruments = list_instruments(config, exchange)

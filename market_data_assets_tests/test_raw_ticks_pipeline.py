@@ -19,12 +19,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig, generate_csv
 from market_data_assets.storage import open_store
 from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_manifest_path
 from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.client import TardisClient
-from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig, generate_csv
 from market_data_assets.ticks.manifest import MANIFEST_SCHEMA, read_manifest
 from market_data_assets.ticks.pipeline import RawTicksResult, materialize_raw_ticks
 
@@ -131,7 +131,7 @@ def stored_hashes(store: ObjectStore) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, RawTicksResult]:
     """A fault-free run on a private sandbox: the reference for every other run."""
-    from market_data_assets.tardis.sandbox import start_sandbox
+    from market_data_assets.sandbox import start_sandbox
 
     sandbox = start_sandbox(CONFIG)
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import tardis_dev
 
-from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig, list_dataset_symbols
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig, list_dataset_symbols
 
 pytestmark = pytest.mark.servers
 

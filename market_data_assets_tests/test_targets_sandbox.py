@@ -14,17 +14,17 @@ import polars as pl
 import pytest
 
 from market_data_assets.instruments import build_instrument_definitions, load_targets_config, select_targets
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig
 from market_data_assets.settings import DEFAULT_EXCHANGES, Settings
 from market_data_assets.tardis.client import DownloadRequest, TardisClient
 from market_data_assets.tardis.errors import TardisAuthError
-from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig
 
 DAY = date(2024, 9, 1)  # first of the month: the datasets are free without a key
 
 
 @pytest.fixture(scope="module")
 def small_sandbox() -> Iterator[RunningSandbox]:
-    from market_data_assets.tardis.sandbox import start_sandbox
+    from market_data_assets.sandbox import start_sandbox
 
     running = start_sandbox(SandboxConfig(trades_per_day=20))
     try:

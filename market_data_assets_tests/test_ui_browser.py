@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from market_data_assets.tardis.sandbox import RunningSandbox
+from market_data_assets.sandbox import RunningSandbox
 from market_data_assets_tests.fixtures.webserver import WebserverProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -20,12 +20,12 @@ from typing import Any
 
 from aiohttp import web
 
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.fault_rules import FaultInjector
+from market_data_assets.sandbox.market import generate_csv
+from market_data_assets.sandbox.stream import LiveClock, StreamControl
+from market_data_assets.sandbox.universe import ExchangeUniverse, exchange_universe, gc_paused
 from market_data_assets.tardis.client import EMPTY_GZIP
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.faults import FaultInjector
-from market_data_assets.tardis.sandbox.market import generate_csv
-from market_data_assets.tardis.sandbox.stream import LiveClock, StreamControl
-from market_data_assets.tardis.sandbox.universe import ExchangeUniverse, exchange_universe, gc_paused
 
 _GZIP_LEVEL = 1
 """Level 1 compresses 6x faster than the default 6 for files ~17% larger: the sandbox's time goes

@@ -14,10 +14,10 @@ from datetime import date
 import numpy as np
 
 from market_data_assets.days import US_PER_DAY, parse_tardis_time, to_us
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.instruments import Instrument
-from market_data_assets.tardis.sandbox.prices import day_index, index_at
-from market_data_assets.tardis.sandbox.textformat import decimals_of
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.index_paths import day_index, index_at
+from market_data_assets.sandbox.instruments import Instrument
+from market_data_assets.sandbox.textformat import decimals_of
 
 YEAR_US = 365.25 * US_PER_DAY
 

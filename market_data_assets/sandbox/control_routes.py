@@ -16,9 +16,9 @@ from datetime import date
 
 from aiohttp import web
 
-from market_data_assets.tardis.sandbox.exchanges import iso
-from market_data_assets.tardis.sandbox.faults import FaultRule, RequestRecord
-from market_data_assets.tardis.sandbox.state import STATE, SandboxState, error_response
+from market_data_assets.sandbox.exchanges import iso
+from market_data_assets.sandbox.fault_rules import FaultRule, RequestRecord
+from market_data_assets.sandbox.state import STATE, SandboxState, error_response
 
 
 def _record(state: SandboxState, request: web.Request, status: int, fault: str | None) -> None:

@@ -9,11 +9,11 @@ from datetime import date
 
 from aiohttp import web
 
-from market_data_assets.tardis.sandbox.app import build_app
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.faults import FaultInjector, FaultRule, RequestRecord
-from market_data_assets.tardis.sandbox.state import SandboxState
-from market_data_assets.tardis.sandbox.stream import LiveClock, StreamControl, StreamFault
+from market_data_assets.sandbox.app import build_app
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.fault_rules import FaultInjector, FaultRule, RequestRecord
+from market_data_assets.sandbox.state import SandboxState
+from market_data_assets.sandbox.stream import LiveClock, StreamControl, StreamFault
 
 _START_TIMEOUT_S = 30.0
 

@@ -43,9 +43,9 @@ from datetime import UTC, date, datetime, timedelta
 from aiohttp import WSMsgType, web
 
 from market_data_assets.days import US_PER_DAY, day_start_us
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.instruments import SymbolGroup
-from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv, resolve_symbol
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.instruments import SymbolGroup
+from market_data_assets.sandbox.market import SandboxNotFound, generate_csv, resolve_symbol
 
 WS_PATH = "/ws-stream-normalized"
 
