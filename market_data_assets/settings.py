@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from market_data_assets.errors import MarketDataError
 from market_data_assets.storage.layout import is_exchange_id
@@ -259,6 +260,11 @@ class Settings:
         if targets and not targets_file.is_file():
             raise SettingsError(f"MARKET_DATA_TARGETS_FILE={targets!r} does not exist")
 
+        defaults = {f.name: f.default for f in fields(cls)}
+        numbers: dict[str, Any] = {  # each typed as its field (int or float), see _BOUNDED_NUMBERS
+            name: _parse_bounded(variable, get(variable), defaults[name], lo, hi)
+            for name, variable, lo, hi in _BOUNDED_NUMBERS
+        }
         return cls(
             root=root,
             exchanges=exchanges,
@@ -266,61 +272,19 @@ class Settings:
             end_date=end,
             warehouse=warehouse,
             duckdb_memory_limit=duckdb_memory_limit,
-            duckdb_threads=_parse_int(
-                "MARKET_DATA_DUCKDB_THREADS",
-                get("MARKET_DATA_DUCKDB_THREADS"),
-                DUCKDB_THREADS_DEFAULT,
-                1,
-                256,
-            ),
-            duckdb_batch_files=_parse_int(
-                "MARKET_DATA_DUCKDB_BATCH_FILES",
-                get("MARKET_DATA_DUCKDB_BATCH_FILES"),
-                DUCKDB_BATCH_FILES_DEFAULT,
-                1,
-                100_000,
-            ),
             targets_file=targets_file,
-            concurrency=_parse_int("MARKET_DATA_CONCURRENCY", get("MARKET_DATA_CONCURRENCY"), 16, 1, 512),
-            convert_workers=_parse_int(
-                "MARKET_DATA_CONVERT_WORKERS", get("MARKET_DATA_CONVERT_WORKERS"), 2, 1, 64
-            ),
-            staging_max_age_hours=_parse_int(
-                "MARKET_DATA_STAGING_MAX_AGE_HOURS", get("MARKET_DATA_STAGING_MAX_AGE_HOURS"), 24, 0, 24 * 366
-            ),
-            backfill_days_per_run=_parse_int(
-                "MARKET_DATA_BACKFILL_DAYS_PER_RUN", get("MARKET_DATA_BACKFILL_DAYS_PER_RUN"), 7, 1, 366
-            ),
-            sensor_lookback_days=_parse_int(
-                "MARKET_DATA_SENSOR_LOOKBACK_DAYS", get("MARKET_DATA_SENSOR_LOOKBACK_DAYS"), 3, 1, 3660
-            ),
-            io_concurrency=_parse_int(
-                "MARKET_DATA_IO_CONCURRENCY", get("MARKET_DATA_IO_CONCURRENCY"), 32, 1, 256
-            ),
             sparse_candle_types=_parse_instrument_types(
                 "MARKET_DATA_SPARSE_CANDLE_TYPES", get("MARKET_DATA_SPARSE_CANDLE_TYPES")
-            ),
-            candle_chunk_rows=_parse_int(
-                "MARKET_DATA_CANDLE_CHUNK_ROWS", get("MARKET_DATA_CANDLE_CHUNK_ROWS"), 2_000_000, 1_000, 10**9
             ),
             tardis_api_key=_parse_api_key("TARDIS_API_KEY", get("TARDIS_API_KEY")),
             tardis_api_url=_parse_url("TARDIS_API_URL", get("TARDIS_API_URL") or TARDIS_API_URL_DEFAULT),
             tardis_datasets_url=_parse_url(
                 "TARDIS_DATASETS_URL", get("TARDIS_DATASETS_URL") or TARDIS_DATASETS_URL_DEFAULT
             ),
-            tardis_requests_per_minute=_parse_int(
-                "TARDIS_REQUESTS_PER_MINUTE", get("TARDIS_REQUESTS_PER_MINUTE"), 2400, 1, 1_000_000
-            ),
-            tardis_max_retries=_parse_int("TARDIS_MAX_RETRIES", get("TARDIS_MAX_RETRIES"), 8, 0, 100),
             tardis_machine_ws_url=_parse_ws_url(
                 "TARDIS_MACHINE_WS_URL", get("TARDIS_MACHINE_WS_URL") or TARDIS_MACHINE_WS_URL_DEFAULT
             ),
-            live_lateness_s=_parse_float(
-                "MARKET_DATA_LIVE_LATENESS_S", get("MARKET_DATA_LIVE_LATENESS_S"), 2.0, 0.0, 3600.0
-            ),
-            live_max_lag_s=_parse_float(
-                "MARKET_DATA_LIVE_MAX_LAG_S", get("MARKET_DATA_LIVE_MAX_LAG_S"), 300.0, 1.0, 86_400.0 * 30
-            ),
+            **numbers,
         )
 
 
@@ -347,6 +311,33 @@ def _parse_date(name: str, value: str | None) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise SettingsError(f"{name}={value!r} is not a date in YYYY-MM-DD form") from None
+
+
+_BOUNDED_NUMBERS: tuple[tuple[str, str, float, float], ...] = (
+    # (Settings field, variable, lowest, highest); the default is the field's own, written once.
+    ("duckdb_threads", "MARKET_DATA_DUCKDB_THREADS", 1, 256),
+    ("duckdb_batch_files", "MARKET_DATA_DUCKDB_BATCH_FILES", 1, 100_000),
+    ("concurrency", "MARKET_DATA_CONCURRENCY", 1, 512),
+    ("convert_workers", "MARKET_DATA_CONVERT_WORKERS", 1, 64),
+    ("staging_max_age_hours", "MARKET_DATA_STAGING_MAX_AGE_HOURS", 0, 24 * 366),
+    ("backfill_days_per_run", "MARKET_DATA_BACKFILL_DAYS_PER_RUN", 1, 366),
+    ("sensor_lookback_days", "MARKET_DATA_SENSOR_LOOKBACK_DAYS", 1, 3660),
+    ("io_concurrency", "MARKET_DATA_IO_CONCURRENCY", 1, 256),
+    ("candle_chunk_rows", "MARKET_DATA_CANDLE_CHUNK_ROWS", 1_000, 10**9),
+    ("tardis_requests_per_minute", "TARDIS_REQUESTS_PER_MINUTE", 1, 1_000_000),
+    ("tardis_max_retries", "TARDIS_MAX_RETRIES", 0, 100),
+    ("live_lateness_s", "MARKET_DATA_LIVE_LATENESS_S", 0.0, 3600.0),
+    ("live_max_lag_s", "MARKET_DATA_LIVE_MAX_LAG_S", 1.0, 86_400.0 * 30),
+)
+"""The bounded numeric settings: an int field is parsed as an int, a float field as a float."""
+
+
+def _parse_bounded(name: str, value: str | None, default: object, lo: float, hi: float) -> int | float:
+    if isinstance(default, float):
+        return _parse_float(name, value, default, lo, hi)
+    if not isinstance(default, int):
+        raise TypeError(f"{name}: a bounded setting needs an int or float default, not {default!r}")
+    return _parse_int(name, value, default, int(lo), int(hi))
 
 
 def _parse_int(name: str, value: str | None, default: int, lo: int, hi: int) -> int:

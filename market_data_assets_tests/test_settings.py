@@ -68,5 +68,25 @@ def test_every_variable_settings_reads_is_documented():
 
     source = Path(settings_module.__file__).read_text()
     read = set(re.findall(r'get\("((?:MARKET_DATA|TARDIS)_[A-Z_]+)"\)', source))
+    read |= {variable for _, variable, _, _ in settings_module._BOUNDED_NUMBERS}
     assert len(read) > 20
     assert read <= set(SETTINGS_DOC), sorted(read - set(SETTINGS_DOC))
+
+
+def test_numeric_defaults_are_written_once_and_the_readme_shows_them():
+    """A bounded number's default is its Settings field's; the README cell must show that value."""
+    import dataclasses
+
+    from market_data_assets.settings import _BOUNDED_NUMBERS, SETTINGS_DOC
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    from_env = Settings.from_env({})
+    for field, variable, lo, hi in _BOUNDED_NUMBERS:
+        default = defaults[field]
+        assert getattr(from_env, field) == default and lo <= default <= hi, field
+        shown = f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
+        assert SETTINGS_DOC[variable][0] == shown, (variable, SETTINGS_DOC[variable][0], shown)
+    with pytest.raises(SettingsError, match="MARKET_DATA_LIVE_LATENESS_S"):
+        Settings.from_env({"MARKET_DATA_LIVE_LATENESS_S": "-1"})
+    assert Settings.from_env({"MARKET_DATA_LIVE_LATENESS_S": "0.5"}).live_lateness_s == 0.5
+    assert Settings.from_env({"TARDIS_MAX_RETRIES": "0"}).tardis_max_retries == 0
