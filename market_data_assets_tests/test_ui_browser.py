@@ -53,7 +53,10 @@ GRAPH_ASSETS = (
 )
 # The lineage page zooms to fit the graph's width and draws "minimal" nodes, with names cut to
 # 18 characters, below 60 % zoom; this viewport keeps the whole graph above that.
-GRAPH_VIEWPORT = {"width": 3600, "height": 4400}  # the candles (seven) and features (six) groups stack their assets
+GRAPH_VIEWPORT = {
+    "width": 3600,
+    "height": 4400,
+}  # the candles (seven) and features (six) groups stack their assets
 UI_TIMEOUT_MS = 30_000
 
 

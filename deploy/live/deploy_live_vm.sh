@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One small always-on VM for the live streamers: tardis-machine + one market-data-live@EXCHANGE unit
-# per exchange, running as the VM's service account (writes gs://$LAKE_BUCKET; BigQuery once the
-# Storage Write API path lands, see docs/LIVE.md). Not a Dagster run.
+# per exchange, running as the VM's service account (writes gs://$LAKE_BUCKET and the BigQuery
+# dataset through the Storage Write API, see docs/LIVE.md). Not a Dagster run.
 #   PROJECT=p ZONE=europe-west1-b LAKE_BUCKET=b LIVE_EXCHANGES="binance-futures:BTCUSDT,ETHUSDT" deploy/live/deploy_live_vm.sh
+# BQ_DATASET (default market_data_analytics) is the dataset the batch loads; LIVE_ARGS=--no-warehouse
+# writes the lake only.
 set -euo pipefail
 : "${PROJECT:?}" "${ZONE:?}" "${LAKE_BUCKET:?}" "${LIVE_EXCHANGES:?exchange:SYMBOLS pairs, space-separated}"
 VM=${LIVE_VM:-market-data-live}
@@ -16,6 +18,9 @@ gcloud storage buckets add-iam-policy-binding "gs://$LAKE_BUCKET" --member "serv
   --role roles/storage.objectAdmin >/dev/null
 gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$SA" \
   --role roles/bigquery.dataEditor --condition=None >/dev/null
+# query jobs: a restarted streamer asks the tables which buckets they already hold
+gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$SA" \
+  --role roles/bigquery.jobUser --condition=None >/dev/null
 
 startup=$(mktemp)
 {
@@ -27,7 +32,8 @@ startup=$(mktemp)
   echo "cat > /etc/market-data/live.env <<'ENV'"
   echo "MARKET_DATA_ROOT=gs://$LAKE_BUCKET/lake"
   echo "TARDIS_MACHINE_WS_URL=ws://127.0.0.1:8001"
-  echo "LIVE_ARGS=--no-warehouse"
+  echo "MARKET_DATA_WAREHOUSE=bigquery://$PROJECT/${BQ_DATASET:-market_data_analytics}"
+  echo "LIVE_ARGS=${LIVE_ARGS:-}"
   echo "ENV"
   port=8002
   for pair in $LIVE_EXCHANGES; do

@@ -17,7 +17,6 @@ from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.partitions import date_exchange_partitions, partitions_of_context
 from market_data_assets.storage import layout
 from market_data_assets.warehouse import open_warehouse
-from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 CHECK_NAME = "no_unexplained_live_differences"
 
@@ -85,8 +84,6 @@ def live_reconciliation(context: dg.AssetExecutionContext, market_data: MarketDa
 def live_freshness(context: dg.SensorEvaluationContext, market_data: MarketDataResource):
     settings = market_data.settings()
     warehouse = open_warehouse(settings, market_data.store())
-    if not isinstance(warehouse, DuckDBWarehouse):
-        return dg.SkipReason(f"live candles are not written to {warehouse.uri} yet (docs/LIVE.md)")
     lags = live_lag_seconds(warehouse, datetime.now(UTC))
     late = stale(lags, settings.live_max_lag_s)
     if not late:

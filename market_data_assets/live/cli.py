@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-types",
         default=",".join(DEFAULT_DATA_TYPES),
         help="tardis-machine dataTypes (default %(default)s; candles read trade, book_snapshot_*, "
-        "derivative_ticker, liquidation; book_change goes to the bronze log only)",
+        "derivative_ticker, liquidation; with book_change and no book_snapshot_*, the books are "
+        "replayed from the changes, docs/LIVE.md)",
     )
     parser.add_argument(
         "--until", default=None, help="stop once the stream's exchange time reaches this ISO time"

@@ -10,23 +10,50 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import duckdb
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
 
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME
+from market_data_assets.warehouse.base import Warehouse
+from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 from market_data_assets.warehouse.schema import LIVE_SOURCE, SOURCE_COLUMN, quote_duckdb
 
+_TABLE = f"candles_{BASE_TIMEFRAME.name}"
 
-def live_lag_seconds(warehouse: DuckDBWarehouse, now: datetime) -> dict[str, float]:
-    """Exchange -> seconds between ``now`` and the end of its newest live 15s candle."""
-    table = warehouse.table_ref(f"candles_{BASE_TIMEFRAME.name}")
+
+def _newest_duckdb(warehouse: DuckDBWarehouse) -> list[tuple[str, datetime]]:
     with warehouse.connect() as con:
         try:
-            rows = con.execute(
-                f"SELECT exchange, max(timestamp) FROM {table} WHERE {quote_duckdb(SOURCE_COLUMN)} = ? GROUP BY 1",
+            return con.execute(
+                f"SELECT exchange, max(timestamp) FROM {warehouse.table_ref(_TABLE)} "
+                f"WHERE {quote_duckdb(SOURCE_COLUMN)} = ? GROUP BY 1",
                 [LIVE_SOURCE],
             ).fetchall()
-        except duckdb.CatalogException:
-            return {}
+        except duckdb.CatalogException:  # no table yet: nothing was ever written
+            return []
+
+
+def _newest_bigquery(warehouse: BigQueryWarehouse) -> list[tuple[str, datetime]]:
+    try:
+        rows = warehouse.query_rows(
+            f"SELECT exchange, MAX(timestamp) AS newest FROM `{warehouse.table_id(_TABLE)}` "
+            f"WHERE {SOURCE_COLUMN} = @source GROUP BY exchange",
+            [bigquery.ScalarQueryParameter("source", "STRING", LIVE_SOURCE)],
+        )
+    except gexc.NotFound:  # no table (or dataset) yet: nothing was ever written
+        return []
+    return [(r["exchange"], r["newest"]) for r in rows]
+
+
+def live_lag_seconds(warehouse: Warehouse, now: datetime) -> dict[str, float]:
+    """Exchange -> seconds between ``now`` and the end of its newest live 15s candle (DuckDB or BigQuery)."""
+    if isinstance(warehouse, DuckDBWarehouse):
+        rows = _newest_duckdb(warehouse)
+    elif isinstance(warehouse, BigQueryWarehouse):
+        rows = _newest_bigquery(warehouse)
+    else:
+        raise TypeError(f"no live freshness query for {type(warehouse).__name__}")
     width = timedelta(microseconds=BASE_TIMEFRAME.us)
     return {exchange: (now - (newest + width)).total_seconds() for exchange, newest in rows}
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
+
 from market_data_assets.errors import MarketDataError
 
 CANDLE_SOURCES: dict[str, str] = {
@@ -23,7 +25,8 @@ CANDLE_SOURCES: dict[str, str] = {
     "derivative_ticker": "derivative_ticker",
     "liquidation": "liquidations",
 }
-"""Message type -> the candle engine's tick kind (``book_change`` feeds only the bronze log)."""
+"""Message type -> the candle engine's tick kind (``book_change`` feeds the book only through
+``live.books``, when no snapshot is subscribed; otherwise only the bronze log)."""
 
 DEFAULT_DATA_TYPES: tuple[str, ...] = ("trade", "book_snapshot_5_0ms", "derivative_ticker", "liquidation")
 """What the candles need: the batch candles read book_snapshot_5 files, so the live service asks
@@ -72,3 +75,68 @@ def candle_values(kind: str, msg: dict[str, Any]) -> tuple:
     if kind == "liquidations":
         return (msg["amount"], msg.get("side"))
     raise MessageError(f"no candle fields for kind {kind!r}")
+
+
+# --- micro-batches: many messages decoded at once ---------------------------------------------
+
+_LEVEL = pl.Struct({"price": pl.Float64, "amount": pl.Float64})
+MESSAGE_STRUCT = pl.Struct(
+    {
+        "type": pl.String,
+        "symbol": pl.String,
+        "timestamp": pl.String,
+        "localTimestamp": pl.String,
+        "price": pl.Float64,
+        "amount": pl.Float64,
+        "side": pl.String,
+        "bids": pl.List(_LEVEL),
+        "asks": pl.List(_LEVEL),
+        "isSnapshot": pl.Boolean,
+        "markPrice": pl.Float64,
+        "indexPrice": pl.Float64,
+        "fundingRate": pl.Float64,
+        "openInterest": pl.Float64,
+    }
+)
+"""The fields the service reads; every other field stays in the raw text (the bronze log)."""
+
+VALUE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "trades": ("price", "amount", "side"),
+    "book": ("_ask_price", "_ask_amount", "_bid_price", "_bid_amount"),
+    "derivative_ticker": ("markPrice", "indexPrice", "fundingRate", "openInterest"),
+    "liquidations": ("amount", "side"),
+}
+"""Per candle source, the decoded columns in ``candle_values`` order (``live.candles.KINDS``)."""
+
+_ISO = "%Y-%m-%dT%H:%M:%S%.fZ"
+
+
+def decode_batch(texts: list[str]) -> pl.DataFrame:
+    """Many messages -> one frame (``MESSAGE_STRUCT`` + ``_ts``/``_local`` epoch µs + top of book).
+
+    Why: ``json.loads`` plus two ISO parses and the dict handling cost ~15 µs a message in Python;
+    decoding a micro-batch in polars costs a fraction of that. Timestamps are truncated to µs, as
+    ``parse_iso_us`` does; a missing level is null, as ``candle_values`` gives.
+    """
+
+    def instant(name: str) -> pl.Expr:
+        return (
+            pl.col(name).str.to_datetime(_ISO, time_unit="us", time_zone="UTC", strict=False).dt.epoch("us")
+        )
+
+    def level(side: str, field: str) -> pl.Expr:
+        return pl.col(side).list.first().struct.field(field)
+
+    return (
+        pl.Series("m", texts, pl.String)
+        .str.json_decode(MESSAGE_STRUCT)
+        .struct.unnest()
+        .with_columns(
+            instant("timestamp").alias("_ts"),
+            instant("localTimestamp").alias("_local"),
+            level("asks", "price").alias("_ask_price"),
+            level("asks", "amount").alias("_ask_amount"),
+            level("bids", "price").alias("_bid_price"),
+            level("bids", "amount").alias("_bid_amount"),
+        )
+    )

@@ -26,6 +26,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
@@ -53,6 +54,10 @@ from market_data_assets.warehouse.schema import (
     bigquery_schema,
     get_table,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
 
 MAX_URIS_PER_LOAD_JOB = 10_000
 """BigQuery's limit on source URIs in one load job."""
@@ -114,6 +119,30 @@ def bigquery_client(project: str, location: str | None = None) -> bigquery.Clien
             client_options={"api_endpoint": endpoint},
         )
     return bigquery.Client(project=project, location=location)
+
+
+def bigquery_write_client() -> BigQueryWriteClient:
+    """A Storage Write API client: the emulator at ``BIGQUERY_STORAGE_EMULATOR_HOST`` or real BigQuery.
+
+    ``BIGQUERY_STORAGE_EMULATOR_HOST`` (``host:port`` of an emulator's gRPC port, e.g. local-bigquery's
+    ``--grpc-port``) is read here like ``BIGQUERY_EMULATOR_HOST`` above. The emulator speaks plaintext
+    gRPC: without the explicit insecure channel the client would try TLS and hang. Production passes
+    nothing and gets the normal client (application default credentials, TLS).
+    """
+    from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
+    from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+        BigQueryWriteGrpcTransport,
+    )
+
+    emulator = os.environ.get("BIGQUERY_STORAGE_EMULATOR_HOST", "").strip()
+    if emulator:
+        import grpc
+
+        target = emulator.split("://", 1)[-1]
+        return BigQueryWriteClient(
+            transport=BigQueryWriteGrpcTransport(channel=grpc.insecure_channel(target))
+        )
+    return BigQueryWriteClient()
 
 
 class BigQueryWarehouse(Warehouse):
@@ -210,6 +239,24 @@ class BigQueryWarehouse(Warehouse):
                 f"{self.uri} table {spec.name} does not match the lake schema: {'; '.join(problems)}"
             )
         self._ensured.add(spec.name)
+
+    def write_stream_parent(self, table: str) -> str:
+        """``projects/P/datasets/D/tables/T``: the table as the Storage Write API names it."""
+        return f"projects/{self.project}/datasets/{self.dataset}/tables/{table}"
+
+    def ensure_plain_table(self, name: str, schema: pa.Schema) -> None:
+        """Create ``name`` (no partitioning) if missing: the live service's ``live_gaps`` log."""
+        if name in self._ensured:
+            return
+        self._ensure_dataset()
+        table = bigquery.Table(self.table_id(name), schema=bigquery_schema(schema))
+        self._client.create_table(table, exists_ok=True, retry=self._retry)
+        self._ensured.add(name)
+
+    def query_rows(self, sql: str, params: list[bigquery.ScalarQueryParameter]) -> list[dict]:
+        """The rows of one parameterized query (the live writer asks which buckets a table holds)."""
+        job = self._query(sql, params)
+        return [dict(row.items()) for row in job.result(timeout=self._job_timeout)]
 
     def ensure_tables(self) -> list[str]:
         for spec in WAREHOUSE_TABLES.values():
