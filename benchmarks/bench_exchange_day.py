@@ -274,7 +274,7 @@ def load_day(root: str, day: date) -> dict[str, object]:
     from market_data_assets.candles import compute as c
     from market_data_assets.candles.sources import _quotes_as_top_of_book, list_exchange_day
     from market_data_assets.storage.layout import key_from_file_name
-    from market_data_assets.storage.store import LocalStore
+    from market_data_assets.storage.local import LocalStore
 
     store = LocalStore(root)
     files = list_exchange_day(store, day, EXCHANGE)

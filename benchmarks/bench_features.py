@@ -43,8 +43,8 @@ from market_data_assets.features.build import features_output, lookback_span, op
 from market_data_assets.features.compute import compute_features
 from market_data_assets.features.registry import FEATURE_NAMES, FEATURE_TIMEFRAMES, lookback_days
 from market_data_assets.storage.layout import CANDLES_AREA
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import SlicesOutput, write_output
-from market_data_assets.storage.store import LocalStore
 
 DAY = date(2024, 3, 1)
 EXCHANGE = "deribit"

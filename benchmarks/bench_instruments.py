@@ -1,6 +1,6 @@
 """Benchmark: instrument definitions for a Deribit-sized universe (>= 300K option symbols).
 
-Project: ``build_definitions`` (vectorized polars over the parsed JSON), with and without
+Project: ``build_instrument_definitions`` (vectorized polars over the parsed JSON), with and without
 instruments metadata, plus ``select_targets`` with the bundled targets file.
 Peer: pandas 2.x written the usual way on the same parsed JSON: ``pd.json_normalize`` for the
 records, then a row-wise ``DataFrame.apply`` building each key and a Python loop applying
@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 from sandbox_process import sandbox_process
 
-from market_data_assets.instruments import build_definitions, load_targets_config, select_targets
+from market_data_assets.instruments import build_instrument_definitions, load_targets_config, select_targets
 from market_data_assets.settings import Settings
 
 API_KEY = "bench-key"
@@ -90,7 +90,7 @@ def synthetic_universe(day: date, n_options: int = 300_000) -> tuple[dict[str, A
 def peer_pandas(
     exchange: str, day: date, details: dict[str, Any], instruments: list[dict[str, Any]]
 ) -> pd.DataFrame:
-    """The straightforward pandas version of build_definitions (same rules, row-wise)."""
+    """The straightforward pandas version of build_instrument_definitions (same rules, row-wise)."""
     df = pd.json_normalize(instruments, max_level=0)
     for col in ("availableSince", "availableTo", "listing", "expiry"):
         df[col] = pd.to_datetime(df.get(col), utc=True, errors="coerce")
@@ -185,10 +185,10 @@ def main() -> None:
         print(f"  fetch exchange details + instruments over HTTP: {fetch_s:.2f} s")
 
     wall, cpu, ours = best_of(
-        args.repeat, lambda: build_definitions(EXCHANGE, args.day, details, instruments)
+        args.repeat, lambda: build_instrument_definitions(EXCHANGE, args.day, details, instruments)
     )
     wall_np, cpu_np, parsed = best_of(
-        args.repeat, lambda: build_definitions(EXCHANGE, args.day, details, None)
+        args.repeat, lambda: build_instrument_definitions(EXCHANGE, args.day, details, None)
     )
     config = load_targets_config(Settings.from_env({}).targets_file)
     wall_t, cpu_t, targets = best_of(
@@ -205,8 +205,10 @@ def main() -> None:
     same_parse = sorted(parsed["instrument_key"].to_list()) == sorted(ours["instrument_key"].to_list())
     print(f"listed on the day: {ours.height:,} instruments; targets: {targets.height:,} rows")
     print(f"keys equal to the peer's: {same}; keys from symbol parsing equal to metadata keys: {same_parse}")
-    print(f"project build_definitions (metadata)   : wall {wall:6.2f} s  cpu {cpu:6.2f} s  (bar: <= 2 s)")
-    print(f"project build_definitions (no metadata): wall {wall_np:6.2f} s  cpu {cpu_np:6.2f} s")
+    print(
+        f"project build_instrument_definitions (metadata)   : wall {wall:6.2f} s  cpu {cpu:6.2f} s  (bar: <= 2 s)"
+    )
+    print(f"project build_instrument_definitions (no metadata): wall {wall_np:6.2f} s  cpu {cpu_np:6.2f} s")
     print(f"project select_targets                 : wall {wall_t:6.2f} s  cpu {cpu_t:6.2f} s")
     print(f"project Parquet write (defs + targets) : wall {write_s:6.2f} s")
     if fetch_s is not None:

@@ -38,8 +38,8 @@ from sandbox_process import child_server  # noqa: E402
 from market_data_assets.live.messages import DEFAULT_DATA_TYPES  # noqa: E402
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys  # noqa: E402
 from market_data_assets.live.sinks import LiveSink  # noqa: E402
-from market_data_assets.storage.store import LocalStore  # noqa: E402
-from market_data_assets.tardis.sandbox.stream import parse_live_start  # noqa: E402
+from market_data_assets.sandbox.stream import parse_live_start  # noqa: E402
+from market_data_assets.storage.local import LocalStore  # noqa: E402
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse  # noqa: E402
 
 EXCHANGE = "binance-futures"
@@ -49,8 +49,8 @@ UNTIL = "2024-03-02T00:00:05Z"
 _RUNNER = """
 import json, sys
 from datetime import date
-from market_data_assets.tardis.sandbox import SandboxConfig, start_sandbox
-from market_data_assets.tardis.sandbox.stream import StreamOptions, parse_live_start
+from market_data_assets.sandbox import SandboxConfig, start_sandbox
+from market_data_assets.sandbox.stream import StreamOptions, parse_live_start
 cfg, options = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 sb = start_sandbox(SandboxConfig(trades_per_day=cfg["trades_per_day"]),
                    live_start_us=parse_live_start(cfg["start"]), live_speed=0)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from market_data_assets.quality.missing import report_for_range  # noqa: E402
 from market_data_assets.storage import layout  # noqa: E402
-from market_data_assets.storage.store import LocalStore  # noqa: E402
+from market_data_assets.storage.local import LocalStore  # noqa: E402
 from market_data_assets.ticks.manifest import MANIFEST_SCHEMA  # noqa: E402
 
 EXCHANGE = "deribit"

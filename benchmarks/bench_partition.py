@@ -110,7 +110,7 @@ def targets():
 
 
 def run_ours(datasets_url: str, out: Path) -> dict[str, float]:
-    from market_data_assets.storage.store import LocalStore
+    from market_data_assets.storage.local import LocalStore
     from market_data_assets.tardis.client import TardisClient
     from market_data_assets.ticks.pipeline import materialize_raw_ticks
 

@@ -204,7 +204,7 @@ import json, resource, sys, time
 from datetime import date
 import duckdb
 from market_data_assets.settings import Settings
-from market_data_assets.storage.store import open_store
+from market_data_assets.storage import open_store
 from market_data_assets.warehouse import WAREHOUSE_TABLES, load_slice, open_warehouse
 
 root, db, day, exchange = sys.argv[1:5]
@@ -235,7 +235,7 @@ import json, resource, sys, time
 from pathlib import Path
 import duckdb
 from market_data_assets.warehouse import WAREHOUSE_TABLES
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse.loader import slice_paths
 from datetime import date
 

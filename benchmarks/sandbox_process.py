@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 _RUNNER = """
 import json, sys
-from market_data_assets.tardis.sandbox import SandboxConfig, start_sandbox
+from market_data_assets.sandbox import SandboxConfig, start_sandbox
 sb = start_sandbox(SandboxConfig(**json.loads(sys.argv[1])))
 print(json.dumps({"api_url": sb.api_url, "datasets_url": sb.datasets_url}), flush=True)
 sys.stdin.read()  # the parent closes stdin to stop us

@@ -12,7 +12,7 @@ import sys
 
 # subcommand -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sandbox": ("market_data_assets.tardis.sandbox.cli", "serve the bundled Tardis-compatible sandbox"),
+    "sandbox": ("market_data_assets.sandbox.cli", "serve the bundled Tardis-compatible sandbox"),
     "missing": ("market_data_assets.quality.cli", "report missing data over any date range"),
     "clean-staging": (
         "market_data_assets.storage.staging",
@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="market-data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="market-data", description=(__doc__ or "").partition("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)

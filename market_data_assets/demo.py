@@ -65,8 +65,8 @@ def sandbox_environment(sandbox, root: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from market_data_assets.sandbox import SandboxConfig, start_sandbox
     from market_data_assets.settings import Settings
-    from market_data_assets.tardis.sandbox import SandboxConfig, start_sandbox
 
     root = Path(args.root or Settings.from_env().root).expanduser().resolve()
     exchanges = [e.strip() for e in args.exchanges.split(",") if e.strip()]
@@ -133,7 +133,7 @@ def _summary(root: Path, start: date, days: int, exchanges: list[str]) -> None:
 
     from market_data_assets.quality.missing import GAP_STATUSES, report_for_range
     from market_data_assets.storage import layout
-    from market_data_assets.storage.store import LocalStore
+    from market_data_assets.storage.local import LocalStore
 
     store = LocalStore(root)
     print("\nwhat the lake holds:")

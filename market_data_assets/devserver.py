@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     env["DAGSTER_HOME"] = str(prepare_instance(root))
     sandbox = None
     if "TARDIS_API_URL" not in os.environ:
-        from market_data_assets.tardis.sandbox import SandboxConfig, start_sandbox
+        from market_data_assets.sandbox import SandboxConfig, start_sandbox
 
         sandbox = start_sandbox(SandboxConfig())
         env.update(sandbox_environment(sandbox, root))

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from market_data_assets.errors import MarketDataError
 from market_data_assets.settings import Settings, get_settings
 from market_data_assets.storage.layout import LayoutError, check_exchange
 
@@ -53,7 +54,7 @@ class DayExchange:
         return partition_key(self.day, self.exchange)
 
 
-class PartitionKeyError(ValueError):
+class PartitionKeyError(MarketDataError, ValueError):
     pass
 
 

@@ -20,14 +20,15 @@ import pyarrow as pa
 
 from market_data_assets.candles.densify import densify
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
-from market_data_assets.days import day_start
+from market_data_assets.days import EXCHANGE_TIMESTAMP_SLACK, day_start, parse_tardis_time
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES
+from market_data_assets.polars_arrow import polars_schema, to_polars
 from market_data_assets.quality.missing import report_for_range
 from market_data_assets.settings import Settings
-from market_data_assets.storage import layout
-from market_data_assets.storage.store import ObjectStore, open_store
+from market_data_assets.storage import layout, open_store
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.tardis.formats import get_spec
-from market_data_assets.ticks.convert import EXCHANGE_TIMESTAMP_SLACK
+from market_data_assets.warehouse.factory import bigquery_target
 from market_data_assets.warehouse.schema import BATCH_SOURCE, LIVE_SOURCE, SOURCE_COLUMN
 
 TimeLike = str | date | datetime
@@ -40,11 +41,7 @@ def _store(root: str | None) -> ObjectStore:
 def _as_datetime(value: TimeLike) -> datetime:
     """A date or ISO string becomes midnight UTC; naive datetimes are taken as UTC."""
     if isinstance(value, str):
-        value = (
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if "T" in value or " " in value
-            else date.fromisoformat(value)
-        )
+        value = parse_tardis_time(value) if "T" in value or " " in value else date.fromisoformat(value)
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return day_start(value)
@@ -58,7 +55,7 @@ def _days(start: datetime, end: datetime, slack: timedelta = timedelta(0)) -> li
 
 def _scan_options(store: ObjectStore) -> dict:
     if store.root.startswith("gs://"):
-        from market_data_assets.storage.polars_io import storage_options_for
+        from market_data_assets.storage.readers import storage_options_for
 
         return {"storage_options": storage_options_for(store.root)}
     return {}
@@ -92,7 +89,7 @@ def _scan_keyed(
     wanted = {folder_of(day): [path_of(day, k) for k in keys] for day in _days(start_dt, end_dt, slack)}
     paths = _existing(store, wanted)
     if not paths:
-        return pl.LazyFrame(schema=pl.from_arrow(empty_schema.empty_table()).schema)  # type: ignore[union-attr]
+        return pl.LazyFrame(schema=polars_schema(empty_schema))
     scan = pl.scan_parquet([store.uri(p) for p in paths], **_scan_options(store))
     if whole_days is not None:
         scan = whole_days(scan.collect()).lazy()
@@ -321,14 +318,20 @@ def query_candles_bigquery(
     start: TimeLike,
     end: TimeLike,
     *,
-    dataset: str = "market_data_analytics",
-    project: str | None = None,
+    warehouse: str | None = None,
 ) -> pl.DataFrame:
-    """Candles from the BigQuery table ``candles_<timeframe>`` (partition-pruned by timestamp)."""
+    """Candles from the BigQuery table ``candles_<timeframe>`` (partition-pruned by timestamp).
+
+    The table is the one the ``bq_candles`` asset loads: project and dataset come from
+    ``warehouse`` (``bigquery://PROJECT/DATASET``), by default ``MARKET_DATA_WAREHOUSE``.
+    """
     from google.cloud import bigquery
 
+    from market_data_assets.warehouse.bigquery_warehouse import emulator_host
+
     layout.check_timeframe(timeframe)
-    table = f"`{project or client.project}.{dataset}.candles_{timeframe}`"
+    project, dataset = bigquery_target(warehouse or Settings.from_env().warehouse)
+    table = f"`{project}.{dataset}.candles_{timeframe}`"
     job = client.query(
         f"SELECT * FROM {table} WHERE timestamp >= @start AND timestamp < @end "
         "AND instrument_key IN UNNEST(@keys) ORDER BY instrument_key, timestamp",
@@ -340,4 +343,5 @@ def query_candles_bigquery(
             ]
         ),
     )
-    return pl.from_arrow(job.result().to_arrow())  # type: ignore[return-value]
+    # The Storage Read API (faster for large results) exists only on real BigQuery.
+    return to_polars(job.result().to_arrow(create_bqstorage_client=not emulator_host()))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+from market_data_assets.errors import MarketDataError
 from market_data_assets.storage.layout import is_exchange_id
 
 DEFAULT_EXCHANGES = ("binance", "binance-futures", "deribit", "bitmex", "coinbase")
@@ -28,7 +30,7 @@ TARDIS_MACHINE_WS_URL_DEFAULT = "ws://127.0.0.1:8001"
 """tardis-machine's WebSocket port is its HTTP port (8000) + 1."""
 
 
-class SettingsError(ValueError):
+class SettingsError(MarketDataError, ValueError):
     """A configuration value is invalid; the message names the variable and the value."""
 
 
@@ -58,91 +60,117 @@ class Secret:
         return hash(self._value)
 
 
-# name -> (default shown in the README, meaning)
+# name -> (default, meaning), as the README's settings table shows them (Markdown): the table is
+# generated from here by ``settings_table()``, and a test keeps the README equal to it.
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "MARKET_DATA_ROOT": (
-        "./data",
-        "Storage root: a folder or gs://bucket/prefix. The only switch between local and GCS.",
+        "`./data`",
+        "Storage root: a folder or `gs://bucket/prefix`. The only switch between local and GCS.",
     ),
     "MARKET_DATA_EXCHANGES": (
-        ",".join(DEFAULT_EXCHANGES),
+        f"`{','.join(DEFAULT_EXCHANGES)}`",
         "Comma-separated Tardis exchange ids: the exchange partitions.",
     ),
-    "MARKET_DATA_START_DATE": ("2024-01-01", "First day of the date partitions (YYYY-MM-DD)."),
+    "MARKET_DATA_START_DATE": (
+        "`2024-01-01`",
+        "First day of the date partitions (YYYY-MM-DD).",
+    ),
     "MARKET_DATA_END_DATE": (
-        "(today, UTC)",
+        "today (UTC)",
         "Optional last day offered by the date partitions (YYYY-MM-DD).",
     ),
     "MARKET_DATA_WAREHOUSE": (
-        "duckdb",
-        "`duckdb` (file `<root>/warehouse.duckdb`, or `duckdb:///path`) or `bigquery://PROJECT/DATASET`.",
+        "`duckdb`",
+        "`duckdb` (file `<root>/warehouse.duckdb`), `duckdb:///path` or `bigquery://PROJECT/DATASET`. A `gs://` root works with `duckdb:///path` (the lake is read through the store) or BigQuery.",
     ),
-    # --- the DuckDB warehouse load (warehouse/duckdb_warehouse.py) ---
     "MARKET_DATA_DUCKDB_MEMORY_LIMIT": (
-        "384MB",
-        "DuckDB warehouse: `memory_limit` of its connections (KB/MB/GB/TB or KiB/MiB/GiB/TiB); "
-        "a larger slice spills to `<file>.tmp`.",
+        "`384MB`",
+        "DuckDB warehouse: `memory_limit` of its connections (`KB`/`MB`/`GB`/`TB` or `KiB`/`MiB`/`GiB`/`TiB`, at least 32MB); a larger slice spills to `<file>.tmp`.",
     ),
-    "MARKET_DATA_DUCKDB_THREADS": ("2", "DuckDB warehouse: `threads` of its connections."),
+    "MARKET_DATA_DUCKDB_THREADS": (
+        "`2`",
+        "DuckDB warehouse: `threads` of its connections.",
+    ),
     "MARKET_DATA_DUCKDB_BATCH_FILES": (
-        "500",
-        "DuckDB warehouse: most lake files staged by one INSERT (a slice is staged in batches).",
+        "`500`",
+        "DuckDB warehouse: most lake files staged by one `INSERT` (a slice is staged in batches).",
     ),
     "MARKET_DATA_TARGETS_FILE": (
-        "(bundled download_targets.yaml)",
+        "bundled `download_targets.yaml`",
         "Which instruments and data types to download, per exchange.",
     ),
-    "MARKET_DATA_CONCURRENCY": ("16", "Parallel downloads (HTTP connections) per run."),
-    "MARKET_DATA_CONVERT_WORKERS": ("2", "CSV.gz -> Parquet conversions running at once."),
+    "MARKET_DATA_CONCURRENCY": (
+        "`16`",
+        "Parallel downloads (HTTP connections) per run.",
+    ),
+    "MARKET_DATA_CONVERT_WORKERS": (
+        "`2`",
+        "CSV.gz → Parquet conversions running at once.",
+    ),
     "MARKET_DATA_STAGING_MAX_AGE_HOURS": (
-        "24",
-        "Staging entries not owned by a live run on this host (other hosts', loose temp files) are "
-        "removed once this old; dead local runs' folders go at once. See `market-data clean-staging`.",
+        "`24`",
+        "Staging entries not owned by a live run on this host (other hosts' folders, loose temp files) are removed once this old; folders of dead local runs go at once. See `market-data clean-staging`.",
     ),
     "MARKET_DATA_BACKFILL_DAYS_PER_RUN": (
-        "7",
+        "`7`",
         "Days per run in a multi-run backfill (one GCE VM per shard).",
     ),
     "MARKET_DATA_SENSOR_LOOKBACK_DAYS": (
-        "3",
-        "Days the tardis_new_days sensor requests on its first tick (before it has a cursor).",
+        "`3`",
+        "Days the `tardis_new_days` sensor requests on its first tick.",
     ),
     "MARKET_DATA_IO_CONCURRENCY": (
-        "32",
+        "`32`",
         "Object reads/writes in flight per step (candle, book snapshot and raw tick files): sized to hide ~30 ms of GCS latency.",
     ),
     "MARKET_DATA_SPARSE_CANDLE_TYPES": (
-        "OPTION,COMBO",
+        "`OPTION,COMBO`",
         "Instrument types whose candles are sparse (only buckets with ticks); the others get every bucket. docs/CANDLES.md.",
     ),
     "MARKET_DATA_CANDLE_CHUNK_ROWS": (
-        "2000000",
+        "`2000000`",
         "Tick rows per vectorized candle pass (instruments are never split): bounds a step's memory.",
     ),
-    "TARDIS_API_KEY": ("(none)", "Tardis key (secret). Without it only first-of-month days download."),
+    "TARDIS_API_KEY": (
+        "none",
+        "Tardis key (secret: never logged, never in metadata or errors; a value with control, space or non-ASCII characters is refused). Without it only first-of-month days download, and instruments metadata (except BitMEX) is unavailable, so keys come from parsing symbol ids. A key Tardis refuses fails `instrument_definitions`.",
+    ),
     "TARDIS_API_URL": (
-        TARDIS_API_URL_DEFAULT,
+        f"`{TARDIS_API_URL_DEFAULT}`",
         "Metadata API base; `http://127.0.0.1:PORT/v1` for the sandbox.",
     ),
     "TARDIS_DATASETS_URL": (
-        TARDIS_DATASETS_URL_DEFAULT,
+        f"`{TARDIS_DATASETS_URL_DEFAULT}`",
         "Datasets base; `http://127.0.0.1:PORT/v1` for the sandbox.",
     ),
-    "TARDIS_REQUESTS_PER_MINUTE": ("2400", "Client-side request rate cap (Tardis allows about 3,000/min)."),
-    "TARDIS_MAX_RETRIES": ("8", "Retries for 429/5xx/network errors, exponential backoff with jitter."),
+    "TARDIS_REQUESTS_PER_MINUTE": (
+        "`2400`",
+        "Client-side request rate cap (Tardis allows about 3,000/min).",
+    ),
+    "TARDIS_MAX_RETRIES": (
+        "`8`",
+        "Retries for 429/5xx/network errors, exponential backoff with jitter.",
+    ),
     "TARDIS_MACHINE_WS_URL": (
-        TARDIS_MACHINE_WS_URL_DEFAULT,
-        "tardis-machine's WebSocket base for `market-data live` (the sandbox prints its own).",
+        f"`{TARDIS_MACHINE_WS_URL_DEFAULT}`",
+        "tardis-machine's WebSocket base for `market-data live` (its HTTP port + 1; the sandbox prints its own).",
     ),
     "MARKET_DATA_LIVE_MAX_LAG_S": (
-        "300",
-        "The live_freshness sensor warns when an exchange's newest live candle is older than this (seconds).",
+        "`300`",
+        "The `live_freshness` sensor warns when an exchange's newest live candle is older than this (seconds).",
     ),
     "MARKET_DATA_LIVE_LATENESS_S": (
-        "2",
+        "`2`",
         "Seconds of stream time a live bucket stays open after its end for late messages (docs/LIVE.md).",
     ),
 }
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown), one row per variable of ``SETTINGS_DOC``."""
+    lines = ["| variable | meaning | default |", "|---|---|---|"]
+    lines += [f"| `{name}` | {meaning} | {default} |" for name, (default, meaning) in SETTINGS_DOC.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _bundled_targets_file() -> Path:
@@ -176,10 +204,6 @@ class Settings:
     tardis_machine_ws_url: str = TARDIS_MACHINE_WS_URL_DEFAULT
     live_lateness_s: float = 2.0
     live_max_lag_s: float = 300.0
-
-    @property
-    def is_gcs(self) -> bool:
-        return self.root.startswith("gs://")
 
     @property
     def warehouse_kind(self) -> str:
@@ -236,6 +260,11 @@ class Settings:
         if targets and not targets_file.is_file():
             raise SettingsError(f"MARKET_DATA_TARGETS_FILE={targets!r} does not exist")
 
+        defaults = {f.name: f.default for f in fields(cls)}
+        numbers: dict[str, Any] = {  # each typed as its field (int or float), see _BOUNDED_NUMBERS
+            name: _parse_bounded(variable, get(variable), defaults[name], lo, hi)
+            for name, variable, lo, hi in _BOUNDED_NUMBERS
+        }
         return cls(
             root=root,
             exchanges=exchanges,
@@ -243,61 +272,19 @@ class Settings:
             end_date=end,
             warehouse=warehouse,
             duckdb_memory_limit=duckdb_memory_limit,
-            duckdb_threads=_parse_int(
-                "MARKET_DATA_DUCKDB_THREADS",
-                get("MARKET_DATA_DUCKDB_THREADS"),
-                DUCKDB_THREADS_DEFAULT,
-                1,
-                256,
-            ),
-            duckdb_batch_files=_parse_int(
-                "MARKET_DATA_DUCKDB_BATCH_FILES",
-                get("MARKET_DATA_DUCKDB_BATCH_FILES"),
-                DUCKDB_BATCH_FILES_DEFAULT,
-                1,
-                100_000,
-            ),
             targets_file=targets_file,
-            concurrency=_parse_int("MARKET_DATA_CONCURRENCY", get("MARKET_DATA_CONCURRENCY"), 16, 1, 512),
-            convert_workers=_parse_int(
-                "MARKET_DATA_CONVERT_WORKERS", get("MARKET_DATA_CONVERT_WORKERS"), 2, 1, 64
-            ),
-            staging_max_age_hours=_parse_int(
-                "MARKET_DATA_STAGING_MAX_AGE_HOURS", get("MARKET_DATA_STAGING_MAX_AGE_HOURS"), 24, 0, 24 * 366
-            ),
-            backfill_days_per_run=_parse_int(
-                "MARKET_DATA_BACKFILL_DAYS_PER_RUN", get("MARKET_DATA_BACKFILL_DAYS_PER_RUN"), 7, 1, 366
-            ),
-            sensor_lookback_days=_parse_int(
-                "MARKET_DATA_SENSOR_LOOKBACK_DAYS", get("MARKET_DATA_SENSOR_LOOKBACK_DAYS"), 3, 1, 3660
-            ),
-            io_concurrency=_parse_int(
-                "MARKET_DATA_IO_CONCURRENCY", get("MARKET_DATA_IO_CONCURRENCY"), 32, 1, 256
-            ),
             sparse_candle_types=_parse_instrument_types(
                 "MARKET_DATA_SPARSE_CANDLE_TYPES", get("MARKET_DATA_SPARSE_CANDLE_TYPES")
-            ),
-            candle_chunk_rows=_parse_int(
-                "MARKET_DATA_CANDLE_CHUNK_ROWS", get("MARKET_DATA_CANDLE_CHUNK_ROWS"), 2_000_000, 1_000, 10**9
             ),
             tardis_api_key=_parse_api_key("TARDIS_API_KEY", get("TARDIS_API_KEY")),
             tardis_api_url=_parse_url("TARDIS_API_URL", get("TARDIS_API_URL") or TARDIS_API_URL_DEFAULT),
             tardis_datasets_url=_parse_url(
                 "TARDIS_DATASETS_URL", get("TARDIS_DATASETS_URL") or TARDIS_DATASETS_URL_DEFAULT
             ),
-            tardis_requests_per_minute=_parse_int(
-                "TARDIS_REQUESTS_PER_MINUTE", get("TARDIS_REQUESTS_PER_MINUTE"), 2400, 1, 1_000_000
-            ),
-            tardis_max_retries=_parse_int("TARDIS_MAX_RETRIES", get("TARDIS_MAX_RETRIES"), 8, 0, 100),
             tardis_machine_ws_url=_parse_ws_url(
                 "TARDIS_MACHINE_WS_URL", get("TARDIS_MACHINE_WS_URL") or TARDIS_MACHINE_WS_URL_DEFAULT
             ),
-            live_lateness_s=_parse_float(
-                "MARKET_DATA_LIVE_LATENESS_S", get("MARKET_DATA_LIVE_LATENESS_S"), 2.0, 0.0, 3600.0
-            ),
-            live_max_lag_s=_parse_float(
-                "MARKET_DATA_LIVE_MAX_LAG_S", get("MARKET_DATA_LIVE_MAX_LAG_S"), 300.0, 1.0, 86_400.0 * 30
-            ),
+            **numbers,
         )
 
 
@@ -324,6 +311,33 @@ def _parse_date(name: str, value: str | None) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise SettingsError(f"{name}={value!r} is not a date in YYYY-MM-DD form") from None
+
+
+_BOUNDED_NUMBERS: tuple[tuple[str, str, float, float], ...] = (
+    # (Settings field, variable, lowest, highest); the default is the field's own, written once.
+    ("duckdb_threads", "MARKET_DATA_DUCKDB_THREADS", 1, 256),
+    ("duckdb_batch_files", "MARKET_DATA_DUCKDB_BATCH_FILES", 1, 100_000),
+    ("concurrency", "MARKET_DATA_CONCURRENCY", 1, 512),
+    ("convert_workers", "MARKET_DATA_CONVERT_WORKERS", 1, 64),
+    ("staging_max_age_hours", "MARKET_DATA_STAGING_MAX_AGE_HOURS", 0, 24 * 366),
+    ("backfill_days_per_run", "MARKET_DATA_BACKFILL_DAYS_PER_RUN", 1, 366),
+    ("sensor_lookback_days", "MARKET_DATA_SENSOR_LOOKBACK_DAYS", 1, 3660),
+    ("io_concurrency", "MARKET_DATA_IO_CONCURRENCY", 1, 256),
+    ("candle_chunk_rows", "MARKET_DATA_CANDLE_CHUNK_ROWS", 1_000, 10**9),
+    ("tardis_requests_per_minute", "TARDIS_REQUESTS_PER_MINUTE", 1, 1_000_000),
+    ("tardis_max_retries", "TARDIS_MAX_RETRIES", 0, 100),
+    ("live_lateness_s", "MARKET_DATA_LIVE_LATENESS_S", 0.0, 3600.0),
+    ("live_max_lag_s", "MARKET_DATA_LIVE_MAX_LAG_S", 1.0, 86_400.0 * 30),
+)
+"""The bounded numeric settings: an int field is parsed as an int, a float field as a float."""
+
+
+def _parse_bounded(name: str, value: str | None, default: object, lo: float, hi: float) -> int | float:
+    if isinstance(default, float):
+        return _parse_float(name, value, default, lo, hi)
+    if not isinstance(default, int):
+        raise TypeError(f"{name}: a bounded setting needs an int or float default, not {default!r}")
+    return _parse_int(name, value, default, int(lo), int(hi))
 
 
 def _parse_int(name: str, value: str | None, default: int, lo: int, hi: int) -> int:

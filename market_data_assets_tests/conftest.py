@@ -15,6 +15,33 @@ pytest_plugins = [
     "market_data_assets_tests.fixtures.webserver",
 ]
 
+SERVER_FIXTURES = frozenset(
+    {
+        "sandbox",
+        "sandbox_env",
+        "sandbox_fresh",
+        "make_sandbox",
+        "pipeline_lake",
+        "gcs_emulator",
+        "gcs_env",
+        "bigquery_emulator",
+        "gce_instance",
+        "launch_webserver",
+        "headless_chromium",
+        "chromium",
+    }
+)
+"""Fixtures that start a real part on 127.0.0.1 (see ``fixtures/``): a test using one is a
+``servers`` test whether or not its module says so."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that starts a server ``servers``, so ``-m "not servers"`` is the fast tier."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 TARDIS_SAMPLES = SHARED / "tardis-samples"

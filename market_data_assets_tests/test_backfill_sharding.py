@@ -33,13 +33,15 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import Queued
 from dagster_webserver.app import create_app_from_workspace_process_context
 
 from market_data_assets.launchers.run_tags import EXCHANGE_TAG, RANGE_END_TAG, RANGE_START_TAG
-from market_data_assets_tests import launcher_test_defs
 from market_data_assets_tests.fixtures.dagster_instance import (
     REPO_ROOT,
     TEST_DEFS_ORIGIN,
     write_instance_yaml,
 )
 from market_data_assets_tests.fixtures.gcs import free_port
+from market_data_assets_tests.support import launcher_defs
+
+pytestmark = pytest.mark.servers
 
 
 def load_script() -> ModuleType:
@@ -138,7 +140,7 @@ def keys_materialized_by(instance: dg.DagsterInstance, run_id: str) -> set[str]:
 def rectangle(start: str, end: str) -> set[str]:
     """Independent expectation of a range over ``date|exchange`` keys: dates × exchanges between the ends."""
     (d0, e0), (d1, e1) = start.split("|"), end.split("|")
-    exchanges = list(launcher_test_defs.EXCHANGES)
+    exchanges = list(launcher_defs.EXCHANGES)
     exs = exchanges[exchanges.index(e0) : exchanges.index(e1) + 1]
     first, last = date.fromisoformat(d0), date.fromisoformat(d1)
     return {f"{first + timedelta(days=i)}|{ex}" for i in range((last - first).days + 1) for ex in exs}
@@ -157,7 +159,7 @@ def test_multi_run_backfill_shards_per_exchange_and_per_n_days(
 
     runs = run_backfill_to_completion(context, backfill_id)
     # 6 days x 2 exchanges with multi_run(3): one run per exchange per 3 days.
-    assert len(runs) == 2 * (6 // launcher_test_defs.BACKFILL_DAYS_PER_RUN) == 4
+    assert len(runs) == 2 * (6 // launcher_defs.BACKFILL_DAYS_PER_RUN) == 4
     shards = sorted((r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in runs)
     assert shards == [
         ("2024-01-01|binance", "2024-01-03|binance"),
@@ -172,7 +174,7 @@ def test_multi_run_backfill_shards_per_exchange_and_per_n_days(
         assert len(expected) == 3
         assert keys_materialized_by(context.instance, run.run_id) == expected
         for key in expected:  # each partition's file exists and was written by this shard's run
-            written = json.loads(launcher_test_defs.partition_file("shard_file", key).read_text())
+            written = json.loads(launcher_defs.partition_file("shard_file", key).read_text())
             assert written == {"partition": key, "run_id": run.run_id, "tardis_key_sha256": None}
         every_key |= expected
     assert every_key == rectangle("2024-01-01|binance", "2024-01-06|deribit")
@@ -224,7 +226,7 @@ def test_script_rejects_incomplete_arguments(capsys: pytest.CaptureFixture[str])
 
 def _materialize_cli(home: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    pointer = ["-m", "market_data_assets_tests.launcher_test_defs", "-a", "defs", "--select", "shard_file"]
+    pointer = ["-m", "market_data_assets_tests.support.launcher_defs", "-a", "defs", "--select", "shard_file"]
     return CliRunner().invoke(asset_materialize_command, [*pointer, *args])
 
 
@@ -238,7 +240,7 @@ def test_cli_materialize_one_partition(tmp_path: Path, monkeypatch: pytest.Monke
         [run] = instance.get_runs()
         assert run.status == DagsterRunStatus.SUCCESS and run.tags["dagster/partition/exchange"] == "binance"
         assert keys_materialized_by(instance, run.run_id) == {"2024-01-02|binance"}
-    written = json.loads(launcher_test_defs.partition_file("shard_file", "2024-01-02|binance").read_text())
+    written = json.loads(launcher_defs.partition_file("shard_file", "2024-01-02|binance").read_text())
     assert written["run_id"] == run.run_id
 
 
@@ -254,4 +256,4 @@ def test_cli_partition_range_is_refused_for_multi_run_assets(
     )
     assert result.exit_code != 0
     assert "BackfillPolicy.single_run()" in str(result.exception)
-    assert not launcher_test_defs.partition_file("shard_file", "2024-01-01|binance").exists()
+    assert not launcher_defs.partition_file("shard_file", "2024-01-01|binance").exists()

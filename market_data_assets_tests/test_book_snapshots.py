@@ -12,8 +12,8 @@ import pytest
 from market_data_assets.candles.build import COMPLETE_META_KEY, build_book_snapshots
 from market_data_assets.candles.schema import book_snapshot_schema
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path
-from market_data_assets.storage.store import LocalStore
-from market_data_assets_tests.test_candles_support import (
+from market_data_assets.storage.local import LocalStore
+from market_data_assets_tests.support.candles import (
     DAY,
     EXCHANGE,
     NEXT,
@@ -66,6 +66,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, dict]:
 
 
 @pytest.mark.parametrize("timeframe", TIMEFRAMES)
+@pytest.mark.slow
 def test_book_as_of_bucket_end_equals_reference(built: tuple[LocalStore, dict], timeframe: str) -> None:
     store, inputs = built
     for key, (rows, depth) in inputs.items():
@@ -92,6 +93,7 @@ def test_boundary_snapshot_belongs_to_the_next_bucket(built: tuple[LocalStore, d
     assert last_24h["ask_price_0"] == inputs[BTC][0][-2]["ask_price_0"]  # 23:59:59.999999 from file D+1
 
 
+@pytest.mark.slow
 def test_missing_next_day_is_flagged(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "lake")
     write_ticks(store, "book_snapshot_5", DAY, BTC, _book(4, 5)[0])

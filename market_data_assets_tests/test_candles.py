@@ -25,8 +25,8 @@ from market_data_assets.candles.build import (
     build_rolled_up_candles,
 )
 from market_data_assets.candles.compute import (
+    CandleInputError,
     InstrumentDayTicks,
-    TickDataError,
     compute_candles,
     order_by_exchange_time,
 )
@@ -34,8 +34,8 @@ from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.schema import CANDLE_COLUMNS, CANDLE_SCHEMA, Rollup
 from market_data_assets.candles.timeframes import TIMEFRAME_TABLE, get_timeframe
 from market_data_assets.storage.layout import TIMEFRAMES, candles_dir, candles_path, raw_ticks_path
-from market_data_assets.storage.store import LocalStore
-from market_data_assets_tests.test_candles_support import (
+from market_data_assets.storage.local import LocalStore
+from market_data_assets_tests.support.candles import (
     DAY,
     EXCHANGE,
     NEXT,
@@ -188,6 +188,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
 
 
 @pytest.mark.parametrize("timeframe", TIMEFRAMES)
+@pytest.mark.slow
 def test_every_timeframe_equals_reference_from_ticks(built: LocalStore, timeframe: str) -> None:
     store = built
     for key, inputs in EXPECTED_INPUTS.items():
@@ -202,6 +203,7 @@ def test_every_timeframe_equals_reference_from_ticks(built: LocalStore, timefram
     assert written == {f"{k}.parquet" for k in EXPECTED_INPUTS}, "AFTER has no trade in D; no other venue"
 
 
+@pytest.mark.slow
 def test_edge_cases_land_where_the_definitions_say(built: LocalStore) -> None:
     """Spot checks that do not lean on the reference: the day boundary and the grid rules by hand."""
     store = built
@@ -233,6 +235,7 @@ def test_edge_cases_land_where_the_definitions_say(built: LocalStore) -> None:
     assert eth[first]["snapshot_count"] == 0 and eth[first]["twa_spread"] == 2.0  # quotes held since 12:00
 
 
+@pytest.mark.slow
 def test_next_day_trades_stay_out_of_the_next_days_candles(store: LocalStore) -> None:
     _write_day(store)
     build_base_candles(store, NEXT, EXCHANGE)
@@ -242,6 +245,7 @@ def test_next_day_trades_stay_out_of_the_next_days_candles(store: LocalStore) ->
     assert Path(store.uri(candles_path(NEXT, "15s", AFTER))).exists()
 
 
+@pytest.mark.slow
 def test_missing_next_day_is_built_and_flagged_incomplete(store: LocalStore) -> None:
     _write_day(store, with_next_day=False)
     summary = build_base_candles(store, DAY, EXCHANGE)
@@ -259,6 +263,7 @@ def test_missing_next_day_is_built_and_flagged_incomplete(store: LocalStore) -> 
     assert pl.read_parquet(store.uri(candles_path(DAY, "15s", BTC)))["trade_count"].sum() == 10
 
 
+@pytest.mark.slow
 def test_rebuild_replaces_the_slice_and_deletes_stale_files(store: LocalStore) -> None:
     _write_day(store)
     build_base_candles(store, DAY, EXCHANGE)
@@ -272,7 +277,7 @@ def test_rebuild_replaces_the_slice_and_deletes_stale_files(store: LocalStore) -
 
 def test_non_positive_price_is_a_clear_error_naming_the_file(store: LocalStore) -> None:
     write_ticks(store, "trades", DAY, BTC, [_trade(at(1), 100.0, 1.0), _trade(at(2), 0.0, 1.0)])
-    with pytest.raises(TickDataError, match=r"trades/BINANCE:SPOT_PAIR:BTC-USDT\.parquet.*non-positive"):
+    with pytest.raises(CandleInputError, match=r"trades/BINANCE:SPOT_PAIR:BTC-USDT\.parquet.*non-positive"):
         build_base_candles(store, DAY, EXCHANGE)
     assert not Path(store.uri(candles_dir(DAY, "15s"))).exists()
 
@@ -285,7 +290,7 @@ def test_unreadable_tick_file_is_a_clear_error_naming_it(store: LocalStore) -> N
     )
     store.write_parquet(bad, raw_ticks_path(DAY, "trades", BTC))  # no amount, no side
     with pytest.raises(
-        TickDataError,
+        CandleInputError,
         match=r"cannot build BINANCE:SPOT_PAIR:BTC-USDT from .*trades/BINANCE:SPOT_PAIR:BTC-USDT\.parquet",
     ):
         build_base_candles(store, DAY, EXCHANGE)
@@ -367,6 +372,7 @@ def _frames_equal(rolled: pl.DataFrame, direct: pl.DataFrame, context: str) -> N
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.slow
 def test_rolled_up_15s_equals_direct_computation_at_every_timeframe(seed: int) -> None:
     ticks = _random_day(seed)
     base = compute_candles(ticks, DAY, BTC, EXCHANGE, get_timeframe("15s"))
@@ -381,6 +387,7 @@ def test_rolled_up_15s_equals_direct_computation_at_every_timeframe(seed: int) -
         _frames_equal(straight, direct, f"seed {seed} 15s->{tf.name}")
 
 
+@pytest.mark.slow
 def test_random_day_matches_the_reference_too() -> None:
     """The random day against the plain-Python reference at 1h (every feature, ties and gaps included)."""
     ticks = _random_day(3, n_trades=1500, n_snaps=400)

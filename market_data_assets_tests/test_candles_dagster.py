@@ -6,14 +6,18 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from market_data_assets.defs.candles import CANDLE_ASSETS, DAY_AND_NEXT_DAY, RAW_TICKS_KEY
 from market_data_assets.defs.io_managers import io_managers_for
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import date_exchange_partitions
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path, candles_path
-from market_data_assets.storage.store import LocalStore
-from market_data_assets_tests.test_candles_support import DAY, EXCHANGE, NEXT, at, write_ticks
+from market_data_assets.storage.local import LocalStore
+from market_data_assets_tests.support.candles import DAY, EXCHANGE, NEXT, at, write_ticks
+
+pytestmark = pytest.mark.servers
+
 
 BTC = "BINANCE:SPOT_PAIR:BTC-USDT"
 

@@ -31,9 +31,9 @@ from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.schema import CANDLE_SCHEMA
 from market_data_assets.candles.timeframes import TIMEFRAME_TABLE, get_timeframe
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path, candles_path, raw_ticks_path
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import SliceRef, StoredSlice
-from market_data_assets.storage.store import LocalStore
-from market_data_assets_tests.test_candles_support import (
+from market_data_assets_tests.support.candles import (
     DAY,
     EXCHANGE,
     NEXT,
@@ -44,6 +44,9 @@ from market_data_assets_tests.test_candles_support import (
     reference_candles,
     write_ticks,
 )
+
+pytestmark = pytest.mark.slow
+
 
 PERP = "BINANCE:PERP:BTC-USDT"
 PERP_QUOTES = "BINANCE:PERP:ETH-USDT"

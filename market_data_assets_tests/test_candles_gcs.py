@@ -6,16 +6,9 @@ import polars as pl
 import pytest
 
 from market_data_assets.candles.build import build_base_candles, build_book_snapshots, build_rolled_up_candles
+from market_data_assets.storage import open_store
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path, candles_path
-from market_data_assets.storage.store import open_store
-from market_data_assets_tests.test_candles import (
-    BTC,
-    BTC_BOOK_D,
-    BTC_BOOK_NEXT,
-    BTC_TRADES_D,
-    BTC_TRADES_NEXT,
-)
-from market_data_assets_tests.test_candles_support import (
+from market_data_assets_tests.support.candles import (
     DAY,
     EXCHANGE,
     NEXT,
@@ -23,6 +16,13 @@ from market_data_assets_tests.test_candles_support import (
     reference_book_as_of_end,
     reference_candles,
     write_ticks,
+)
+from market_data_assets_tests.test_candles import (
+    BTC,
+    BTC_BOOK_D,
+    BTC_BOOK_NEXT,
+    BTC_TRADES_D,
+    BTC_TRADES_NEXT,
 )
 
 

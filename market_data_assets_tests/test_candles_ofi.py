@@ -20,8 +20,8 @@ from market_data_assets.candles.densify import densify
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.storage.layout import TIMEFRAMES, candles_path
-from market_data_assets.storage.store import LocalStore
-from market_data_assets_tests.test_candles_support import (
+from market_data_assets.storage.local import LocalStore
+from market_data_assets_tests.support.candles import (
     DAY,
     DAY_US,
     EXCHANGE,
@@ -31,6 +31,9 @@ from market_data_assets_tests.test_candles_support import (
     day_start,
     write_ticks,
 )
+
+pytestmark = pytest.mark.slow
+
 
 PERP = "BINANCE:SPOT_PAIR:BTC-USDT"
 OPTION = "BINANCE:OPTION:BTC-USDT-50000-240105-CALL"

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from market_data_assets.storage import layout
 
@@ -176,6 +177,7 @@ def test_market_data_missing_is_scriptable(pipeline_lake, sandbox, tmp_path):
     assert not (tmp_path / "g.txt").exists()
 
 
+@pytest.mark.slow
 def test_clean_staging_removes_what_dead_runs_left(tmp_path):
     import json
     import socket

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from market_data_assets.sandbox import RunningSandbox, generate_csv
 from market_data_assets.settings import Secret, Settings
 from market_data_assets.tardis.client import DownloadRequest, DownloadResult, TardisClient
 from market_data_assets.tardis.errors import TardisIntegrityError, TardisServerError
-from market_data_assets.tardis.sandbox import RunningSandbox, generate_csv
 
 
 def _client(sandbox: RunningSandbox, **kw: object) -> TardisClient:

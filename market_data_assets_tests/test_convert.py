@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from market_data_assets.tardis.sandbox import SandboxConfig, generate_csv
+from market_data_assets.sandbox import SandboxConfig, generate_csv
 from market_data_assets.ticks.convert import convert_csv_gz
 from market_data_assets.ticks.errors import (
     BadValueError,
@@ -159,12 +159,14 @@ SANDBOX_FILES = {
 
 
 @pytest.mark.parametrize("data_type", sorted(SANDBOX_FILES))
+@pytest.mark.slow
 def test_sandbox_files_round_trip_for_every_data_type(tmp_path: Path, data_type: str) -> None:
     exchange, symbol = SANDBOX_FILES[data_type]
     text = generate_csv(SANDBOX, exchange, data_type, SANDBOX_DAY, symbol).decode()
     assert assert_round_trip(tmp_path, text, data_type, SANDBOX_DAY) > 0
 
 
+@pytest.mark.slow
 def test_grouped_options_file_is_split_per_instrument_and_unknown_symbols_are_counted(tmp_path: Path) -> None:
     text = generate_csv(SANDBOX, "deribit", "options_chain", SANDBOX_DAY, "OPTIONS").decode()
     rows = reference_rows(text)
@@ -201,6 +203,7 @@ def big_trades_csv(rows: int, symbols: tuple[str, ...], day: date) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 def test_large_multi_batch_grouped_file_keeps_every_row_in_order(tmp_path: Path) -> None:
     day = date(2024, 3, 5)
     symbols = ("BTC-PERPETUAL", "ETH-PERPETUAL", "SOL-PERPETUAL")
@@ -283,6 +286,7 @@ def test_wrong_header_names_the_file_and_the_columns(tmp_path: Path) -> None:
     assert_fails_cleanly(tmp_path, quotes, "quotes", SANDBOX_DAY, HeaderError, "line 1", "missing")
 
 
+@pytest.mark.slow
 def test_truncated_gzip_is_a_clear_error(tmp_path: Path) -> None:
     text = big_trades_csv(140_000, ("BTC-PERPETUAL",), SANDBOX_DAY)
     data = gzip.compress(text.encode())
@@ -297,6 +301,7 @@ def test_truncated_gzip_is_a_clear_error(tmp_path: Path) -> None:
     assert err.value.line == inflated.count(b"\n") + 1
 
 
+@pytest.mark.slow
 def test_non_numeric_price_names_file_line_and_value(tmp_path: Path) -> None:
     text = big_trades_csv(135_000, ("BTC-PERPETUAL",), SANDBOX_DAY)
     lines = text.splitlines()
@@ -309,6 +314,7 @@ def test_non_numeric_price_names_file_line_and_value(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_missing_required_value_names_the_line(tmp_path: Path) -> None:
     text = big_trades_csv(100_000, ("BTC-PERPETUAL",), SANDBOX_DAY)
     lines = text.splitlines()
@@ -393,6 +399,7 @@ def test_sink_flushes_early_under_its_row_budget_and_keeps_order(tmp_path: Path)
     assert groups > len(files), "the budget forced early, smaller row groups"
 
 
+@pytest.mark.slow
 def test_corrupt_gzip_bytes_are_a_clear_error(tmp_path: Path) -> None:
     data = bytearray(gzip.compress(big_trades_csv(20_000, ("BTC-PERPETUAL",), SANDBOX_DAY).encode()))
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the deflate stream

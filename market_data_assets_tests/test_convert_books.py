@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from market_data_assets.sandbox import generate_csv
 from market_data_assets.tardis.formats import get_spec
-from market_data_assets.tardis.sandbox import generate_csv
 from market_data_assets.ticks.convert import TimestampWindow, _convert_streaming, convert_csv_gz
 from market_data_assets.ticks.errors import BadValueError, CorruptGzipError, TimestampWindowError
 from market_data_assets_tests.test_convert import (
@@ -56,6 +56,7 @@ def created_by_polars(path: Path) -> bool:
     return "polars" in pq.read_metadata(path).created_by.lower()
 
 
+@pytest.mark.slow
 def test_multi_row_group_book_file_round_trips_through_polars(tmp_path: Path) -> None:
     lines = book_csv(140_000)
     rows = assert_round_trip(tmp_path, "\n".join(lines) + "\n", "book_snapshot_5", DAY)
@@ -67,6 +68,7 @@ def test_multi_row_group_book_file_round_trips_through_polars(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("data_type", sorted(SANDBOX_FILES))
+@pytest.mark.slow
 def test_each_data_type_takes_the_writer_its_spec_names(tmp_path: Path, data_type: str) -> None:
     exchange, symbol = SANDBOX_FILES[data_type]
     text = generate_csv(SANDBOX, exchange, data_type, SANDBOX_DAY, symbol)
@@ -143,6 +145,7 @@ def test_timestamp_of_another_day_names_the_line(tmp_path: Path) -> None:
     _assert_fails_cleanly(tmp_path, write(tmp_path, lines), TimestampWindowError, "line 1000", "timestamp")
 
 
+@pytest.mark.slow
 def test_truncated_gzip_fails_on_the_polars_route_too(tmp_path: Path) -> None:
     data = gzip.compress(("\n".join(book_csv(20_000)) + "\n").encode())
     src = tmp_path / "cut.csv.gz"

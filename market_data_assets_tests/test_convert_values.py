@@ -69,6 +69,7 @@ def test_trades_refuse_non_finite_negative_and_unknown_values(
     ("column", "value", "shown"),
     [("asks[2].price", "NaN", "nan"), ("bids[0].amount", "-0.5", "-0.5"), ("asks[4].amount", "inf", "inf")],
 )
+@pytest.mark.slow
 def test_book_snapshots_refuse_bad_levels_on_the_polars_route(
     tmp_path: Path, column: str, value: str, shown: str
 ) -> None:
@@ -79,6 +80,7 @@ def test_book_snapshots_refuse_bad_levels_on_the_polars_route(
         assert needle in message, f"{needle!r} not in {message}"
 
 
+@pytest.mark.slow
 def test_odd_values_tardis_really_sends_are_kept(tmp_path: Path, tardis_samples: Path) -> None:
     """Empty book levels (a thin book), an L2 amount of 0 (level removed), a negative funding rate
     and a negative price on a COMBO (a future spread) are legitimate, and the spec says so."""

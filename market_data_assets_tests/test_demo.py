@@ -10,9 +10,13 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 from market_data_assets.features.registry import FEATURE_TIMEFRAMES
 from market_data_assets.storage import layout
+
+pytestmark = pytest.mark.servers
+
 
 REPO = Path(__file__).resolve().parents[1]
 EXCHANGES = ("binance-futures", "deribit", "bitmex")

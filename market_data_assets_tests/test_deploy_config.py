@@ -24,13 +24,13 @@ from dagster_postgres import DagsterPostgresStorage
 from market_data_assets.launchers.coordinator import ExchangeTaggingRunCoordinator
 from market_data_assets.launchers.gce import GceRunLauncher
 from market_data_assets.launchers.run_tags import EXCHANGE_TAG, RANGE_END_TAG, RANGE_START_TAG
-from market_data_assets_tests import launcher_test_defs
 from market_data_assets_tests.fixtures.dagster_instance import (
     REPO_ROOT,
     TEST_DEFS_ORIGIN,
     write_instance_yaml,
 )
-from market_data_assets_tests.launcher_fake_gce import FakeGce
+from market_data_assets_tests.support import launcher_defs
+from market_data_assets_tests.support.fake_gce import FakeGce
 
 DEPLOY = REPO_ROOT / "deploy"
 TARDIS_REQUESTS_PER_MINUTE_BUDGET = 3000  # TARDIS.md: about 3,000 requests/minute on the common plans
@@ -129,7 +129,7 @@ def test_production_queue_and_launcher_limit_runs_per_exchange(
             workspace = process_context.create_request_context()
             location = workspace.get_code_location(workspace.code_location_names[0])
             remote_job = location.get_repository("__repository__").get_full_job("__ASSET_JOB")
-            job_def = launcher_test_defs.defs.resolve_implicit_global_asset_job_def()
+            job_def = launcher_defs.defs.resolve_implicit_global_asset_job_def()
 
             def submit(tags: dict[str, str]) -> str:
                 run = instance.create_run_for_job(
@@ -142,7 +142,7 @@ def test_production_queue_and_launcher_limit_runs_per_exchange(
                 instance.submit_run(run.run_id, workspace)
                 return run.run_id
 
-            single = launcher_test_defs.partitions.get_tags_for_partition_key
+            single = launcher_defs.partitions.get_tags_for_partition_key
             runs = {
                 "binance-1": submit(_range_tags("2024-01-01|binance", "2024-01-03|binance", "bf1")),
                 "binance-2": submit(_range_tags("2024-01-04|binance", "2024-01-06|binance", "bf1")),
@@ -184,6 +184,7 @@ def test_production_queue_and_launcher_limit_runs_per_exchange(
         fake.close()
 
 
+@pytest.mark.slow
 def test_local_yaml_loads_a_sqlite_instance_with_the_default_launcher(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,8 +41,8 @@ from market_data_assets.features.registry import (
     lookback_days,
 )
 from market_data_assets.storage.layout import CANDLES_AREA, features_path
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import META_PREFIX, SliceRef, SlicesOutput, write_output
-from market_data_assets.storage.store import LocalStore
 
 DAY = date(2024, 1, 10)
 EXCHANGE = "binance-futures"
@@ -235,6 +235,7 @@ def write_candle_slices(store: LocalStore, candles: pl.DataFrame, days: list[dat
 
 
 @pytest.mark.parametrize("timeframe", FEATURE_TIMEFRAMES)
+@pytest.mark.slow
 def test_every_feature_equals_plain_python_on_candles_spanning_midnight(
     tmp_path: Path, timeframe: str
 ) -> None:
@@ -276,6 +277,7 @@ def test_lookback_days_follow_the_registry() -> None:
 @pytest.mark.parametrize(
     ("timeframe", "cut"), [("1m", (13, 7)), ("1m", (0, 0)), ("1h", (5, 0)), ("24h", (0, 0))]
 )
+@pytest.mark.slow
 def test_no_feature_of_row_t_uses_data_at_or_after_t_plus_tf(timeframe: str, cut: tuple[int, int]) -> None:
     """Change every input stamped at or after an instant X; no row with available_at <= X may change."""
     days = lookback_span(DAY, timeframe)
@@ -310,6 +312,7 @@ def test_no_feature_of_row_t_uses_data_at_or_after_t_plus_tf(timeframe: str, cut
 
 
 @pytest.mark.parametrize("timeframe", ["1m", "1h", "4h"])
+@pytest.mark.slow
 def test_missing_earlier_day_nulls_exactly_the_windows_that_need_it(tmp_path: Path, timeframe: str) -> None:
     store = LocalStore(tmp_path / "lake")
     days = lookback_span(DAY, timeframe)
@@ -319,7 +322,8 @@ def test_missing_earlier_day_nulls_exactly_the_windows_that_need_it(tmp_path: Pa
     full = {k: pl.read_parquet(store.uri(features_path(DAY, timeframe, k))) for k in (A, B, C)}
     gone = DAY - timedelta(days=1)
     ref = SliceRef(CANDLES_AREA, gone, timeframe, EXCHANGE)
-    store.delete_prefix(ref.folder + "/")
+    for gone_file in store.list(ref.folder + "/"):
+        store.delete(gone_file.path)
     summary = build_features(store, DAY, EXCHANGE, timeframe)
     assert summary.flags[LOOKBACK_FLAG] == "false"
     width = get_timeframe(timeframe).us

@@ -25,9 +25,12 @@ from market_data_assets.features.build import LOOKBACK_FLAG, lookback_span
 from market_data_assets.features.registry import FEATURE_NAMES, FEATURE_SCHEMA, FEATURE_TIMEFRAMES
 from market_data_assets.partitions import date_exchange_partitions
 from market_data_assets.storage.layout import CANDLES_AREA, features_path
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import META_PREFIX, SliceRef
-from market_data_assets.storage.store import LocalStore
 from market_data_assets_tests.test_features import EXCHANGE, A, B, C, hand_built, write_candle_slices
+
+pytestmark = pytest.mark.servers
+
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = date(2024, 3, 2)
@@ -117,7 +120,8 @@ def test_feature_assets_and_bq_features_load_idempotently_and_the_reader_reads_t
 def test_a_missing_earlier_day_is_skipped_and_flagged(tmp_path: Path) -> None:
     root = tmp_path / "lake"
     store = _lake(root, ("1m",))
-    store.delete_prefix(SliceRef(CANDLES_AREA, DAY - timedelta(days=1), "1m", EXCHANGE).folder + "/")
+    for gone_file in store.list(SliceRef(CANDLES_AREA, DAY - timedelta(days=1), "1m", EXCHANGE).folder + "/"):
+        store.delete(gone_file.path)
     result = _materialize(root, [FEATURE_ASSET_BY_TIMEFRAME["1m"]])
     assert result.success
     mat = result.asset_materializations_for_node("features_1m")[0]

@@ -12,8 +12,7 @@ import pytest
 from market_data_assets.defs.instruments import download_targets, instrument_definitions
 from market_data_assets.defs.io_managers import LayoutIOManager
 from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.storage import layout
-from market_data_assets.storage.store import open_store
+from market_data_assets.storage import layout, open_store
 
 
 def _resources() -> dict:

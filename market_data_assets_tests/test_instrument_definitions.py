@@ -1,4 +1,4 @@
-"""build_definitions: the day's values from `changes`, availability windows, the no-metadata path,
+"""build_instrument_definitions: the day's values from `changes`, availability windows, the no-metadata path,
 grouped symbols, the schema, and bad metadata input."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from market_data_assets.instruments import (
     DEFINITIONS_SCHEMA,
     InstrumentMetadataError,
     UnsupportedInstrumentTypeError,
-    build_definitions,
+    build_instrument_definitions,
     empty_definitions,
 )
 from market_data_assets.storage.layout import check_instrument_key
-from market_data_assets_tests.tardis_json import dataset_symbol_entry
+from market_data_assets_tests.support.tardis_json import dataset_symbol_entry
 
 
 def _sample(tardis_samples: Path, name: str) -> dict:
@@ -66,22 +66,24 @@ FIELD_COLUMNS = {
 
 
 @pytest.mark.parametrize("day", PERP_DAYS)
+@pytest.mark.slow
 def test_changes_history_gives_that_days_values(tardis_samples: Path, day: date) -> None:
     record = _sample(tardis_samples, "instrument_perpetual.json")
-    frame = build_definitions("bitmex", day, _details(_entry("XBTUSD", "perpetual")), [record])
+    frame = build_instrument_definitions("bitmex", day, _details(_entry("XBTUSD", "perpetual")), [record])
     assert frame.height == 1
     row = frame.row(0, named=True)
     for field, column in FIELD_COLUMNS.items():
         assert row[column] == _reference_value(record, field, day), (day, field)
 
 
+@pytest.mark.slow
 def test_changes_history_spot_checks(tardis_samples: Path) -> None:
     """Hand-read from the sample files, so the reference above is itself checked."""
     perp = _sample(tardis_samples, "instrument_perpetual.json")
     details = _details(_entry("XBTUSD", "perpetual"))
 
     def row(day: date) -> dict:
-        return build_definitions("bitmex", day, details, [perp]).row(0, named=True)
+        return build_instrument_definitions("bitmex", day, details, [perp]).row(0, named=True)
 
     assert (row(date(2021, 6, 7))["lot_size"], row(date(2021, 6, 7))["tick_size"]) == (1.0, 0.5)
     assert (row(date(2021, 6, 9))["lot_size"], row(date(2021, 6, 9))["tick_size"]) == (100.0, 0.5)
@@ -90,8 +92,10 @@ def test_changes_history_spot_checks(tardis_samples: Path) -> None:
 
     spot = _sample(tardis_samples, "instrument_spot.json")
     spot_details = _details(_entry("BTC_USDC", "spot"))
-    before = build_definitions("deribit", date(2024, 4, 1), spot_details, [spot]).row(0, named=True)
-    after = build_definitions("deribit", date(2024, 4, 3), spot_details, [spot]).row(0, named=True)
+    before = build_instrument_definitions("deribit", date(2024, 4, 1), spot_details, [spot]).row(
+        0, named=True
+    )
+    after = build_instrument_definitions("deribit", date(2024, 4, 3), spot_details, [spot]).row(0, named=True)
     assert (before["tick_size"], after["tick_size"]) == (0.01, 1.0)
     assert before["instrument_key"] == after["instrument_key"] == "DERIBIT:SPOT_PAIR:BTC-USDC"
 
@@ -129,7 +133,7 @@ def _window_instruments() -> list[dict]:
 def test_availability_window(day: date, expected: set[str]) -> None:
     records = _window_instruments()
     details = _details(*(_entry(r["id"], r["type"]) for r in records))
-    frame = build_definitions("deribit", day, details, records)
+    frame = build_instrument_definitions("deribit", day, details, records)
     assert set(frame["exchange_symbol"]) == expected
     assert frame["as_of_day"].unique().to_list() == [day]
 
@@ -137,7 +141,7 @@ def test_availability_window(day: date, expected: set[str]) -> None:
 def test_empty_day_keeps_typed_columns() -> None:
     records = _window_instruments()
     details = _details(*(_entry(r["id"], r["type"]) for r in records))
-    frame = build_definitions("deribit", date(2018, 1, 1), details, records)
+    frame = build_instrument_definitions("deribit", date(2018, 1, 1), details, records)
     assert frame.height == 0
     assert frame.schema == DEFINITIONS_SCHEMA == empty_definitions().schema
 
@@ -158,7 +162,7 @@ def _deribit_details() -> dict:
 
 
 def test_without_metadata_rows_come_from_the_symbol_parser() -> None:
-    frame = build_definitions("deribit", date(2024, 12, 2), _deribit_details(), None)
+    frame = build_instrument_definitions("deribit", date(2024, 12, 2), _deribit_details(), None)
     assert frame.schema == DEFINITIONS_SCHEMA
     rows = {r["instrument_key"]: r for r in frame.iter_rows(named=True)}
     assert set(rows) == {
@@ -182,7 +186,7 @@ def test_without_metadata_rows_come_from_the_symbol_parser() -> None:
     assert rows["DERIBIT:PERP:BTC-USD"]["grouped_symbols"] == ["PERPETUALS"]
     assert rows["DERIBIT:FUTURE:BTC-USD-241227"]["grouped_symbols"] == []  # no FUTURES group listed
     # PERPETUALS only exists from 2024-12-01
-    earlier = build_definitions("deribit", date(2024, 11, 30), _deribit_details(), None)
+    earlier = build_instrument_definitions("deribit", date(2024, 11, 30), _deribit_details(), None)
     assert earlier.filter(pl.col("instrument_type") == "PERP")["grouped_symbols"].to_list() == [[]]
     for key in frame["instrument_key"]:
         check_instrument_key(key)
@@ -196,7 +200,7 @@ def test_metadata_rows_and_extra_dataset_symbols() -> None:
         "strikePrice": "50000", "optionType": "call", "priceIncrement": "0.0001", "amountIncrement": 0.1,
         "minTradeAmount": 0.1, "contractMultiplier": 1, "someFieldTardisAddedLater": {"x": 1},
     }  # fmt: skip
-    frame = build_definitions("deribit", date(2024, 12, 2), _deribit_details(), [option])
+    frame = build_instrument_definitions("deribit", date(2024, 12, 2), _deribit_details(), [option])
     rows = {r["exchange_symbol"]: r for r in frame.iter_rows(named=True)}
     meta = rows["BTC-25DEC24-50000-C"]
     assert meta["key_source"] == "metadata"
@@ -218,7 +222,7 @@ def test_symbol_in_csv_is_the_upper_cased_native_id() -> None:
         "id": "btcusdt", "datasetId": "BTCUSDT", "exchange": "binance-futures", "baseCurrency": "BTC",
         "quoteCurrency": "USDT", "type": "perpetual", "availableSince": "2019-09-08T00:00:00.000Z",
     }  # fmt: skip
-    frame = build_definitions(
+    frame = build_instrument_definitions(
         "binance-futures", date(2024, 1, 1), _details(_entry("BTCUSDT", "perpetual")), [record]
     )
     row = frame.row(0, named=True)
@@ -242,7 +246,7 @@ def _perp(**overrides: object) -> dict:
 
 
 def _build(records: list, **kw) -> pl.DataFrame:
-    return build_definitions(
+    return build_instrument_definitions(
         "deribit", date(2024, 1, 2), _details(_entry("BTC-PERPETUAL", "perpetual")), records, **kw
     )
 
@@ -266,6 +270,7 @@ def test_numbers_as_strings_and_unknown_fields_are_read() -> None:
         ({"changes": "often"}, r"deribit.*'BTC-PERPETUAL'.*'changes'"),
     ],
 )
+@pytest.mark.slow
 def test_bad_metadata_is_refused_naming_exchange_and_symbol(overrides: dict, pattern: str) -> None:
     record = _perp(**overrides)
     record = {k: v for k, v in record.items() if v is not None}
@@ -283,9 +288,10 @@ def test_missing_id_and_non_list_inputs_are_named() -> None:
     with pytest.raises(InstrumentMetadataError, match="deribit.*instruments\\[1\\]"):
         _build([_perp(), "BTC-PERPETUAL"])
     with pytest.raises(InstrumentMetadataError, match="deribit.*datasets.symbols"):
-        build_definitions("deribit", date(2024, 1, 2), {"id": "deribit"}, [_perp()])
+        build_instrument_definitions("deribit", date(2024, 1, 2), {"id": "deribit"}, [_perp()])
 
 
+@pytest.mark.slow
 def test_unknown_type_raises_or_is_skipped_on_request() -> None:
     odd = _perp(id="RAIN-TOMORROW", type="prediction")
     with pytest.raises(UnsupportedInstrumentTypeError, match="deribit.*'RAIN-TOMORROW'"):
@@ -298,17 +304,18 @@ def test_unknown_type_raises_or_is_skipped_on_request() -> None:
 
 
 @pytest.mark.parametrize("exchange", ["binance", "binance-futures", "deribit", "bitmex", "coinbase"])
+@pytest.mark.slow
 def test_metadata_and_symbol_parse_agree_on_sandbox_universe(exchange: str) -> None:
     """The sandbox's pure universe functions (no HTTP): every key from metadata equals the key the
     symbol parser derives from the public dataset id, so a paid key never renames a file."""
-    from market_data_assets.tardis.sandbox import SandboxConfig, list_dataset_symbols, list_instruments
+    from market_data_assets.sandbox import SandboxConfig, list_dataset_symbols, list_instruments
 
     config = SandboxConfig()
     instruments = list_instruments(config, exchange)
     details = {"id": exchange, "datasets": {"symbols": list_dataset_symbols(config, exchange)}}
     for day in (date(2024, 3, 5), date(2024, 9, 10), date(2024, 12, 1)):
-        with_meta = build_definitions(exchange, day, details, instruments)
-        parsed = build_definitions(exchange, day, details, None)
+        with_meta = build_instrument_definitions(exchange, day, details, instruments)
+        parsed = build_instrument_definitions(exchange, day, details, None)
         assert with_meta.height > 0
         assert set(with_meta["key_source"]) == {"metadata"}
         assert set(parsed["key_source"]) == {"symbol_parse"}
@@ -327,22 +334,24 @@ def test_malformed_exchange_details_are_named() -> None:
     bad_types = _details({"id": "BTC-PERPETUAL", "type": "perpetual", "availableSince": "2019-01-01T00:00:00.000Z",
                           "dataTypes": "trades"})  # fmt: skip
     with pytest.raises(InstrumentMetadataError, match="deribit.*'BTC-PERPETUAL'.*'dataTypes'"):
-        build_definitions("deribit", date(2024, 1, 2), bad_types, None)
+        build_instrument_definitions("deribit", date(2024, 1, 2), bad_types, None)
     no_type = _details({"id": "BTC-PERPETUAL", "availableSince": "2019-01-01T00:00:00.000Z", "dataTypes": []})
     with pytest.raises(InstrumentMetadataError, match="deribit.*without id/type/availableSince"):
-        build_definitions("deribit", date(2024, 1, 2), no_type, None)
+        build_instrument_definitions("deribit", date(2024, 1, 2), no_type, None)
     # numbers where strings belong are read leniently (the id 123 becomes "123")
     numeric = _details({"id": 123, "type": "spot", "availableSince": "2019-01-01T00:00:00.000Z"})
     with pytest.raises(Exception, match="deribit.*'123'"):
-        build_definitions("deribit", date(2024, 1, 2), numeric, None)  # "123" is no Deribit spot id
+        build_instrument_definitions(
+            "deribit", date(2024, 1, 2), numeric, None
+        )  # "123" is no Deribit spot id
 
 
 def test_empty_inputs_give_typed_empty_frames() -> None:
     nothing = {"datasets": {"symbols": []}}
     for instruments in (None, []):
-        frame = build_definitions("deribit", date(2024, 1, 2), nothing, instruments)
+        frame = build_instrument_definitions("deribit", date(2024, 1, 2), nothing, instruments)
         assert frame.height == 0 and frame.schema == DEFINITIONS_SCHEMA
-    only_details = build_definitions(
+    only_details = build_instrument_definitions(
         "deribit", date(2024, 1, 2), _details(_entry("BTC-PERPETUAL", "perpetual")), []
     )
     assert only_details["key_source"].to_list() == ["symbol_parse"]

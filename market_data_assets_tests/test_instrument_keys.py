@@ -15,7 +15,7 @@ from market_data_assets.instruments import (
     InstrumentKeyError,
     SymbolParseError,
     UnsupportedInstrumentTypeError,
-    build_definitions,
+    build_instrument_definitions,
     format_strike,
     key_for_dataset_symbol,
     key_for_instrument,
@@ -241,9 +241,10 @@ def _details(records: list[dict[str, object]]) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_collision_is_resolved_deterministically_and_reported() -> None:
     records = _colliding_futures()
-    frame = build_definitions("deribit", date(2024, 7, 1), _details(records), records)
+    frame = build_instrument_definitions("deribit", date(2024, 7, 1), _details(records), records)
     got = dict(zip(frame["exchange_symbol"], frame["instrument_key"], strict=True))
     # order: (availableSince, id): BTC-27DEC24 (March) first, then -A before -Z (June, by id)
     assert got == {
@@ -262,14 +263,14 @@ def test_collision_is_resolved_deterministically_and_reported() -> None:
     for seed in range(5):
         shuffled = records.copy()
         random.Random(seed).shuffle(shuffled)
-        again = build_definitions("deribit", date(2024, 7, 1), _details(shuffled), shuffled)
+        again = build_instrument_definitions("deribit", date(2024, 7, 1), _details(shuffled), shuffled)
         assert again.equals(frame)
 
 
 def test_collision_keys_are_stable_across_days() -> None:
     """Resolved over the whole universe: the March future keeps its key even before the others list."""
     records = _colliding_futures()
-    early = build_definitions("deribit", date(2024, 4, 1), _details(records), records)
+    early = build_instrument_definitions("deribit", date(2024, 4, 1), _details(records), records)
     assert early.filter(pl.col("exchange_symbol") == "BTC-27DEC24")["instrument_key"].to_list() == [
         "DERIBIT:FUTURE:BTC-USD-241227"
     ]
@@ -284,13 +285,13 @@ def test_split_ambiguity_collides_and_is_resolved() -> None:
               availableSince="2024-02-01T00:00:00.000Z"),
     ]  # fmt: skip
     details = {"datasets": {"symbols": []}}
-    frame = build_definitions("kraken", date(2024, 3, 1), details, records)
+    frame = build_instrument_definitions("kraken", date(2024, 3, 1), details, records)
     assert dict(zip(frame["exchange_symbol"], frame["instrument_key"], strict=True)) == {
         "AB_C": "KRAKEN:SPOT_PAIR:A-B-C",
         "A_BC": "KRAKEN:SPOT_PAIR:A-B-C.2",
     }
     # before the second one lists, the first still has the plain key; on no day do they swap
-    alone = build_definitions("kraken", date(2024, 1, 15), details, records)
+    alone = build_instrument_definitions("kraken", date(2024, 1, 15), details, records)
     assert alone["instrument_key"].to_list() == ["KRAKEN:SPOT_PAIR:A-B-C"]
 
 
@@ -301,7 +302,7 @@ def test_path_patterns_are_full_matches_and_keys_have_a_maximum_length(tmp_path:
     """A trailing newline used to pass ``$``; a key over ~209 characters could never be written
     (the temporary suffix overflowed the file name limit) and failed with a bare Errno 36."""
     from market_data_assets.storage.layout import MAX_INSTRUMENT_KEY_LENGTH, LayoutError, check_exchange
-    from market_data_assets.storage.store import LocalStore
+    from market_data_assets.storage.local import LocalStore
 
     for bad in ("bitmex\n", "bitmex\r\n"):
         with pytest.raises(LayoutError):

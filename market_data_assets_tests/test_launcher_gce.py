@@ -33,7 +33,6 @@ from market_data_assets.launchers.run_tags import (
     GCE_ZONE_TAG,
     MACHINE_TYPE_TAG,
 )
-from market_data_assets_tests import launcher_test_defs
 from market_data_assets_tests.fixtures.dagster_instance import (
     TARDIS_KEY_VALUE,
     TARDIS_SECRET,
@@ -41,6 +40,7 @@ from market_data_assets_tests.fixtures.dagster_instance import (
     TEST_ZONE,
     GceTestInstance,
 )
+from market_data_assets_tests.support import launcher_defs
 
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -144,7 +144,7 @@ def test_startup_script_executes_the_run_to_success_and_deletes_the_vm(
     assert finished is not None and finished.status == DagsterRunStatus.SUCCESS
     records = g.instance.fetch_materializations(dg.AssetKey("shard_file"), limit=100).records
     assert [r.partition_key for r in records if r.run_id == run.run_id] == [key]
-    written = json.loads(launcher_test_defs.partition_file("shard_file", key).read_text())
+    written = json.loads(launcher_defs.partition_file("shard_file", key).read_text())
     assert written["run_id"] == run.run_id
     # The run saw the Tardis key it fetched from Secret Manager (checked by hash; never written out).
     assert written["tardis_key_sha256"] == hashlib.sha256(TARDIS_KEY_VALUE.encode()).hexdigest()
@@ -160,7 +160,7 @@ def test_startup_script_executes_the_run_to_success_and_deletes_the_vm(
 def _start_blocking_run(g: GceTestInstance, tmp_path: Path) -> tuple[dg.DagsterRun, subprocess.Popen]:
     run = launch(g, "blocking_partition", "2024-01-03|binance")
     vm = g.fake.boot(run.tags[GCE_INSTANCE_TAG], vm_boot_env(), tmp_path / "vm.log")
-    started = launcher_test_defs.output_dir() / "blocking_started"
+    started = launcher_defs.output_dir() / "blocking_started"
     wait_for(lambda: started.exists() or vm.poll() is not None, "the run's step to start")
     assert vm.poll() is None, (tmp_path / "vm.log").read_text()
     current = g.instance.get_run_by_id(run.run_id)
@@ -182,7 +182,7 @@ def test_terminate_deletes_the_vm_and_the_run_ends_canceled(
 
     assert g.fake.instances == {}
     assert run.tags[GCE_INSTANCE_TAG] in g.fake.requests.deletes
-    assert not launcher_test_defs.partition_file("blocking_partition", "2024-01-03|binance").exists()
+    assert not launcher_defs.partition_file("blocking_partition", "2024-01-03|binance").exists()
     assert launcher.terminate(run.run_id) is False  # already finished
 
 

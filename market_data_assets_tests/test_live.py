@@ -27,14 +27,17 @@ from market_data_assets.live.messages import DEFAULT_DATA_TYPES
 from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
 from market_data_assets.live.sinks import LiveSink
+from market_data_assets.sandbox import SandboxConfig, generate_csv, start_sandbox
+from market_data_assets.sandbox.stream import StreamFault, parse_live_start
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import LocalStore
-from market_data_assets.tardis.sandbox import SandboxConfig, generate_csv, start_sandbox
-from market_data_assets.tardis.sandbox.stream import StreamFault, parse_live_start
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.ticks.convert import convert_csv_gz
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 from market_data_assets.warehouse.loader import load_slice
 from market_data_assets.warehouse.schema import get_table
+
+pytestmark = pytest.mark.servers
+
 
 DAY = date(2024, 3, 1)
 EXCHANGE = "binance-futures"

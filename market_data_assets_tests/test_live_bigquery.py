@@ -30,11 +30,11 @@ from market_data_assets.live.gaps import LIVE_GAPS_TABLE
 from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
 from market_data_assets.live.sinks import LiveSink
-from market_data_assets.storage import layout
+from market_data_assets.sandbox import start_sandbox
+from market_data_assets.sandbox.stream import parse_live_start
+from market_data_assets.storage import layout, open_store
 from market_data_assets.storage.gcs import GcsStore
-from market_data_assets.storage.store import LocalStore, open_store
-from market_data_assets.tardis.sandbox import start_sandbox
-from market_data_assets.tardis.sandbox.stream import parse_live_start
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
 from market_data_assets.warehouse.loader import load_slice
 from market_data_assets.warehouse.schema import get_table

@@ -15,7 +15,7 @@ from market_data_assets.quality.missing import (
     summarize,
 )
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.incidents import Incident, incidents_from_details
 from market_data_assets.ticks.manifest import MANIFEST_SCHEMA
 

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 
 from market_data_assets.defs.raw_ticks import raw_ticks
 from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.sandbox import RunningSandbox, generate_csv
 from market_data_assets.storage.layout import raw_ticks_path, targets_path
-from market_data_assets.storage.store import LocalStore
-from market_data_assets.tardis.sandbox import RunningSandbox, generate_csv
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.ticks.manifest import read_manifest
 
 DAY = date(2024, 3, 5)

@@ -19,12 +19,16 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig, generate_csv
+from market_data_assets.storage import open_store
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_manifest_path
-from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.client import TardisClient
-from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig, generate_csv
 from market_data_assets.ticks.manifest import MANIFEST_SCHEMA, read_manifest
 from market_data_assets.ticks.pipeline import RawTicksResult, materialize_raw_ticks
+
+pytestmark = pytest.mark.slow
 
 CONFIG = SandboxConfig(trades_per_day=300)
 DAY = date(2024, 3, 5)
@@ -127,7 +131,7 @@ def stored_hashes(store: ObjectStore) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, RawTicksResult]:
     """A fault-free run on a private sandbox: the reference for every other run."""
-    from market_data_assets.tardis.sandbox import start_sandbox
+    from market_data_assets.sandbox import start_sandbox
 
     sandbox = start_sandbox(CONFIG)
     try:
@@ -404,7 +408,7 @@ def test_a_file_of_another_symbol_fails_instead_of_looking_empty(
 _KILLED_RUN = """
 import asyncio, sys
 from pathlib import Path
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.client import TardisClient
 from market_data_assets.ticks.pipeline import materialize_raw_ticks
 from market_data_assets_tests.test_raw_ticks_pipeline import DAY, EXCHANGE, make_targets

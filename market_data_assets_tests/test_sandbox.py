@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig, generate_csv
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig, generate_csv
 
 KEY = "sandbox-key"  # the default SandboxConfig's key
 
@@ -693,7 +693,7 @@ def test_sandbox_env_points_the_settings_at_the_sandbox(sandbox_env: RunningSand
 
 
 def test_response_cache_is_bounded_by_bytes_and_keeps_recent_entries() -> None:
-    from market_data_assets.tardis.sandbox.state import ByteLru
+    from market_data_assets.sandbox.state import ByteLru
 
     cache = ByteLru(max_bytes=100)
     cache.put(("a",), b"x" * 40)
@@ -712,7 +712,7 @@ def test_number_text_is_exact_shortest_decimal(rows: int) -> None:
 
     import numpy as np
 
-    from market_data_assets.tardis.sandbox.textformat import Cells, join_cells
+    from market_data_assets.sandbox.textformat import Cells, join_cells
 
     rng = np.random.default_rng(rows)
     units = rng.integers(0, 10**10, rows)

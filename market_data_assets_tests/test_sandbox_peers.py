@@ -14,9 +14,13 @@ import urllib.request
 from datetime import date
 from pathlib import Path
 
+import pytest
 import tardis_dev
 
-from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig, list_dataset_symbols
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig, list_dataset_symbols
+
+pytestmark = pytest.mark.servers
+
 
 KEY = "sandbox-key"
 

@@ -12,8 +12,11 @@ from datetime import date
 import aiohttp
 import pytest
 
-from market_data_assets.tardis.sandbox import SandboxConfig, generate_csv, start_sandbox
-from market_data_assets.tardis.sandbox.stream import StreamFault, parse_live_start
+from market_data_assets.sandbox import SandboxConfig, generate_csv, start_sandbox
+from market_data_assets.sandbox.stream import StreamFault, parse_live_start
+
+pytestmark = pytest.mark.servers
+
 
 DAY = date(2024, 3, 1)
 CONFIG = SandboxConfig(trades_per_day=300)

@@ -1,4 +1,5 @@
-"""tardis_new_days against the live sandbox, evaluated with build_sensor_context."""
+"""tardis_new_days against the live sandbox, evaluated with build_sensor_context (the planner's
+rules alone: test_new_days.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import dagster as dg
 import pytest
 
 from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.defs.sensors import last_complete_day, tardis_new_days
+from market_data_assets.defs.sensors import tardis_new_days
 
 
 @pytest.fixture
@@ -66,9 +67,3 @@ def test_first_tick_then_new_day_then_restart(sensor_env):
         # A restart with the stored cursor requests nothing twice.
         restarted = _tick(later.cursor, instance)
         assert not restarted.run_requests
-
-
-def test_last_complete_day_reads_exported_until():
-    assert last_complete_day({"datasets": {"exportedUntil": "2024-03-10T00:00:00.000Z"}}) == date(2024, 3, 9)
-    assert last_complete_day({"datasets": {"exportedUntil": "2024-03-10T05:30:00.000Z"}}) == date(2024, 3, 9)
-    assert last_complete_day({"datasets": {}}) is None

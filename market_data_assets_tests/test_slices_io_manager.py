@@ -18,10 +18,15 @@ from market_data_assets.defs import resources as resources_module
 from market_data_assets.defs.candles import CANDLE_ASSETS
 from market_data_assets.defs.io_managers import io_managers_for
 from market_data_assets.defs.resources import MarketDataResource
+from market_data_assets.storage import open_store
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import CANDLES_AREA, book_snapshots_path, candles_path, raw_ticks_path
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import SliceRef, StoredSlice
-from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
-from market_data_assets_tests.test_candles_support import DAY, EXCHANGE, NEXT, at, write_ticks
+from market_data_assets_tests.support.candles import DAY, EXCHANGE, NEXT, at, write_ticks
+
+pytestmark = pytest.mark.servers
+
 
 KEYS = [
     "BINANCE:OPTION:BTC-USDT-50000-240105-CALL",

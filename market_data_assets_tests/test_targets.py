@@ -11,14 +11,14 @@ import pytest
 from market_data_assets.instruments import (
     TARGETS_SCHEMA,
     TargetsConfigError,
-    build_definitions,
+    build_instrument_definitions,
     load_targets_config,
     parse_targets_config,
     select_targets,
 )
 from market_data_assets.settings import DEFAULT_EXCHANGES, Settings
 from market_data_assets.tardis.formats import DATA_TYPE_NAMES
-from market_data_assets_tests.tardis_json import dataset_symbol_entry
+from market_data_assets_tests.support.tardis_json import dataset_symbol_entry
 
 DAY = date(2024, 12, 2)
 N_OPTIONS = 25
@@ -46,7 +46,7 @@ def _details(options_group_to: str | None = None) -> dict:
 
 
 def _definitions(details: dict) -> pl.DataFrame:
-    return build_definitions("deribit", DAY, details, None)
+    return build_instrument_definitions("deribit", DAY, details, None)
 
 
 def _config(rules: list[dict], **top: object) -> object:

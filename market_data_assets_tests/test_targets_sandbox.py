@@ -13,18 +13,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from market_data_assets.instruments import build_definitions, load_targets_config, select_targets
+from market_data_assets.instruments import build_instrument_definitions, load_targets_config, select_targets
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig
 from market_data_assets.settings import DEFAULT_EXCHANGES, Settings
 from market_data_assets.tardis.client import DownloadRequest, TardisClient
 from market_data_assets.tardis.errors import TardisAuthError
-from market_data_assets.tardis.sandbox import RunningSandbox, SandboxConfig
 
 DAY = date(2024, 9, 1)  # first of the month: the datasets are free without a key
 
 
 @pytest.fixture(scope="module")
 def small_sandbox() -> Iterator[RunningSandbox]:
-    from market_data_assets.tardis.sandbox import start_sandbox
+    from market_data_assets.sandbox import start_sandbox
 
     running = start_sandbox(SandboxConfig(trades_per_day=20))
     try:
@@ -44,6 +44,7 @@ async def _fetch(sb: RunningSandbox, exchange: str, key: str | None) -> tuple[di
 
 
 @pytest.mark.parametrize("exchange", DEFAULT_EXCHANGES)
+@pytest.mark.slow
 def test_without_a_key_symbol_parsing_gives_the_metadata_keys(
     small_sandbox: RunningSandbox, exchange: str
 ) -> None:
@@ -54,8 +55,8 @@ def test_without_a_key_symbol_parsing_gives_the_metadata_keys(
         assert anonymous is not None  # metadata is free on BitMEX
     else:
         assert anonymous is None  # 401 without a key
-    keyed = build_definitions(exchange, DAY, details, instruments)
-    parsed = build_definitions(exchange, DAY, details, None)
+    keyed = build_instrument_definitions(exchange, DAY, details, instruments)
+    parsed = build_instrument_definitions(exchange, DAY, details, None)
     assert keyed.height > 0
     assert keyed["instrument_key"].to_list() == parsed["instrument_key"].to_list()
     assert keyed["dataset_symbol"].to_list() == parsed["dataset_symbol"].to_list()
@@ -70,11 +71,12 @@ def _csv_symbols(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("exchange", DEFAULT_EXCHANGES)
+@pytest.mark.slow
 def test_bundled_targets_download_and_split_by_symbol_in_csv(
     small_sandbox: RunningSandbox, exchange: str, tmp_path: Path
 ) -> None:
     details, instruments = asyncio.run(_fetch(small_sandbox, exchange, small_sandbox.api_key))
-    definitions = build_definitions(exchange, DAY, details, instruments)
+    definitions = build_instrument_definitions(exchange, DAY, details, instruments)
     config = load_targets_config(Settings.from_env({}).targets_file)
     targets = select_targets(definitions, details, config, exchange, DAY)
     assert targets.height > 0, exchange

@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from market_data_assets.tardis.sandbox import RunningSandbox
+from market_data_assets.sandbox import RunningSandbox
 from market_data_assets_tests.fixtures.webserver import WebserverProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,10 @@ GRAPH_ASSETS = (
 )
 # The lineage page zooms to fit the graph's width and draws "minimal" nodes, with names cut to
 # 18 characters, below 60 % zoom; this viewport keeps the whole graph above that.
-GRAPH_VIEWPORT = {"width": 3600, "height": 2600}  # the features group stacks its six assets
+GRAPH_VIEWPORT = {
+    "width": 3600,
+    "height": 4400,
+}  # the candles (seven) and features (six) groups stack their assets
 UI_TIMEOUT_MS = 30_000
 
 

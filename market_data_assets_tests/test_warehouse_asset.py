@@ -14,9 +14,12 @@ from market_data_assets.defs.io_managers import io_managers_for
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.defs.warehouse import BOOK_SNAPSHOTS_ASSET_KEY, CANDLE_ASSET_KEYS, bq_candles
 from market_data_assets.storage import layout
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import SliceRef, SliceSummary
-from market_data_assets.storage.store import LocalStore
-from market_data_assets_tests.test_warehouse_data import book_table, candle_table
+from market_data_assets_tests.support.warehouse_data import book_table, candle_table
+
+pytestmark = pytest.mark.servers
+
 
 DAY1, DAY2 = date(2024, 1, 2), date(2024, 1, 3)
 KEYS = ("BINANCE:SPOT_PAIR:BTC-USDT", "BINANCE:PERP:ETH-USDT")

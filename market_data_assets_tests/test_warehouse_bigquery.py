@@ -11,23 +11,25 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
+from market_data_assets import reader
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schema
 from market_data_assets.settings import Settings
-from market_data_assets.storage import layout
+from market_data_assets.storage import layout, open_store
 from market_data_assets.storage.gcs import GcsStore
-from market_data_assets.storage.store import LocalStore, open_store
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse import StagedSlice, WarehouseError, load_slice, open_warehouse
 from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
 from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, get_table
 from market_data_assets_tests.fixtures.bigquery import BigQueryEmulator
-from market_data_assets_tests.test_warehouse_data import book_table, candle_table, canonical_rows
+from market_data_assets_tests.support.warehouse_data import book_table, candle_table, canonical_rows
 
 pytestmark = pytest.mark.emulator
 
@@ -278,6 +280,32 @@ def test_concurrent_replaces_of_one_days_exchanges_all_land(lake: Lake) -> None:
             assert list(pool.map(replace, exchanges, uris)) == [t.num_rows for t in data.values()]
         for ex, t in data.items():
             assert lake.rows("candles_1m", DAY1, ex, CANDLE_SCHEMA.names) == expected(t), (round_, ex)
+
+
+def test_reader_queries_the_candles_of_the_warehouse_setting(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    btc = candle_table("binance", DAY1, BTC, 30)
+    eth = candle_table("binance", DAY1, ETH, 12)
+    uris = [lake.put(t, layout.candles_path(DAY1, "1m", k)) for t, k in ((btc, BTC), (eth, ETH))]
+    lake.wh.replace_slice("candles_1m", DAY1, "binance", uris)
+    monkeypatch.setenv("MARKET_DATA_WAREHOUSE", lake.wh.uri)
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", lake.emulator.endpoint)
+    start = datetime.combine(DAY1, datetime.min.time(), UTC) + timedelta(minutes=5)
+
+    got = reader.query_candles_bigquery(lake.client, "1m", [BTC], start, start + timedelta(minutes=10))
+
+    want = btc.filter(
+        pc.and_(
+            pc.greater_equal(btc["timestamp"], start),
+            pc.less(btc["timestamp"], start + timedelta(minutes=10)),
+        )
+    )
+    assert want.num_rows == 10
+    assert canonical_rows(got.to_arrow().select(CANDLE_SCHEMA.names), CANDLE_SCHEMA.names) == expected(want)
+    monkeypatch.setenv("MARKET_DATA_WAREHOUSE", "duckdb")
+    with pytest.raises(WarehouseError, match="MARKET_DATA_WAREHOUSE='duckdb'"):
+        reader.query_candles_bigquery(lake.client, "1m", [BTC], start, start + timedelta(minutes=10))
 
 
 def test_open_warehouse_reaches_the_emulator_through_the_environment(

@@ -19,10 +19,13 @@ from market_data_assets.candles.schema import CANDLE_SCHEMA, book_snapshot_schem
 from market_data_assets.settings import Settings
 from market_data_assets.storage import layout
 from market_data_assets.storage.gcs import GcsStore
-from market_data_assets.storage.store import LocalStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse import StagedSlice, WarehouseError, load_slice, open_warehouse
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
-from market_data_assets_tests.test_warehouse_data import book_table, candle_table, canonical_rows
+from market_data_assets_tests.support.warehouse_data import book_table, candle_table, canonical_rows
+
+pytestmark = pytest.mark.slow
+
 
 DAY1, DAY2 = date(2024, 1, 2), date(2024, 1, 3)
 BTC = "BINANCE:SPOT_PAIR:BTC-USDT"

@@ -11,12 +11,16 @@ import pyarrow as pa
 import pytest
 
 from market_data_assets.settings import Settings, SettingsError
-from market_data_assets.storage import layout
-from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
+from market_data_assets.storage import layout, open_store
+from market_data_assets.storage.base import ObjectStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse import WAREHOUSE_TABLES, WarehouseError, load_slice, open_warehouse
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
-from market_data_assets_tests.test_warehouse_data import book_table, candle_table, canonical_rows
+from market_data_assets_tests.support.warehouse_data import book_table, candle_table, canonical_rows
 from market_data_assets_tests.test_warehouse_duckdb import read_slice
+
+pytestmark = pytest.mark.slow
+
 
 DAY = date(2024, 1, 2)
 EX = "deribit"

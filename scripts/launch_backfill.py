@@ -74,7 +74,7 @@ def build_backfill_params(
         params["assetSelection"] = [asset_key_input(a) for a in assets]
         params["partitionNames"] = list(partition_names)
     else:
-        start, end = partition_range  # type: ignore[misc]
+        start, end = partition_range  # pyright: ignore[reportGeneralTypeIssues]
         params["partitionsByAssets"] = [
             {"assetKey": asset_key_input(a), "partitions": {"range": {"start": start, "end": end}}}
             for a in assets
@@ -108,7 +108,7 @@ def launch_backfill(url: str, params: dict[str, Any], timeout: float = 60.0) -> 
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument(
         "--url", default=DEFAULT_URL, help=f"webserver GraphQL endpoint (default {DEFAULT_URL})"
     )

@@ -25,12 +25,16 @@ def snapshots_of_day(book: pl.LazyFrame, day: date, depth: int) -> pl.DataFrame:
     (instrument, exchange time), one row per timestamp: the last in file order."""
     grid = DayGrid(day, get_timeframe("24h"))  # only its day bounds are used
     levels = book_level_columns(depth)
-    day = ticks_of_day(book, grid, [pl.col(c) for c in levels])
-    rows = day.rows if _CODE in day.rows.columns else day.rows.with_columns(pl.lit(0, pl.UInt32).alias(_CODE))
+    ticks = ticks_of_day(book, grid, [pl.col(c) for c in levels])
+    rows = (
+        ticks.rows
+        if _CODE in ticks.rows.columns
+        else ticks.rows.with_columns(pl.lit(0, pl.UInt32).alias(_CODE))
+    )
     last_of_timestamp = (
         (pl.col(_CODE) != pl.col(_CODE).shift(-1)) | (pl.col(_T) != pl.col(_T).shift(-1))
     ).fill_null(True)
-    return day.with_keys(rows.filter(last_of_timestamp))
+    return ticks.with_keys(rows.filter(last_of_timestamp))
 
 
 def book_snapshots_for_timeframe(

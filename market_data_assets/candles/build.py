@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.candles.book_snapshots import book_snapshots_for_timeframe, snapshots_of_day
-from market_data_assets.candles.compute import KEY, TS, TickDataError, compute_base_candles
+from market_data_assets.candles.compute import KEY, TS, CandleInputError, compute_base_candles
 from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.schema import CANDLE_SCHEMA, book_level_columns, book_snapshot_schema
@@ -34,6 +34,7 @@ from market_data_assets.candles.sources import (
     scan_paths,
 )
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME, TIMEFRAME_TABLE, Timeframe, get_timeframe
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import BOOK_SNAPSHOTS_AREA, CANDLES_AREA
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
 from market_data_assets.storage.slices import (
@@ -44,7 +45,6 @@ from market_data_assets.storage.slices import (
     StoredSlice,
     write_output,
 )
-from market_data_assets.storage.store import ObjectStore
 
 COMPLETE_FLAG = "complete_through_midnight"
 COMPLETE_META_KEY = (META_PREFIX + COMPLETE_FLAG).encode()
@@ -76,10 +76,10 @@ def _book_schema(frame: pl.DataFrame) -> pa.Schema:
 
 def _naming_inputs(
     store: ObjectStore, files: ExchangeDayFiles, keys: list[str], error: Exception
-) -> TickDataError:
+) -> CandleInputError:
     """A polars failure on unreadable ticks (missing column, wrong type) as an error naming the files."""
     paths = [store.uri(p) for dt in files.files for k in keys for p in files.paths(dt, k)]
-    return TickDataError(f"cannot build {', '.join(keys)} from {', '.join(paths)}: {error}")
+    return CandleInputError(f"cannot build {', '.join(keys)} from {', '.join(paths)}: {error}")
 
 
 def _base_chunk(
@@ -271,7 +271,7 @@ def build(
 def build_base_candles(
     store: ObjectStore, day: date, exchange: str, log: Log | None = None, **options: object
 ) -> BuildSummary:
-    return build(store, base_candles_output(store, day, exchange, log=log, **options))  # type: ignore[arg-type]
+    return build(store, base_candles_output(store, day, exchange, log=log, **options))  # pyright: ignore[reportArgumentType]
 
 
 def build_rolled_up_candles(store: ObjectStore, day: date, exchange: str, timeframe: str) -> BuildSummary:

@@ -35,6 +35,8 @@ from market_data_assets.candles.schema import (
 )
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME, Timeframe
 from market_data_assets.days import US_PER_DAY, day_start_us
+from market_data_assets.errors import MarketDataError
+from market_data_assets.polars_arrow import polars_schema
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN, get_spec
 
 # Tick column names, looked up in the tick spec so a rename there fails here at import.
@@ -46,7 +48,7 @@ DERIVATIVE_FIELDS: tuple[str, ...] = tuple(
     get_spec("derivative_ticker").column(n).name
     for n in ("mark_price", "index_price", "funding_rate", "open_interest")
 )
-TOP_OF_BOOK: tuple[str, str, str, str] = tuple(  # type: ignore[assignment]
+TOP_OF_BOOK: tuple[str, str, str, str] = tuple(  # pyright: ignore[reportAssignmentType]
     get_spec("book_snapshot_5").column(n).name
     for n in ("ask_price_0", "ask_amount_0", "bid_price_0", "bid_amount_0")
 )
@@ -65,7 +67,7 @@ _OFFSET_BITS = 37
 """2**37 us > 1 day: ``_code << 37 | (t - day start)`` orders by (instrument, time) in one Int64."""
 
 
-class TickDataError(ValueError):
+class CandleInputError(MarketDataError, ValueError):
     """Ticks that cannot make a candle (non-positive price, negative amount); names the files."""
 
 
@@ -213,9 +215,9 @@ def trade_features(
     """OHLC, volumes, counts, realized variance and the largest trade per non-empty bucket."""
     day = ticks_of_day(trades, grid, [pl.col(PRICE), pl.col(AMOUNT), pl.col(SIDE)], key)
     t = day.rows
-    if t.height and (t[PRICE].min() <= 0 or t[AMOUNT].min() < 0):  # type: ignore[operator]
+    if t.height and (t[PRICE].min() <= 0 or t[AMOUNT].min() < 0):  # pyright: ignore[reportOperatorIssue]
         bad = t.filter((pl.col(PRICE) <= 0) | (pl.col(AMOUNT) < 0))
-        raise TickDataError(
+        raise CandleInputError(
             f"{source(str(day.keys[bad[_CODE][0]]))}: a trade has a non-positive price or a negative amount"
         )
     log_return = pl.col(PRICE).log().diff()
@@ -405,19 +407,17 @@ _DERIVED_LATER = frozenset(
     c.name for c in CANDLE_COLUMNS if c.rollup in (Rollup.RATIO, Rollup.KEY, Rollup.TIMEFRAME, Rollup.BUCKET)
 )
 """Columns no feature frame provides: identity, bucket label and ratios are derived in assembly."""
-_POLARS_TYPES: dict[str, pl.DataType] = dict(pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
+_POLARS_TYPES: dict[str, pl.DataType] = dict(polars_schema(CANDLE_SCHEMA))
 """Polars dtype of each candle column, for the all-null columns of a missing data type."""
 
 
 def ratio_expressions() -> list[pl.Expr]:
     """vwap and the time-weighted means: numerator / denominator, null when the denominator is 0."""
     return [
-        pl.when(pl.col(c.denominator) != 0)
-        .then(pl.col(c.numerator) / pl.col(c.denominator))
-        .otherwise(None)
-        .alias(c.name)
+        pl.when(pl.col(den) != 0).then(pl.col(num) / pl.col(den)).otherwise(None).alias(c.name)
         for c in CANDLE_COLUMNS
         if c.rollup is Rollup.RATIO
+        for num, den in [c.ratio_of]
     ]
 
 

@@ -63,6 +63,13 @@ class CandleColumn:
     def field(self) -> pa.Field:
         return pa.field(self.name, self.arrow_type, nullable=self.nullable)
 
+    @property
+    def ratio_of(self) -> tuple[str, str]:
+        """``(numerator, denominator)`` of a ``Rollup.RATIO`` column; any other column has none."""
+        if self.numerator is None or self.denominator is None:
+            raise ValueError(f"candle column {self.name!r} is not a ratio")
+        return self.numerator, self.denominator
+
 
 _TS = pa.timestamp("us", tz="UTC")
 _F64 = pa.float64()
@@ -269,13 +276,6 @@ CANDLE_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in CANDLE_COLUMNS)
 CANDLE_DESCRIPTIONS: dict[str, str] = {c.name: c.description for c in CANDLE_COLUMNS}
 
 
-def candle_column(name: str) -> CandleColumn:
-    for c in CANDLE_COLUMNS:
-        if c.name == name:
-            return c
-    raise KeyError(f"the candle table has no column {name!r}")
-
-
 # --- book snapshots per timeframe ------------------------------------------------------------
 
 BOOK_SNAPSHOT_DEPTH = 5
@@ -320,11 +320,3 @@ def book_snapshot_schema(depth: int = BOOK_SNAPSHOT_DEPTH) -> pa.Schema:
     fields = [pa.field(n, t, nullable=nullable) for n, t, nullable, _ in BOOK_SNAPSHOT_KEY_COLUMNS]
     fields += [pa.field(n, _F64, nullable=True) for n in book_level_columns(depth)]
     return pa.schema(fields)
-
-
-def book_snapshot_descriptions(depth: int = BOOK_SNAPSHOT_DEPTH) -> dict[str, str]:
-    out = {n: d for n, _, _, d in BOOK_SNAPSHOT_KEY_COLUMNS}
-    for name in book_level_columns(depth):
-        side, field_name, level = name.split("_")
-        out[name] = f"{field_name} of {side} level {level} (0 = best); null if the book had fewer levels"
-    return out

@@ -32,6 +32,7 @@ from market_data_assets.candles.compute import (
     TS,
     DayTicks,
 )
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.layout import (
     key_from_file_name,
@@ -40,7 +41,6 @@ from market_data_assets.storage.layout import (
     raw_ticks_dir,
     raw_ticks_path,
 )
-from market_data_assets.storage.store import ObjectStore
 from market_data_assets.tardis.formats import get_spec
 from market_data_assets.ticks.manifest import STATUS_OK, read_manifest
 

@@ -1,7 +1,8 @@
 """The timeframe table: one row per candle timeframe, with its duration and the timeframe it rolls up.
 
 Seven assets, seven output folders and the roll-up edges are all generated from this table, so
-adding a timeframe is one line here (plus its name in ``storage.layout.TIMEFRAMES``). Every
+adding a timeframe is one line here (``TIMEFRAMES``, which the storage layout validates against,
+follows). Every
 duration divides the next coarser one and divides a UTC day, which is what lets a coarser bucket
 be exactly the union of the finer buckets inside it.
 """
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from market_data_assets.days import US_PER_DAY, US_PER_SECOND
-from market_data_assets.storage.layout import TIMEFRAMES
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ TIMEFRAME_TABLE: tuple[Timeframe, ...] = (
     Timeframe("4h", 14_400, "15s"),
     Timeframe("24h", 86_400, "15s"),
 )
+TIMEFRAMES: tuple[str, ...] = tuple(tf.name for tf in TIMEFRAME_TABLE)
+"""The timeframe names, finest first."""
 BY_NAME: dict[str, Timeframe] = {tf.name: tf for tf in TIMEFRAME_TABLE}
 BASE_TIMEFRAME: Timeframe = TIMEFRAME_TABLE[0]
 
@@ -60,10 +62,7 @@ def get_timeframe(name: str) -> Timeframe:
 
 
 def _check_table() -> None:
-    """Fail at import if the table and the storage layout disagree or a duration does not nest."""
-    names = tuple(tf.name for tf in TIMEFRAME_TABLE)
-    if names != TIMEFRAMES:
-        raise RuntimeError(f"timeframe table {names} differs from storage.layout.TIMEFRAMES {TIMEFRAMES}")
+    """Fail at import if a duration does not nest."""
     for tf in TIMEFRAME_TABLE:
         if US_PER_DAY % tf.us:
             raise RuntimeError(f"timeframe {tf.name} does not divide a day")

@@ -17,6 +17,7 @@ assets built inside ``_candle_asset`` at definition time and cannot resolve a po
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
@@ -70,7 +71,7 @@ def _outputs(
 
 
 def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
-    common = dict(
+    common: dict[str, Any] = dict(
         name=f"candles_{tf.name}",
         partitions_def=date_exchange_partitions,
         group_name="candles",
@@ -112,7 +113,7 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
                 ),
             )
 
-        return _base
+        return _base  # pyright: ignore[reportReturnType]  dg.asset's overloads cannot be matched through **common
 
     @dg.asset(
         ins={
@@ -133,7 +134,7 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
 
         return _outputs(context, market_data, make)
 
-    return _rolled
+    return _rolled  # pyright: ignore[reportReturnType]  dg.asset's overloads cannot be matched through **common
 
 
 CANDLE_ASSET_BY_TIMEFRAME: dict[str, dg.AssetsDefinition] = {

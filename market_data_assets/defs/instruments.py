@@ -9,7 +9,7 @@ import polars as pl
 from market_data_assets.defs.io_managers import by_partition
 from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.instruments.definitions import build_definitions
+from market_data_assets.instruments.definitions import build_instrument_definitions
 from market_data_assets.instruments.targets import load_targets_config, select_targets, unmatched_rules
 from market_data_assets.partitions import backfill_policy, date_exchange_partitions, partitions_of_context
 from market_data_assets.tardis.errors import TardisAuthError, TardisError
@@ -97,7 +97,7 @@ def instrument_definitions(
 ):  # one DataFrame, or dict[partition_key, DataFrame] for a multi-partition run
     parts = partitions_of_context(context)
     metadata = asyncio.run(_fetch_metadata(market_data, {p.exchange for p in parts}, context.log))
-    frames = {p.key: build_definitions(p.exchange, p.day, *metadata[p.exchange]) for p in parts}
+    frames = {p.key: build_instrument_definitions(p.exchange, p.day, *metadata[p.exchange]) for p in parts}
     context.add_output_metadata(_definitions_metadata(frames))
     return frames[parts[0].key] if len(parts) == 1 else frames
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -21,6 +22,7 @@ from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.features.registry import FEATURE_TIMEFRAMES
 from market_data_assets.partitions import parse_partition_key
+from market_data_assets.polars_arrow import to_polars
 from market_data_assets.storage import layout
 from market_data_assets.storage.slices import SliceRef, SlicesOutput, SliceSummary, StoredSlice, write_output
 
@@ -95,7 +97,7 @@ class LayoutIOManager(dg.ConfigurableIOManager):
                     f"{context.asset_key.to_user_string()} for partition {key} is not materialized: "
                     f"{store.uri(path)} does not exist"
                 )
-            frames[key] = pl.from_arrow(store.read_parquet(path))  # type: ignore[assignment]
+            frames[key] = to_polars(store.read_parquet(path))
         return frames[keys[0]] if len(keys) == 1 else frames
 
 
@@ -217,10 +219,10 @@ class SlicesIOManager(dg.ConfigurableIOManager):
                 agg["files"] += s.files
                 agg["rows"] += s.rows
                 agg["bytes"] += s.bytes
-                totals["instruments"].update(s.instruments)  # type: ignore[union-attr]
-                totals["stale"] += s.deleted_stale  # type: ignore[operator]
-            totals["skipped"].update(output.skipped)  # type: ignore[union-attr]
-            totals["objects_read"] += output.objects_read  # type: ignore[operator]
+                totals["instruments"].update(s.instruments)
+                totals["stale"] += s.deleted_stale
+            totals["skipped"].update(output.skipped)
+            totals["objects_read"] += output.objects_read
             if output.flags.get("complete_through_midnight", "true") != "true":
                 incomplete.append(key)
                 context.log.warning(
@@ -236,17 +238,17 @@ class SlicesIOManager(dg.ConfigurableIOManager):
                         "materialized; the windows that need them are null (lookback_complete=false)"
                     )
         files = sum(v["files"] for v in by_tf.values())
-        metadata: dict[str, object] = {
+        metadata: dict[str, Any] = {
             "dagster/row_count": dg.MetadataValue.int(sum(v["rows"] for v in by_tf.values())),
-            "instruments": dg.MetadataValue.int(len(totals["instruments"])),  # type: ignore[arg-type]
+            "instruments": dg.MetadataValue.int(len(totals["instruments"])),
             "files": dg.MetadataValue.int(files),
             "bytes": dg.MetadataValue.int(sum(v["bytes"] for v in by_tf.values())),
             "by_timeframe": dg.MetadataValue.json(by_tf),
             "complete_through_midnight": dg.MetadataValue.bool(not incomplete),
             "incomplete_partitions": dg.MetadataValue.json(sorted(incomplete)),
-            "stale_files_deleted": dg.MetadataValue.int(totals["stale"]),  # type: ignore[arg-type]
-            "skipped_instruments": dg.MetadataValue.json(sorted(totals["skipped"])[:200]),  # type: ignore[arg-type]
-            "objects_read": dg.MetadataValue.int(totals["objects_read"]),  # type: ignore[arg-type]
+            "stale_files_deleted": dg.MetadataValue.int(totals["stale"]),
+            "skipped_instruments": dg.MetadataValue.json(sorted(totals["skipped"])[:200]),
+            "objects_read": dg.MetadataValue.int(totals["objects_read"]),
             "objects_written": dg.MetadataValue.int(files + len(by_tf) * len(_by_key(context, obj))),
         }
         if lookback_incomplete is not None:
@@ -255,7 +257,7 @@ class SlicesIOManager(dg.ConfigurableIOManager):
         if sample is not None:
             metadata["preview"] = markdown_preview(sample, rows=5)
         if clock is not None:
-            metadata.update(clock.metadata(store, totals["objects_read"]))  # type: ignore[arg-type]
+            metadata.update(clock.metadata(store, totals["objects_read"]))  # pyright: ignore[reportAttributeAccessIssue]
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> StoredSlices | dict[str, StoredSlices]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from market_data_assets.storage.store import ObjectStore
+from market_data_assets.storage.base import ObjectStore
 
 
 def markdown_preview(df: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:

@@ -1,32 +1,29 @@
-"""missing_data_report and the data-quality asset checks."""
-
-from datetime import date, timedelta
+"""missing_data_report and the data-quality asset checks: wiring only (the rules are in
+``quality/missing.py`` and ``quality/checks.py``)."""
 
 import dagster as dg
 import polars as pl
 
-from market_data_assets.days import day_bounds
 from market_data_assets.defs.candles import CANDLE_ASSET_BY_TIMEFRAME
 from market_data_assets.defs.instruments import download_targets, instrument_definitions
 from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.raw_ticks import raw_ticks
 from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.instruments.targets import load_targets_config
 from market_data_assets.partitions import (
     backfill_policy,
     date_exchange_partitions,
     parse_partition_key,
     partitions_of_context,
 )
-from market_data_assets.quality.missing import (
-    ACCEPTABLE_STATUSES,
-    GAP_STATUSES,
-    NO_TARGETS_FILE,
-    STATUSES,
-    report_for_day,
+from market_data_assets.quality.checks import (
+    candle_volume_mismatches,
+    candles_outside_day,
+    duplicate_instrument_keys,
+    raw_ticks_completeness,
+    summarize_report,
+    targets_allow_empty,
 )
-from market_data_assets.storage import layout
-from market_data_assets.storage.frames import scan_files
+from market_data_assets.quality.missing import report_for_day
 from market_data_assets.tardis.incidents import Incident, incidents_from_details
 
 
@@ -64,22 +61,13 @@ def missing_data_report(
         for p in parts
     }
     report = pl.concat(list(frames.values()))
-    counts = dict.fromkeys(STATUSES, 0)
-    counts.update(dict(report.group_by("status").len().iter_rows()))
-    gaps = report.filter(pl.col("status").is_in(GAP_STATUSES))
-    worst = (
-        gaps.with_columns(
-            pl.col("status").replace_strict({s: i for i, s in enumerate(GAP_STATUSES)}).alias("_rank")
-        )
-        .sort("_rank", "day", "instrument_key")
-        .select("day", "data_type", "instrument_key", "status", "detail")
-    )
+    summary = summarize_report(report)
     context.add_output_metadata(
         {
             "dagster/row_count": dg.MetadataValue.int(report.height),
-            "gaps": dg.MetadataValue.int(gaps.height),
-            **{f"count_{s}": dg.MetadataValue.int(int(n)) for s, n in counts.items()},
-            "worst_gaps": markdown_preview(worst, rows=20),
+            "gaps": dg.MetadataValue.int(summary.gaps),
+            **{f"count_{s}": dg.MetadataValue.int(n) for s, n in summary.counts.items()},
+            "worst_gaps": markdown_preview(summary.worst, rows=20),
         }
     )
     return frames[parts[0].key] if len(parts) == 1 else frames
@@ -90,13 +78,6 @@ def missing_data_report(
 
 def _check_partitions(context: dg.AssetCheckExecutionContext) -> list:
     return [parse_partition_key(k) for k in context.partition_keys]
-
-
-def _allow_empty(market_data: MarketDataResource) -> bool:
-    try:
-        return load_targets_config(market_data.settings().targets_file).allow_empty
-    except ValueError:
-        return False
 
 
 @dg.asset_check(
@@ -111,31 +92,23 @@ def _allow_empty(market_data: MarketDataResource) -> bool:
 def raw_ticks_complete(
     context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
 ) -> dg.AssetCheckResult:
-    store = market_data.store()
-    bad: list[pl.DataFrame] = []
-    expected = 0
-    no_targets: list[str] = []
-    allow_empty = _allow_empty(market_data)
-
-    def unplanned(day: date, exchange: str, why: str) -> None:
-        if why == NO_TARGETS_FILE or not allow_empty:
-            no_targets.append(f"{day}|{exchange}: {why}")
-
-    for p in _check_partitions(context):
-        report = report_for_day(store, p.day, p.exchange, on_no_targets=unplanned)
-        expected += report.height
-        bad.append(report.filter(~pl.col("status").is_in(ACCEPTABLE_STATUSES)))
-    failures = pl.concat(bad) if bad else pl.DataFrame()
+    settings = market_data.settings()
+    result = raw_ticks_completeness(
+        market_data.store(),
+        _check_partitions(context),
+        allow_empty=targets_allow_empty(settings.targets_file),
+    )
+    problems = result.problems
     return dg.AssetCheckResult(
-        passed=failures.height == 0 and not no_targets,
+        passed=result.passed,
         metadata={
-            "expected_files": expected,
-            "problems": failures.height,
-            "partitions_without_targets": dg.MetadataValue.json(no_targets),
+            "expected_files": result.expected,
+            "problems": problems.height,
+            "partitions_without_targets": dg.MetadataValue.json(result.unplanned),
             "problem_files": markdown_preview(
-                failures.select("day", "data_type", "instrument_key", "status", "detail")
-                if failures.height
-                else failures,
+                problems.select("day", "data_type", "instrument_key", "status", "detail")
+                if problems.height
+                else problems,
                 rows=20,
             ),
         },
@@ -150,40 +123,10 @@ def raw_ticks_complete(
 def instrument_keys_unique(
     context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
 ) -> dg.AssetCheckResult:
-    store = market_data.store()
-    duplicates: list[str] = []
-    rows = 0
-    for p in _check_partitions(context):
-        keys = pl.from_arrow(
-            store.read_parquet(layout.instruments_path(p.day, p.exchange), columns=["instrument_key"])
-        )
-        rows += keys.height
-        dup = keys.filter(pl.col("instrument_key").is_duplicated())["instrument_key"].unique().to_list()
-        duplicates.extend(f"{p.key}: {k}" for k in dup)
+    rows, duplicates = duplicate_instrument_keys(market_data.store(), _check_partitions(context))
     return dg.AssetCheckResult(
         passed=not duplicates,
         metadata={"instruments": rows, "duplicate_keys": dg.MetadataValue.json(duplicates[:50])},
-    )
-
-
-def _exchange_files(store, folder: str, exchange: str) -> list[str]:
-    """The exchange's files in one layout folder: one listing, keys filtered by the venue prefix."""
-    return [o.path for o in store.list(f"{folder}/{layout.key_prefix_for_exchange(exchange)}")]
-
-
-def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date | None = None) -> pl.DataFrame:
-    """Σ ``column`` per instrument over ``paths`` (rows with a timestamp on ``day`` only, if given):
-    one polars scan over every file (local or ``gs://``), the day filter pushed into the footers."""
-    if not paths:
-        return pl.DataFrame(schema={"instrument_key": pl.String, alias: pl.Float64})
-    scan = scan_files(store, paths, ["timestamp", column, "instrument_key"])
-    if day is not None:
-        start, end = day_bounds(day)
-        scan = scan.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
-    return (
-        scan.group_by(pl.col("instrument_key").cast(pl.String))
-        .agg(pl.col(column).sum().alias(alias))
-        .collect()
     )
 
 
@@ -196,26 +139,7 @@ def _volume_by_key(store, paths: list[str], column: str, alias: str, day: date |
 def candle_volume_matches_raw_trades(
     context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
 ) -> dg.AssetCheckResult:
-    store = market_data.store()
-    mismatches: list[dict] = []
-    compared = 0
-    for p in _check_partitions(context):
-        # Trades of day D sit in file D and at the top of file D+1 (Tardis splits by local_timestamp).
-        trade_files = [
-            path
-            for file_day in (p.day, p.day + timedelta(days=1))
-            for path in _exchange_files(store, layout.raw_ticks_dir(file_day, "trades"), p.exchange)
-        ]
-        raw = _volume_by_key(store, trade_files, "amount", "raw_volume", day=p.day)
-        candle_files = _exchange_files(store, layout.candles_dir(p.day, "24h"), p.exchange)
-        candles = _volume_by_key(store, candle_files, "volume", "candle_volume")
-        joined = raw.join(candles, on="instrument_key", how="full", coalesce=True).fill_null(0.0)
-        compared += joined.height
-        bad = joined.filter(
-            (pl.col("raw_volume") - pl.col("candle_volume")).abs()
-            > 1e-9 * pl.col("raw_volume").abs().clip(1.0)
-        )
-        mismatches.extend({"partition": p.key, **r} for r in bad.iter_rows(named=True))
+    compared, mismatches = candle_volume_mismatches(market_data.store(), _check_partitions(context))
     return dg.AssetCheckResult(
         passed=not mismatches,
         metadata={"instruments_compared": compared, "mismatches": dg.MetadataValue.json(mismatches[:50])},
@@ -231,24 +155,7 @@ def candle_volume_matches_raw_trades(
 def candle_timestamps_inside_day(
     context: dg.AssetCheckExecutionContext, market_data: MarketDataResource
 ) -> dg.AssetCheckResult:
-    store = market_data.store()
-    outside: list[str] = []
-    files = 0
-    for p in _check_partitions(context):
-        start, end = day_bounds(p.day)
-        paths = _exchange_files(store, layout.candles_dir(p.day, "15s"), p.exchange)
-        files += len(paths)
-        if not paths:
-            continue
-        ranges = (
-            scan_files(store, paths, ["timestamp"], path_column="file")
-            .group_by("file")
-            .agg(pl.col("timestamp").min().alias("lo"), pl.col("timestamp").max().alias("hi"))
-            .filter((pl.col("lo") < start) | (pl.col("hi") >= end))
-            .sort("file")
-            .collect()
-        )
-        outside.extend(f"{r['file']}: {r['lo']} .. {r['hi']}" for r in ranges.iter_rows(named=True))
+    files, outside = candles_outside_day(market_data.store(), _check_partitions(context))
     return dg.AssetCheckResult(
         passed=not outside, metadata={"files": files, "outside_day": dg.MetadataValue.json(outside[:50])}
     )

@@ -18,8 +18,9 @@ from market_data_assets.partitions import (
     date_exchange_partitions,
     partitions_of_context,
 )
+from market_data_assets.polars_arrow import to_polars
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_manifest_path, targets_path
-from market_data_assets.storage.store import ObjectStore
 from market_data_assets.ticks.pipeline import RawTicksResult, materialize_raw_ticks
 
 _MAX_FAILURE_ROWS = 50
@@ -39,7 +40,7 @@ def _read_targets(store: ObjectStore, part: DayExchange) -> pl.DataFrame:
                 "materialize download_targets for this partition first"
             )
         )
-    return pl.from_arrow(store.read_parquet(path))  # type: ignore[return-value]
+    return to_polars(store.read_parquet(path))
 
 
 async def _run_partitions(

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import dagster as dg
 
 from market_data_assets.settings import Settings
-from market_data_assets.storage.store import ObjectStore, open_store
+from market_data_assets.storage import open_store
+from market_data_assets.storage.base import ObjectStore
 
 if TYPE_CHECKING:
     from market_data_assets.tardis.client import TardisClient
@@ -57,9 +58,17 @@ class MarketDataResource(dg.ConfigurableResource):
 
         return TardisClient.from_settings(self.settings(), **overrides)
 
+    @overload
+    def exchange_details(self, exchanges: Iterable[str]) -> dict[str, dict]: ...
+
+    @overload
+    def exchange_details(
+        self, exchanges: Iterable[str], on_error: Callable[[str, Exception], None]
+    ) -> dict[str, dict | None]: ...
+
     def exchange_details(
         self, exchanges: Iterable[str], on_error: Callable[[str, Exception], None] | None = None
-    ) -> dict[str, dict | None]:
+    ) -> dict[str, dict | None] | dict[str, dict]:
         """Each exchange's Tardis details, fetched concurrently over one client session.
 
         Without ``on_error`` a failure propagates; with it, the exchange maps to None after

@@ -20,6 +20,7 @@ import pyarrow as pa
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.features.compute import CANDLE_INPUTS, compute_features
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES, lookback_days
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.layout import CANDLES_AREA, FEATURES_AREA
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
@@ -30,7 +31,6 @@ from market_data_assets.storage.slices import (
     StoredSlice,
     write_output,
 )
-from market_data_assets.storage.store import ObjectStore
 
 LOOKBACK_FLAG = "lookback_complete"
 COMPLETE_FLAG = "complete_through_midnight"
@@ -70,12 +70,12 @@ def features_output(
         if stored is not None and (stored.ref.timeframe != timeframe or stored.ref.exchange != exchange):
             raise ValueError(f"features {timeframe} {exchange}: got the candle slice {stored.ref} for {d}")
     missing = [d for d in span[:-1] if candles.get(d) is None]
-    earlier = [candles[d] for d in span[:-1] if candles.get(d) is not None]
+    earlier = [stored for d in span[:-1] if (stored := candles.get(d)) is not None]
     flags = {
         LOOKBACK_FLAG: "false" if missing else "true",
         MISSING_DAYS_FLAG: ",".join(d.isoformat() for d in missing),
         COMPLETE_FLAG: "true"
-        if all(s.flag(COMPLETE_FLAG, "true") == "true" for s in [*earlier, of_day])  # type: ignore[union-attr]
+        if all(s.flag(COMPLETE_FLAG, "true") == "true" for s in [*earlier, of_day])
         else "false",
     }
     output = SlicesOutput(FEATURES_AREA, day, exchange, (timeframe,), iter(()), _schema, flags=flags)

@@ -24,6 +24,7 @@ from market_data_assets.candles.density import Density
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.days import US_PER_DAY, day_start_us
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURES, MAX_LOOKBACK, lookback_days
+from market_data_assets.polars_arrow import to_polars
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN
 
 KEY = INSTRUMENT_KEY_COLUMN
@@ -100,7 +101,7 @@ def compute_features(candles: pl.DataFrame, day: date, timeframe: str) -> pl.Dat
     )
     of_day = rows.filter(pl.col(_B) >= d0)
     if of_day.height == 0:
-        return pl.from_arrow(FEATURE_SCHEMA.empty_table())  # type: ignore[return-value]
+        return to_polars(FEATURE_SCHEMA.empty_table())
     identity = (
         of_day.group_by(KEY)
         .agg(pl.col(c).first() for c in _IDENTITY)

@@ -1,13 +1,13 @@
 """Canonical instrument keys, per-day instrument definitions and download-target selection.
 
 Pure functions over parsed Tardis JSON and polars frames (no Dagster): the ``defs/`` assets
-call ``build_definitions`` and ``select_targets``. Key spec: docs/INSTRUMENT_KEY.md.
+call ``build_instrument_definitions`` and ``select_targets``. Key spec: docs/INSTRUMENT_KEY.md.
 """
 
 from market_data_assets.instruments.definitions import (
     DEFINITION_COLUMNS,
     DEFINITIONS_SCHEMA,
-    build_definitions,
+    build_instrument_definitions,
     empty_definitions,
     key_for_dataset_symbol,
     key_for_instrument,
@@ -44,7 +44,7 @@ __all__ = [
     "TargetsConfig",
     "TargetsConfigError",
     "UnsupportedInstrumentTypeError",
-    "build_definitions",
+    "build_instrument_definitions",
     "empty_definitions",
     "empty_targets",
     "format_strike",

@@ -12,8 +12,9 @@ from typing import Any
 
 import polars as pl
 
+from market_data_assets.days import day_start
 from market_data_assets.instruments.errors import InstrumentMetadataError
-from market_data_assets.instruments.metadata import day_start, parse_timestamps
+from market_data_assets.instruments.metadata import parse_timestamps
 
 GROUP_TYPES: dict[str, str] = {
     "SPOT": "spot",

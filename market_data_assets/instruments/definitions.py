@@ -1,6 +1,6 @@
 """One exchange's instrument definitions for one day: the ``instrument_definitions`` asset's core.
 
-``build_definitions`` joins the two Tardis sources into one row per instrument listed that day:
+``build_instrument_definitions`` joins the two Tardis sources into one row per instrument listed that day:
 instruments metadata (paid key; free on BitMEX) when available, else the public exchange details
 read through the per-exchange symbol parser. Every row carries its canonical key, what
 downloading needs (dataset symbol, data types, grouped files) and what users need (tick and lot
@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from market_data_assets.days import day_start
 from market_data_assets.instruments._rows import OnBad
 from market_data_assets.instruments.dataset_symbols import (
     available_on,
@@ -24,7 +25,7 @@ from market_data_assets.instruments.dataset_symbols import (
 )
 from market_data_assets.instruments.errors import InstrumentError
 from market_data_assets.instruments.keys import add_keys, resolve_collisions
-from market_data_assets.instruments.metadata import apply_changes, changes_frame, day_start, metadata_frame
+from market_data_assets.instruments.metadata import apply_changes, changes_frame, metadata_frame
 from market_data_assets.instruments.symbols import CURRENCY_ALIASES, parse_dataset_symbols
 from market_data_assets.storage.layout import check_exchange
 
@@ -195,7 +196,7 @@ def _keyed_candidates(
     return resolve_collisions(universe)
 
 
-def build_definitions(
+def build_instrument_definitions(
     exchange: str,
     day: date,
     exchange_details: dict[str, Any],
@@ -255,7 +256,7 @@ def empty_definitions() -> pl.DataFrame:
 
 
 def key_for_instrument(instrument: dict[str, Any], exchange: str | None = None) -> str:
-    """Canonical key of one metadata record (same code path as ``build_definitions``)."""
+    """Canonical key of one metadata record (same code path as ``build_instrument_definitions``)."""
     if exchange is None and isinstance(instrument, dict):
         exchange = instrument.get("exchange")
     if not isinstance(exchange, str):

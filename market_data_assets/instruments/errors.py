@@ -7,8 +7,10 @@ they are all "bad input" errors: callers that only care about that can catch one
 
 from __future__ import annotations
 
+from market_data_assets.errors import MarketDataError
 
-class InstrumentError(ValueError):
+
+class InstrumentError(MarketDataError, ValueError):
     """Base class: an instrument that cannot be described or keyed."""
 
 
@@ -28,7 +30,7 @@ class InstrumentKeyError(InstrumentError):
     """A key that would be empty, unsafe as a path, or not unique after collision resolution."""
 
 
-class TargetsConfigError(ValueError):
+class TargetsConfigError(MarketDataError, ValueError):
     """A download-targets YAML that is malformed; the message names the file and the entry."""
 
 

@@ -17,7 +17,12 @@ import polars as pl
 
 from market_data_assets.instruments._rows import OnBad, reject_rows
 from market_data_assets.instruments.errors import InstrumentKeyError, UnsupportedInstrumentTypeError
-from market_data_assets.storage.layout import MAX_INSTRUMENT_KEY_LENGTH, check_exchange
+from market_data_assets.storage.layout import (
+    INSTRUMENT_KEY_REGEX,
+    KEY_FIELD_CHARS,
+    MAX_INSTRUMENT_KEY_LENGTH,
+    check_exchange,
+)
 
 TYPE_CODES: dict[str, str] = {
     "spot": "SPOT_PAIR",
@@ -33,11 +38,7 @@ SUPPORTED_TARDIS_TYPES: tuple[str, ...] = tuple(TYPE_CODES)
 
 OPTION_SUFFIX = {"call": "CALL", "put": "PUT"}
 
-_UNSAFE = r"[^A-Z0-9._-]"
-_KEY_FIELD = r"[A-Z0-9._-]*[A-Z0-9_-][A-Z0-9._-]*"
-_KEY_PATTERN = rf"^{_KEY_FIELD}:{_KEY_FIELD}:{_KEY_FIELD}$"
-"""Mirrors ``storage.layout.check_instrument_key`` (each field non-empty, not only dots), as one
-regex so it runs vectorized; tests check every produced key with ``check_instrument_key`` too."""
+_UNSAFE = rf"[^{KEY_FIELD_CHARS}]"
 
 COLLISION_SEPARATOR = "."
 
@@ -63,17 +64,6 @@ def format_strike(strike: float) -> str:
         return str(int(strike))
     text = format(Decimal(repr(strike)), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def tardis_type_to_code(tardis_type: str, *, exchange: str = "?", symbol: str = "?") -> str:
-    """``perpetual`` -> ``PERP``; an unsupported type is refused with a message naming the symbol."""
-    try:
-        return TYPE_CODES[tardis_type]
-    except KeyError:
-        raise UnsupportedInstrumentTypeError(
-            f"{exchange}: instrument {symbol!r} has Tardis type {tardis_type!r}, which has no canonical "
-            f"key type (supported: {', '.join(SUPPORTED_TARDIS_TYPES)})"
-        ) from None
 
 
 def _strike_text(strikes: pl.Series) -> pl.Expr:
@@ -155,7 +145,7 @@ def add_keys(frame: pl.DataFrame, exchange: str, *, on_bad: OnBad = "raise") -> 
     )
     frame = reject_rows(
         frame,
-        ~pl.col("instrument_key").str.contains(_KEY_PATTERN),
+        ~pl.col("instrument_key").str.contains(INSTRUMENT_KEY_REGEX),
         exchange=exchange,
         reason="could not build a path-safe instrument key",
         error=InstrumentKeyError,

@@ -13,16 +13,16 @@ frame (:func:`changes_frame`) and applied per day by :func:`apply_changes` as on
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import date
 from typing import Any
 
 import polars as pl
 
+from market_data_assets.days import TARDIS_TIME_POLARS_FORMAT, day_start
 from market_data_assets.instruments._rows import OnBad, reject_rows
 from market_data_assets.instruments.errors import InstrumentMetadataError, describe_symbols
 
 UTC_US = pl.Datetime("us", "UTC")
-_ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 
 TEXT_FIELDS: dict[str, str] = {
     "id": "exchange_symbol",
@@ -156,7 +156,7 @@ def parse_timestamps(
     """ISO-8601 UTC text (``2025-01-31T00:00:00.000Z``, fraction optional) -> ``timestamp[us, UTC]``."""
     frame = frame.with_columns(
         pl.col(column)
-        .str.to_datetime(_ISO_FORMAT, time_unit="us", time_zone="UTC", strict=False)
+        .str.to_datetime(TARDIS_TIME_POLARS_FORMAT, time_unit="us", time_zone="UTC", strict=False)
         .alias("_ts")
     )
     if frame.filter(pl.col(column).is_not_null() & pl.col("_ts").is_null()).height:
@@ -207,10 +207,6 @@ def metadata_frame(
         pl.col("tardis_type").str.strip_chars().str.to_lowercase(),
         pl.col("option_type").str.strip_chars().str.to_lowercase(),
     )
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def changes_frame(exchange: str, instruments: list[dict[str, Any]]) -> pl.DataFrame:

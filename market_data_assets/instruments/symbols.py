@@ -64,12 +64,12 @@ class SymbolPattern:
 def _split(tardis_type: str, quotes: tuple[str, ...] = QUOTE_CURRENCIES, **kw: object) -> SymbolPattern:
     """Concatenated ``BASEQUOTE`` ids split at one of the venue's quote currencies."""
     alternatives = "|".join(quotes)
-    return SymbolPattern(tardis_type, rf"^(?P<base>[A-Z0-9]+?)(?P<quote>{alternatives})$", **kw)  # type: ignore[arg-type]
+    return SymbolPattern(tardis_type, rf"^(?P<base>[A-Z0-9]+?)(?P<quote>{alternatives})$", **kw)  # pyright: ignore[reportArgumentType]
 
 
 def _pair(tardis_type: str, seps: str = "-_", **kw: object) -> SymbolPattern:
     """``BASE<sep>QUOTE`` ids."""
-    return SymbolPattern(tardis_type, rf"^(?P<base>[A-Z0-9]+)[{seps}](?P<quote>[A-Z0-9]+)$", **kw)  # type: ignore[arg-type]
+    return SymbolPattern(tardis_type, rf"^(?P<base>[A-Z0-9]+)[{seps}](?P<quote>[A-Z0-9]+)$", **kw)  # pyright: ignore[reportArgumentType]
 
 
 PATTERNS: dict[str, tuple[SymbolPattern, ...]] = {

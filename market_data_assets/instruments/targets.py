@@ -329,4 +329,4 @@ def select_targets(
         .alias("dataset_symbol"),
         "grouped",
     )
-    return targets.cast(dict(TARGETS_SCHEMA)).sort("data_type", "dataset_symbol", "instrument_key")
+    return targets.cast(TARGETS_SCHEMA).sort("data_type", "dataset_symbol", "instrument_key")

@@ -42,7 +42,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, serialize_value
 from dagster._serdes.config_class import ConfigurableClassData
 
-from market_data_assets.launchers.compute import ComputeApi, GoogleComputeApi
+from market_data_assets.launchers.gce_api import ComputeApi, GoogleComputeApi
 from market_data_assets.launchers.run_tags import (
     GCE_INSTANCE_TAG,
     GCE_MACHINE_TYPE_TAG,

@@ -16,6 +16,7 @@ from importlib import resources
 
 from google.cloud import compute_v1
 
+from market_data_assets.errors import MarketDataError
 from market_data_assets.launchers.run_tags import MACHINE_TYPE_TAG, exchange_of_run_tags
 
 # https://cloud.google.com/compute/docs/metadata/setting-custom-metadata#limitations
@@ -52,7 +53,7 @@ _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-class VmSpecError(ValueError):
+class VmSpecError(MarketDataError, ValueError):
     """The run cannot be turned into a valid VM; the message names the value at fault."""
 
 

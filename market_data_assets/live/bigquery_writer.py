@@ -71,7 +71,7 @@ def _request(
     """One AppendRows request; it is always the first of its RPC, so it carries the writer schema."""
     request = types.AppendRowsRequest(write_stream=stream)
     if offset is not None:
-        request.offset = offset
+        request.offset = offset  # pyright: ignore[reportAttributeAccessIssue]  proto-plus wraps an int into Int64Value
     request.arrow_rows = types.AppendRowsRequest.ArrowData(
         writer_schema=types.ArrowSchema(serialized_schema=schema.serialize().to_pybytes()),
         rows=types.ArrowRecordBatch(
@@ -210,7 +210,7 @@ class BigQueryLiveWriter:
             )
         if frame.height and (table not in self._checked or appender.replaced):
             since = frame["timestamp"].min()
-            held = self._held(table, since)  # type: ignore[arg-type]
+            held = self._held(table, since)  # pyright: ignore[reportArgumentType]
             self._checked.add(table)
             appender.replaced = False
             if held:

@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from market_data_assets.candles.density import DensityPolicy
     from market_data_assets.live.service import LiveConfig, LiveService, new_writer_id, resolve_keys
     from market_data_assets.live.sinks import LiveSink
+    from market_data_assets.sandbox.stream import parse_live_start
     from market_data_assets.settings import Settings, SettingsError
-    from market_data_assets.storage.store import open_store
-    from market_data_assets.tardis.sandbox.stream import parse_live_start
+    from market_data_assets.storage import open_store
     from market_data_assets.warehouse import open_warehouse
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -17,6 +17,8 @@ from typing import Any
 
 import polars as pl
 
+from market_data_assets.errors import MarketDataError
+
 CANDLE_SOURCES: dict[str, str] = {
     "trade": "trades",
     "book_snapshot": "book",
@@ -33,7 +35,7 @@ for 5-level snapshots on every change (``book_snapshot_5_0ms``)."""
 _DAY_START: dict[str, int] = {}
 
 
-class MessageError(ValueError):
+class MessageError(MarketDataError, ValueError):
     """A message the service cannot read; the text names the field and a prefix of the message."""
 
 

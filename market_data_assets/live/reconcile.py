@@ -18,8 +18,8 @@ from market_data_assets.candles.compute import KEY
 from market_data_assets.candles.schema import CANDLE_SCHEMA
 from market_data_assets.candles.timeframes import get_timeframe
 from market_data_assets.storage import layout
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.frames import scan_files
-from market_data_assets.storage.store import ObjectStore
 
 REL_TOL = 1e-9
 """Float sums may differ by summation order only (docs/CANDLES.md)."""
@@ -137,7 +137,7 @@ def reconcile(batch: pl.DataFrame, live: pl.DataFrame, gaps: pl.DataFrame, timef
         return int(sel["len"].sum())
 
     bad = ("differs", "missing_live", "extra_live")
-    report = rows.filter(pl.col("status").is_in(list(bad))).sort(KEY, "timestamp").cast(REPORT_SCHEMA)  # type: ignore[arg-type]
+    report = rows.filter(pl.col("status").is_in(list(bad))).sort(KEY, "timestamp").cast(REPORT_SCHEMA)  # pyright: ignore[reportArgumentType]
     return Reconciliation(
         report=report,
         equal=n(("equal",)),
@@ -162,7 +162,7 @@ def _read_all(store: ObjectStore, paths: list[str]) -> pl.DataFrame | None:
 def reconcile_lake(store: ObjectStore, day: date, exchange: str, timeframe: str = "15s") -> Reconciliation:
     """``reconcile`` over the lake: batch ``processed_candles`` vs ``live_candles`` of (day, exchange),
     with the gaps recorded on that day and the day before (a gap may span midnight)."""
-    empty = pl.DataFrame(schema=dict(pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema))  # type: ignore[union-attr]
+    empty = pl.DataFrame(schema=dict(pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema))  # pyright: ignore[reportAttributeAccessIssue]
     prefix = layout.key_prefix_for_exchange(exchange)
     batch_paths = [
         o.path

@@ -460,7 +460,7 @@ class LiveService:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.config.health_port)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1] if site._server is not None else None  # type: ignore[union-attr]
+        port = site._server.sockets[0].getsockname()[1] if site._server is not None else None  # pyright: ignore[reportAttributeAccessIssue]
         log.info("health on http://127.0.0.1:%s/healthz", port)
         self.health_url = f"http://127.0.0.1:{port}/healthz"
         return runner

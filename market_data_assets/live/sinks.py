@@ -27,7 +27,7 @@ from market_data_assets.candles.compute import KEY
 from market_data_assets.live.candles import day_of_us
 from market_data_assets.live.gaps import LIVE_GAPS_SCHEMA, LIVE_GAPS_TABLE, Gap
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import ObjectStore
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.warehouse.base import Warehouse, WarehouseError
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 from market_data_assets.warehouse.schema import (
@@ -78,7 +78,7 @@ class BronzeBuffer:
             }
         ).cast(BRONZE_SCHEMA)
         local = frame["_local"]
-        first, last = day_of_us(int(local.min())), day_of_us(int(local.max()))  # type: ignore[arg-type]
+        first, last = day_of_us(int(local.min())), day_of_us(int(local.max()))  # pyright: ignore[reportArgumentType]
         if first == last:
             self.tables.setdefault(first, []).append(table)
         else:
@@ -179,7 +179,7 @@ class LiveSink:
                 "_day", as_dict=True, include_key=False
             )
             for (day,), rows in sorted(by_day.items()):
-                first = int(rows["timestamp"].dt.epoch("us").min())  # type: ignore[arg-type]
+                first = int(rows["timestamp"].dt.epoch("us").min())  # pyright: ignore[reportArgumentType]
                 files.append(
                     (tf, layout.live_candles_path(day, tf, self.exchange, *self._unique(first)), rows)
                 )
@@ -237,7 +237,7 @@ class LiveSink:
             con.register("live_rows", rows)
             con.execute("BEGIN TRANSACTION")
             try:
-                (n,) = con.execute(
+                (n,) = con.execute(  # pyright: ignore[reportGeneralTypeIssues]  DuckDB answers an INSERT with one row, its count
                     f"INSERT INTO {target} ({columns}) SELECT {columns} FROM live_rows AS l "
                     f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.exchange = l.exchange "
                     f"AND t.{quote_duckdb(KEY)} = l.{quote_duckdb(KEY)} AND t.timestamp = l.timestamp)"
@@ -332,6 +332,6 @@ def read_live_gaps(warehouse: DuckDBWarehouse, exchange: str) -> pl.DataFrame:
     with warehouse.connect() as con:
         try:
             result = con.execute(f"SELECT * FROM {target} WHERE exchange = ? ORDER BY gap_from", [exchange])
-            return pl.from_arrow(result.to_arrow_table())  # type: ignore[return-value]
+            return pl.from_arrow(result.to_arrow_table())  # pyright: ignore[reportReturnType]
         except duckdb.CatalogException:
-            return pl.DataFrame(schema=dict(pl.from_arrow(LIVE_GAPS_SCHEMA.empty_table()).schema))  # type: ignore[union-attr]
+            return pl.DataFrame(schema=dict(pl.from_arrow(LIVE_GAPS_SCHEMA.empty_table()).schema))  # pyright: ignore[reportAttributeAccessIssue]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
+from market_data_assets.errors import MarketDataError
 from market_data_assets.quality.missing import (
     ACCEPTABLE_STATUSES,
     GAP_STATUSES,
@@ -42,7 +43,7 @@ OUTPUT_SUFFIXES = (".csv", ".parquet", ".jsonl")
 EXIT_OK, EXIT_GAPS, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(ValueError):
+class UsageError(MarketDataError, ValueError):
     """A bad argument, reported in one line with exit status 2."""
 
 
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"market-data missing: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from market_data_assets.storage.store import open_store
+    from market_data_assets.storage import open_store
 
     store = open_store(args.root or settings.root)
     without_targets: list[tuple[date, str, str]] = []

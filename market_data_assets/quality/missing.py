@@ -36,8 +36,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from market_data_assets.polars_arrow import to_polars
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.storage.base import ObjectStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.tardis.incidents import Incident
 from market_data_assets.ticks.manifest import (
     MANIFEST_SCHEMA,
@@ -89,10 +91,9 @@ def _empty_report() -> pl.DataFrame:
 
 def stored_files(store: ObjectStore, day: date, exchange: str, data_types: Iterable[str]) -> dict[str, int]:
     """Stored raw tick files of one exchange-day: relative path -> size, one listing per data type."""
-    prefix_key = layout.key_prefix_for_exchange(exchange)
     files: dict[str, int] = {}
     for data_type in sorted(set(data_types)):
-        for obj in store.list(f"{layout.raw_ticks_dir(day, data_type)}/{prefix_key}"):
+        for obj in layout.exchange_files(store, layout.raw_ticks_dir(day, data_type), exchange):
             files[obj.path] = obj.size
     return files
 
@@ -113,28 +114,86 @@ def classify_day(
     Vectorized (joins, not a Python loop per file): a year of 1,000 instruments is ~1M rows.
     ``row_counts`` (path -> rows read from the Parquet footer, None if unreadable) enables the
     deep check and ``hashes`` (path -> SHA-256 of the stored bytes) the byte check; without them
-    only sizes are compared.
+    only sizes are compared. Three steps gather the facts (expected, storage, manifest) and one
+    rule table (``_status_rules``) turns them into a status.
     """
     if targets.height == 0:
         return _empty_report()
+    frame = _expected(targets, day, exchange)
+    frame = _with_storage(frame, stored, row_counts, hashes)
+    frame = _with_manifest(frame, _manifest_frame(manifest))
+    day_incidents = [i for i in (incidents or []) if i.overlaps(day)]
+    status_detail = _first_matching(_status_rules(day_incidents))
+    status = pl.col("_sd").struct.field("s")
+    # A year of an exchange is ~1M rows: present files carry no detail and no path (both derivable).
+    return frame.with_columns(_sd=status_detail).select(
+        pl.lit(exchange).alias("exchange"),
+        pl.lit(day).alias("day"),
+        "data_type",
+        "instrument_key",
+        "dataset_symbol",
+        status.cast(STATUS_ENUM).alias("status"),
+        pl.when(pl.col("_sd").struct.field("d") != "").then(pl.col("_sd").struct.field("d")).alias("detail"),
+        pl.when(status != "present").then(pl.col("path")).alias("path"),
+        "stored_bytes",
+        pl.col("manifest_bytes").cast(pl.Int64),
+        pl.col("manifest_rows").cast(pl.Int64),
+    )
+
+
+def _expected(targets: pl.DataFrame, day: date, exchange: str) -> pl.DataFrame:
+    """The expected files: one row per target with the path ``layout`` gives it."""
     bad_keys = targets.filter(~pl.col("instrument_key").str.contains(layout.INSTRUMENT_KEY_REGEX))
     if bad_keys.height:
         raise ValueError(
             f"targets of {day}|{exchange}: invalid instrument key {bad_keys['instrument_key'][0]!r}"
         )
-    frame = targets.select(
+    return targets.select(
         pl.col("data_type").cast(pl.String),
         pl.col("instrument_key").cast(pl.String),
         pl.col("dataset_symbol").cast(pl.String),
         pl.col("grouped").cast(pl.Boolean),
-    ).with_columns(path=expected_path(day))
+    ).with_columns(path=layout.raw_ticks_path_expr(day))
+
+
+def _with_storage(
+    frame: pl.DataFrame,
+    stored: dict[str, int],
+    row_counts: dict[str, int | None] | None,
+    hashes: dict[str, str | None] | None,
+) -> pl.DataFrame:
+    """What the store holds at each path: ``stored_bytes``, and where read, ``footer_rows``
+    (``footer_read``) and ``stored_sha256``."""
     stored_df = pl.DataFrame(
         {"path": list(stored), "stored_bytes": list(stored.values())},
         schema={"path": pl.String, "stored_bytes": pl.Int64},
     )
     frame = frame.join(stored_df, on="path", how="left")
+    if row_counts is not None:
+        counts = pl.DataFrame(
+            {
+                "path": list(row_counts),
+                "footer_rows": list(row_counts.values()),
+                "footer_read": [True] * len(row_counts),
+            },
+            schema={"path": pl.String, "footer_rows": pl.Int64, "footer_read": pl.Boolean},
+        )
+        frame = frame.join(counts, on="path", how="left")
+    else:
+        frame = frame.with_columns(footer_rows=pl.lit(None, pl.Int64), footer_read=pl.lit(None, pl.Boolean))
+    if hashes is not None:
+        hash_frame = pl.DataFrame(
+            {"path": list(hashes), "stored_sha256": list(hashes.values())},
+            schema={"path": pl.String, "stored_sha256": pl.String},
+        )
+        return frame.join(hash_frame, on="path", how="left")
+    return frame.with_columns(stored_sha256=pl.lit(None, pl.String))
 
-    m = _manifest_frame(manifest)
+
+def _with_manifest(frame: pl.DataFrame, m: pl.DataFrame) -> pl.DataFrame:
+    """What the manifest recorded: the target's own entry (``entry_status``, ``manifest_bytes``,
+    ``manifest_rows``, ``manifest_sha256``, ``entry_error``) and its download's (``group_status``,
+    ``group_error``)."""
     entries = m.filter(pl.col("instrument_key").is_not_null()).unique(
         ["data_type", "instrument_key"], keep="last"
     )
@@ -161,132 +220,98 @@ def classify_day(
         .alias("group_status"),
         pl.col("error").drop_nulls().first().alias("group_error"),
     )
-    frame = frame.join(groups, on=["data_type", "dataset_symbol"], how="left")
-    if row_counts is not None:
-        counts = pl.DataFrame(
-            {
-                "path": list(row_counts),
-                "footer_rows": list(row_counts.values()),
-                "footer_read": [True] * len(row_counts),
-            },
-            schema={"path": pl.String, "footer_rows": pl.Int64, "footer_read": pl.Boolean},
-        )
-        frame = frame.join(counts, on="path", how="left")
-    else:
-        frame = frame.with_columns(footer_rows=pl.lit(None, pl.Int64), footer_read=pl.lit(None, pl.Boolean))
-    if hashes is not None:
-        hash_frame = pl.DataFrame(
-            {"path": list(hashes), "stored_sha256": list(hashes.values())},
-            schema={"path": pl.String, "stored_sha256": pl.String},
-        )
-        frame = frame.join(hash_frame, on="path", how="left")
-    else:
-        frame = frame.with_columns(stored_sha256=pl.lit(None, pl.String))
+    return frame.join(groups, on=["data_type", "dataset_symbol"], how="left")
 
-    day_incidents = [i for i in (incidents or []) if i.overlaps(day)]
+
+def _status(status: str, detail: pl.Expr | str) -> pl.Expr:
+    return pl.struct(s=pl.lit(status), d=detail if isinstance(detail, pl.Expr) else pl.lit(detail))
+
+
+def _status_rules(day_incidents: list[Incident]) -> list[tuple[pl.Expr, pl.Expr]]:
+    """The status of a target, as (condition, status and detail) rules: the first that holds wins.
+    A stored file is checked against the manifest (recorded, size, bytes, readability, rows); a
+    missing one is explained by the manifest (failed, empty at source, absent from its grouped file),
+    then by a Tardis incident, else it is missing."""
+    stored, entry, group = pl.col("stored_bytes"), pl.col("entry_status"), pl.col("group_status")
+    is_stored = stored.is_not_null()
     incident_text = " | ".join(f"{i.status}: {i.details}" for i in day_incidents)
-    stored_col, entry, group = pl.col("stored_bytes"), pl.col("entry_status"), pl.col("group_status")
     failed_error = pl.coalesce(pl.col("entry_error"), pl.col("group_error"), pl.lit("download failed"))
-    status_detail = (
-        pl.when(stored_col.is_not_null() & (entry.is_null() | (entry != STATUS_OK)))
-        .then(pl.struct(s=pl.lit("present"), d=pl.lit("stored but not recorded in the manifest")))
-        .when(
-            stored_col.is_not_null()
-            & pl.col("manifest_bytes").is_not_null()
-            & (pl.col("manifest_bytes") != stored_col)
-        )
-        .then(
-            pl.struct(
-                s=pl.lit("incomplete"),
-                d=pl.format(
-                    "stored size {} B differs from the manifest's {} B", stored_col, pl.col("manifest_bytes")
+    return [
+        (
+            is_stored & (entry.is_null() | (entry != STATUS_OK)),
+            _status("present", "stored but not recorded in the manifest"),
+        ),
+        (
+            is_stored & pl.col("manifest_bytes").is_not_null() & (pl.col("manifest_bytes") != stored),
+            _status(
+                "incomplete",
+                pl.format(
+                    "stored size {} B differs from the manifest's {} B", stored, pl.col("manifest_bytes")
                 ),
-            )
-        )
-        .when(
-            stored_col.is_not_null()
+            ),
+        ),
+        (
+            is_stored
             & pl.col("stored_sha256").is_not_null()
             & pl.col("manifest_sha256").is_not_null()
-            & (pl.col("stored_sha256") != pl.col("manifest_sha256"))
-        )
-        .then(
-            pl.struct(
-                s=pl.lit("corrupt"),
-                d=pl.format(
+            & (pl.col("stored_sha256") != pl.col("manifest_sha256")),
+            _status(
+                "corrupt",
+                pl.format(
                     "stored bytes have SHA-256 {}, the manifest recorded {}",
                     pl.col("stored_sha256"),
                     pl.col("manifest_sha256"),
                 ),
-            )
-        )
-        .when(
-            stored_col.is_not_null()
-            & pl.col("footer_read").fill_null(False)
-            & pl.col("footer_rows").is_null()
-        )
-        .then(pl.struct(s=pl.lit("incomplete"), d=pl.lit("not a readable Parquet file")))
-        .when(
-            stored_col.is_not_null()
+            ),
+        ),
+        (
+            is_stored & pl.col("footer_read").fill_null(False) & pl.col("footer_rows").is_null(),
+            _status("incomplete", "not a readable Parquet file"),
+        ),
+        (
+            is_stored
             & pl.col("footer_rows").is_not_null()
             & pl.col("manifest_rows").is_not_null()
-            & (pl.col("footer_rows") != pl.col("manifest_rows"))
-        )
-        .then(
-            pl.struct(
-                s=pl.lit("incomplete"),
-                d=pl.format(
+            & (pl.col("footer_rows") != pl.col("manifest_rows")),
+            _status(
+                "incomplete",
+                pl.format(
                     "{} rows stored, the manifest recorded {}", pl.col("footer_rows"), pl.col("manifest_rows")
                 ),
-            )
-        )
-        .when(stored_col.is_not_null())
-        .then(pl.struct(s=pl.lit("present"), d=pl.lit("")))
-        .when((entry == STATUS_FAILED) | (entry.is_null() & (group == STATUS_FAILED)))
-        .then(pl.struct(s=pl.lit("failed_download"), d=failed_error))
-        .when((entry == STATUS_EMPTY) | (entry.is_null() & (group == STATUS_EMPTY)))
-        .then(pl.struct(s=pl.lit("empty_at_source"), d=pl.lit("Tardis returned an empty file")))
-        .when(pl.col("grouped") & entry.is_null() & (group == STATUS_OK))
-        .then(
-            pl.struct(
-                s=pl.lit("empty_at_source"),
-                d=pl.format("no rows for this instrument in the grouped file {}", pl.col("dataset_symbol")),
-            )
-        )
-        .when(pl.lit(bool(day_incidents)))
-        .then(pl.struct(s=pl.lit("explained_by_incident"), d=pl.lit(incident_text)))
-        .when(entry == STATUS_OK)
-        .then(pl.struct(s=pl.lit("missing"), d=pl.lit("recorded in the manifest but no longer stored")))
-        .otherwise(pl.struct(s=pl.lit("missing"), d=pl.lit("never downloaded")))
-    )
-    status = pl.col("_sd").struct.field("s")
-    # A year of an exchange is ~1M rows: present files carry no detail and no path (both derivable).
-    return frame.with_columns(_sd=status_detail).select(
-        pl.lit(exchange).alias("exchange"),
-        pl.lit(day).alias("day"),
-        "data_type",
-        "instrument_key",
-        "dataset_symbol",
-        status.cast(STATUS_ENUM).alias("status"),
-        pl.when(pl.col("_sd").struct.field("d") != "").then(pl.col("_sd").struct.field("d")).alias("detail"),
-        pl.when(status != "present").then(pl.col("path")).alias("path"),
-        "stored_bytes",
-        pl.col("manifest_bytes").cast(pl.Int64),
-        pl.col("manifest_rows").cast(pl.Int64),
-    )
+            ),
+        ),
+        (is_stored, _status("present", "")),
+        (
+            (entry == STATUS_FAILED) | (entry.is_null() & (group == STATUS_FAILED)),
+            _status("failed_download", failed_error),
+        ),
+        (
+            (entry == STATUS_EMPTY) | (entry.is_null() & (group == STATUS_EMPTY)),
+            _status("empty_at_source", "Tardis returned an empty file"),
+        ),
+        (
+            pl.col("grouped") & entry.is_null() & (group == STATUS_OK),
+            _status(
+                "empty_at_source",
+                pl.format("no rows for this instrument in the grouped file {}", pl.col("dataset_symbol")),
+            ),
+        ),
+        (pl.lit(bool(day_incidents)), _status("explained_by_incident", incident_text)),
+        (entry == STATUS_OK, _status("missing", "recorded in the manifest but no longer stored")),
+    ]
 
 
-def expected_path(day: date) -> pl.Expr:
-    """The stored path of each (data_type, instrument_key) row of one day, as ``layout`` spells it."""
-    day_dir = layout.raw_ticks_dir(day, "trades").rsplit("/", 1)[0]
-    return pl.concat_str(
-        [
-            pl.lit(day_dir + "/data_type-"),
-            pl.col("data_type"),
-            pl.lit("/"),
-            pl.col("instrument_key"),
-            pl.lit(".parquet"),
-        ]
-    )
+_OTHERWISE = _status("missing", "never downloaded")
+"""A target no rule explains."""
+
+
+def _first_matching(rules: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
+    """``when(c1).then(v1).when(c2)...otherwise(never downloaded)``: the first rule that holds."""
+    (condition, value), *rest = rules
+    chain = pl.when(condition).then(value)
+    for condition, value in rest:
+        chain = chain.when(condition).then(value)
+    return chain.otherwise(_OTHERWISE)
 
 
 def with_paths(report: pl.DataFrame, store: ObjectStore) -> pl.DataFrame:
@@ -296,7 +321,7 @@ def with_paths(report: pl.DataFrame, store: ObjectStore) -> pl.DataFrame:
         return report
     prefix = store.uri("x")[:-1]
     frames = [
-        part.with_columns(path=pl.lit(prefix) + expected_path(day))
+        part.with_columns(path=pl.lit(prefix) + layout.raw_ticks_path_expr(day))
         for (day,), part in report.partition_by("day", as_dict=True, maintain_order=True).items()
     ]
     return pl.concat(frames)
@@ -305,10 +330,10 @@ def with_paths(report: pl.DataFrame, store: ObjectStore) -> pl.DataFrame:
 def _manifest_frame(manifest: pa.Table | pl.DataFrame | None) -> pl.DataFrame:
     """The manifest as a typed frame (``MANIFEST_SCHEMA``; an empty one when there is none)."""
     if manifest is None:
-        manifest = MANIFEST_SCHEMA.empty_table()
-    if isinstance(manifest, pa.Table):
-        manifest = pl.from_arrow(manifest.cast(MANIFEST_SCHEMA))  # type: ignore[assignment]
-    return manifest  # type: ignore[return-value]
+        return to_polars(MANIFEST_SCHEMA.empty_table())
+    if isinstance(manifest, pl.DataFrame):
+        return manifest
+    return to_polars(manifest.cast(MANIFEST_SCHEMA))
 
 
 def parquet_row_counts(store: ObjectStore, paths: Iterable[str]) -> dict[str, int | None]:
@@ -347,8 +372,7 @@ def report_for_day(
         if on_no_targets is not None:
             on_no_targets(day, exchange, NO_TARGETS_FILE)
         return _empty_report()
-    targets = pl.from_arrow(store.read_parquet(targets_path))
-    assert isinstance(targets, pl.DataFrame)
+    targets = to_polars(store.read_parquet(targets_path))
     if targets.height == 0 and on_no_targets is not None:
         on_no_targets(day, exchange, NO_TARGETS_SELECTED)
     if data_type is not None:

@@ -14,8 +14,9 @@ import io
 
 import polars as pl
 
+from market_data_assets.storage.base import ObjectStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY, map_objects
-from market_data_assets.storage.store import LocalStore, ObjectStore
 
 
 def scan_files(

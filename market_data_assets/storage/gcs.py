@@ -8,9 +8,7 @@ Why it looks the way it does:
   temporary object and no copy-then-rename (GCS has no rename; a copy would double the traffic).
 * Retries are the client library's (exponential backoff on 429/5xx and connection errors). An
   unconditional upload is retried too: every writer in this project publishes deterministic
-  content under a deterministic name, so repeating the same upload is harmless. Callers that
-  need compare-and-swap pass ``if_generation_match`` (``0`` = only if absent), which GCS enforces
-  server-side and which turns a lost race into a clear ``StoreError`` instead of an overwrite.
+  content under a deterministic name, so repeating the same upload is harmless.
 * Every error names the ``gs://`` URI it concerns, because "404 Not Found" alone does not tell an
   operator which of thousands of partition files is missing.
 * ``STORAGE_EMULATOR_HOST`` and ``GOOGLE_CLOUD_PROJECT`` are read here and not in ``settings.py``:
@@ -23,7 +21,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,11 +31,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import storage
 
-from market_data_assets.storage.store import (
+from market_data_assets.storage.base import (
     ObjectInfo,
     ObjectStore,
     StoreError,
-    _check_relative,
+    check_relative_path,
     counted,
     local_staging_dir,
 )
@@ -69,7 +66,7 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     prefix = prefix.rstrip("/")
     if prefix:
         try:
-            _check_relative(prefix)
+            check_relative_path(prefix)
         except StoreError as exc:
             raise StoreError(f"invalid GCS root {uri!r}: bad prefix {prefix!r}") from exc
     return bucket, prefix
@@ -81,7 +78,7 @@ def _check_prefix(prefix: str) -> str:
         return prefix
     body = prefix[:-1] if prefix.endswith("/") else prefix
     try:
-        _check_relative(body)
+        check_relative_path(body)
     except StoreError as exc:
         raise StoreError(f"invalid listing prefix {prefix!r}: {exc}") from exc
     return prefix
@@ -161,7 +158,7 @@ class GcsStore(ObjectStore):
                 f"cannot open {uri}: no Google credentials found (run `gcloud auth application-default "
                 f"login`, set GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator)"
             ) from exc
-        return cls(client, bucket, prefix, **options)  # type: ignore[arg-type]
+        return cls(client, bucket, prefix, **options)  # pyright: ignore[reportArgumentType]
 
     def __repr__(self) -> str:
         return f"GcsStore({self.root!r})"
@@ -172,13 +169,9 @@ class GcsStore(ObjectStore):
 
     # --- names ------------------------------------------------------------------------------
 
-    @property
-    def bucket_name(self) -> str:
-        return self._bucket_name
-
     def object_name(self, path: str) -> str:
         """The GCS object name of a relative store path (validated)."""
-        _check_relative(path)
+        check_relative_path(path)
         return f"{self._prefix}/{path}" if self._prefix else path
 
     def uri(self, path: str) -> str:
@@ -190,24 +183,15 @@ class GcsStore(ObjectStore):
     # --- the interface ---------------------------------------------------------------------
 
     @counted
-    def put_file(
-        self, local_path: Path, path: str, *, move: bool = False, if_generation_match: int | None = None
-    ) -> None:
-        """One upload of a finished local file; ``if_generation_match`` makes it a compare-and-swap."""
+    def put_file(self, local_path: Path, path: str, *, move: bool = False) -> None:
+        """One upload of a finished local file."""
         uri = self.uri(path)
         local_path = Path(local_path)
         if not local_path.is_file():
             raise FileNotFoundError(f"cannot upload {local_path} to {uri}: the local file does not exist")
         blob = self._bucket.blob(self.object_name(path))
         try:
-            blob.upload_from_filename(
-                str(local_path), if_generation_match=if_generation_match, timeout=self._timeout
-            )
-        except gexc.PreconditionFailed as exc:
-            raise StoreError(
-                f"{uri} was not written: its generation is no longer {if_generation_match} "
-                f"(another writer changed it); the existing object is untouched"
-            ) from exc
+            blob.upload_from_filename(str(local_path), timeout=self._timeout)  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"upload of {local_path} to {uri} failed: {exc}") from exc
         if move:
@@ -221,31 +205,10 @@ class GcsStore(ObjectStore):
             self._bucket.blob(self.object_name(path)).upload_from_string(
                 data if isinstance(data, bytes) else data.to_pybytes(),
                 content_type="application/octet-stream",
-                timeout=self._timeout,
+                timeout=self._timeout,  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
             )
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"upload to {uri} failed: {exc}") from exc
-
-    @counted
-    def generation(self, path: str) -> int | None:
-        """The object's current generation (for ``put_file(if_generation_match=...)``), None if absent."""
-        blob = self._bucket.get_blob(self.object_name(path), timeout=self._timeout)
-        return None if blob is None else int(blob.generation)
-
-    @counted
-    def get_file(self, path: str, local_path: Path) -> None:
-        """Download beside ``local_path`` and rename, so a failed download leaves no partial file."""
-        local_path = Path(local_path)
-        tmp = local_path.with_name(f".{local_path.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            self._bucket.blob(self.object_name(path)).download_to_filename(str(tmp), timeout=self._timeout)
-            os.replace(tmp, local_path)
-        except gexc.NotFound as exc:
-            raise FileNotFoundError(f"{self.uri(path)} does not exist") from exc
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"download of {self.uri(path)} failed: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @functools.cached_property
     def _arrow_fs(self) -> pafs.GcsFileSystem:
@@ -275,7 +238,7 @@ class GcsStore(ObjectStore):
     @counted
     def exists(self, path: str) -> bool:
         try:
-            return self._bucket.blob(self.object_name(path)).exists(timeout=self._timeout)
+            return self._bucket.blob(self.object_name(path)).exists(timeout=self._timeout)  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"cannot check whether {self.uri(path)} exists: {exc}") from exc
 
@@ -290,7 +253,7 @@ class GcsStore(ObjectStore):
                 prefix=full or None,
                 page_size=self._list_page_size,
                 fields="items(name,size),nextPageToken",
-                timeout=self._timeout,
+                timeout=self._timeout,  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
             )
             out = [ObjectInfo(self._relative(b.name), int(b.size or 0)) for b in blobs]
         except gexc.NotFound as exc:
@@ -305,7 +268,7 @@ class GcsStore(ObjectStore):
     @counted
     def delete(self, path: str) -> None:
         try:
-            self._bucket.blob(self.object_name(path)).delete(timeout=self._timeout)
+            self._bucket.blob(self.object_name(path)).delete(timeout=self._timeout)  # pyright: ignore[reportArgumentType]  google-cloud-storage takes a float timeout; its annotation says int
         except gexc.NotFound:
             return
         except gexc.GoogleAPICallError as exc:

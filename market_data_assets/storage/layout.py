@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import TYPE_CHECKING
 
+from market_data_assets.candles.timeframes import TIMEFRAMES
+from market_data_assets.errors import MarketDataError
 from market_data_assets.tardis.formats import DATA_TYPES
 
-TIMEFRAMES: tuple[str, ...] = ("15s", "1m", "5m", "15m", "1h", "4h", "24h")
+if TYPE_CHECKING:
+    import polars as pl
+
+    from market_data_assets.storage.base import ObjectInfo, ObjectStore
+
+__all__ = ["TIMEFRAMES"]  # the timeframe names come from the timeframe table; paths validate against them
 
 INSTRUMENTS_AREA = "instrument_availability"
 TARGETS_AREA = "download_targets"
@@ -48,9 +56,15 @@ KEYED_AREAS: tuple[str, ...] = (CANDLES_AREA, BOOK_SNAPSHOTS_AREA, FEATURES_AREA
 EXCHANGE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 """A Tardis exchange id; always applied with ``fullmatch`` (``$`` would let a trailing newline in)."""
 KEY_FIELD_CHARS = "A-Z0-9._-"
-_KEY_FIELD = re.compile(rf"[{KEY_FIELD_CHARS}]+")
-INSTRUMENT_KEY_REGEX = rf"^[{KEY_FIELD_CHARS}]+:[{KEY_FIELD_CHARS}]+:[{KEY_FIELD_CHARS}]+$"
-"""The key's shape for polars' ``str.contains`` (Rust regex: ``$`` is the end of the text only)."""
+"""The characters of a key field (VENUE, TYPE, SYMBOL): path-safe on every filesystem and in GCS."""
+KEY_FIELD_PATTERN = rf"[{KEY_FIELD_CHARS}]*[A-Z0-9_-][{KEY_FIELD_CHARS}]*"
+"""One field: those characters, not empty and not only dots (``..`` would be a path)."""
+INSTRUMENT_KEY_PATTERN = rf"{KEY_FIELD_PATTERN}:{KEY_FIELD_PATTERN}:{KEY_FIELD_PATTERN}"
+"""The canonical key ``VENUE:TYPE:SYMBOL``: the one definition (``check_instrument_key`` applies it
+with ``fullmatch``; key building and the missing-data report apply ``INSTRUMENT_KEY_REGEX``)."""
+INSTRUMENT_KEY_REGEX = rf"^{INSTRUMENT_KEY_PATTERN}$"
+"""The same rule for polars' ``str.contains`` (Rust regex: ``$`` is the end of the text only)."""
+_INSTRUMENT_KEY = re.compile(INSTRUMENT_KEY_PATTERN)
 
 MAX_INSTRUMENT_KEY_LENGTH = 200
 """Longest canonical key. A key is a file name (``KEY.parquet``) and local writes go through a
@@ -63,7 +77,7 @@ def is_exchange_id(value: object) -> bool:
     return isinstance(value, str) and EXCHANGE_ID.fullmatch(value) is not None
 
 
-class LayoutError(ValueError):
+class LayoutError(MarketDataError, ValueError):
     """A value that cannot be part of a storage path; the message names it."""
 
 
@@ -75,8 +89,7 @@ def check_exchange(exchange: str) -> str:
 
 def check_instrument_key(key: str) -> str:
     """A canonical key ``VENUE:TYPE:SYMBOL`` whose fields only use ``[A-Z0-9._-]``."""
-    parts = key.split(":") if isinstance(key, str) else []
-    if len(parts) != 3 or not all(_KEY_FIELD.fullmatch(p) and p.strip(".") for p in parts):
+    if not isinstance(key, str) or _INSTRUMENT_KEY.fullmatch(key) is None:
         raise LayoutError(
             f"invalid instrument key {key!r:.300}: expected VENUE:TYPE:SYMBOL with fields in [A-Z0-9._-]"
         )
@@ -116,6 +129,13 @@ def key_prefix_for_exchange(exchange: str) -> str:
     return check_exchange(exchange).upper() + ":"
 
 
+def exchange_files(store: ObjectStore, folder: str, exchange: str) -> list[ObjectInfo]:
+    """The objects of ``exchange`` in one layout ``folder`` of per-instrument files (``KEY.parquet``):
+    one listing, narrowed by the venue's key prefix, so a day folder of every exchange is never
+    listed whole."""
+    return store.list(f"{folder}/{key_prefix_for_exchange(exchange)}")
+
+
 # --- per-asset paths -------------------------------------------------------------------------
 
 
@@ -133,6 +153,23 @@ def raw_ticks_dir(day: date, data_type: str) -> str:
 
 def raw_ticks_path(day: date, data_type: str, key: str) -> str:
     return f"{raw_ticks_dir(day, data_type)}/{check_instrument_key(key)}.parquet"
+
+
+def raw_ticks_path_expr(day: date, data_type: str = "data_type", key: str = "instrument_key") -> pl.Expr:
+    """``raw_ticks_path`` vectorized over a frame's ``data_type`` and ``instrument_key`` columns (for a
+    year of targets at once). It does not validate: the caller checks the columns first
+    (``INSTRUMENT_KEY_REGEX``, data types from the specs)."""
+    import polars as pl
+
+    return pl.concat_str(
+        [
+            pl.lit(f"{RAW_TICKS_AREA}/by_date/{day_dir(day)}/data_type-"),
+            pl.col(data_type),
+            pl.lit("/"),
+            pl.col(key),
+            pl.lit(".parquet"),
+        ]
+    )
 
 
 def raw_manifest_path(day: date, exchange: str) -> str:

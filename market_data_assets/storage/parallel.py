@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-from market_data_assets.storage.store import StoreError
+from market_data_assets.storage.base import StoreError
 
 T = TypeVar("T")
 R = TypeVar("R")

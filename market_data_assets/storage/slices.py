@@ -27,9 +27,9 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.storage import layout
+from market_data_assets.storage.base import ObjectInfo, ObjectStore
 from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.parallel import map_objects
-from market_data_assets.storage.store import ObjectInfo, ObjectStore
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN
 
 KEY = INSTRUMENT_KEY_COLUMN
@@ -59,9 +59,8 @@ class SliceRef:
 
     def list(self, store: ObjectStore) -> list[ObjectInfo]:
         """The slice's instrument files: one listing of the exchange's key prefix."""
-        prefix = f"{self.folder}/{layout.key_prefix_for_exchange(self.exchange)}"
         out = []
-        for obj in store.list(prefix):
+        for obj in layout.exchange_files(store, self.folder, self.exchange):
             if obj.path.endswith(".parquet") and "/" not in obj.path[len(self.folder) + 1 :]:
                 layout.key_from_file_name(obj.path)
                 out.append(obj)

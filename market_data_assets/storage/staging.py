@@ -146,7 +146,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from market_data_assets.settings import Settings, SettingsError
-    from market_data_assets.storage.store import open_store
+    from market_data_assets.storage import open_store
 
     try:
         settings = Settings.from_env()

@@ -246,11 +246,6 @@ class TardisClient:
         params = None if filter is None else {"filter": json.dumps(filter, separators=(",", ":"))}
         return _expect_list_of_dicts(await self._get_json(path, params), self._endpoint(path))
 
-    async def instrument(self, exchange: str, symbol: str) -> dict:
-        """One instrument's metadata by its exchange-native id."""
-        path = f"/instruments/{quote(exchange, safe='')}/{quote(symbol, safe='')}"
-        return _expect_dict(await self._get_json(path), self._endpoint(path))
-
     # ------------------------------------------------------------------ datasets
 
     def dataset_url(self, req: DownloadRequest) -> str:
@@ -370,7 +365,7 @@ class TardisClient:
                             part.unlink()
             except TardisError:
                 raise
-            except isal_zlib.error as exc:
+            except isal_zlib.error as exc:  # pyright: ignore[reportGeneralTypeIssues]  isal's stub types zlib.error as a value
                 failure = TardisIntegrityError(f"{what}: body is not a valid gzip stream ({exc})")
             except aiohttp.ClientPayloadError as exc:
                 failure = TardisIntegrityError(f"{what}: body cut short ({self._describe(exc)})")
@@ -435,7 +430,7 @@ class TardisClient:
         except TardisError as exc:
             exc.attempts = attempts
             raise
-        return result, attempts
+        return result, attempts  # pyright: ignore[reportReturnType]  reraise=True: the loop returns or raises
 
     def _wait(self, state: RetryCallState) -> float:
         """Retry-After when the server gave one, else exponential backoff plus jitter."""

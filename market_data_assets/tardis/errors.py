@@ -10,8 +10,10 @@ carry the request headers, Authorization included) as ``__cause__`` or ``__conte
 
 from __future__ import annotations
 
+from market_data_assets.errors import MarketDataError
 
-class TardisError(Exception):
+
+class TardisError(MarketDataError):
     """Base class: a Tardis request failed for good (after any retries the failure allowed).
 
     ``status`` is the HTTP status when there was a response, ``retryable`` says whether the

@@ -35,9 +35,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
+
+from market_data_assets.errors import MarketDataError
+
+if TYPE_CHECKING:  # polars is imported where it is used: this module is read by light tools too
+    import polars as pl
 
 Kind = Literal["timestamp", "float", "category", "string", "bool"]
 Domain = Literal["price", "non_negative", "any_sign"]
@@ -127,7 +132,6 @@ class DataTypeSpec:
     """Which writer converts a one-instrument file (``ticks.convert``): ``polars`` for wide book
     snapshots, where per-column encodings gain nothing and polars' writer is 1.8x faster;
     ``pyarrow`` elsewhere, where they shrink files by a third (trades, L2 updates)."""
-    sort_key: tuple[str, ...] = ("local_timestamp",)
 
     @cached_property
     def csv_header(self) -> tuple[str, ...]:
@@ -136,11 +140,6 @@ class DataTypeSpec:
     @cached_property
     def csv_header_line(self) -> str:
         return ",".join(self.csv_header)
-
-    @cached_property
-    def column_names(self) -> tuple[str, ...]:
-        """Parquet column names in file order, without ``instrument_key``."""
-        return tuple(c.name for c in self.columns)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -156,17 +155,17 @@ class DataTypeSpec:
         return pa.schema(fields)
 
     @cached_property
-    def polars_read_schema(self) -> dict[str, object]:
+    def polars_read_schema(self) -> dict[str, pl.DataType]:
         """dtypes to give polars ``scan_csv`` (keyed by CSV name): timestamps read as Int64 first,
         small vocabularies as Categorical (the parallel CSV engine hashes them, not the caller)."""
         import polars as pl
 
-        read: dict[str, object] = {
-            "timestamp": pl.Int64,
-            "float": pl.Float64,
-            "category": pl.Categorical,
-            "string": pl.String,
-            "bool": pl.Boolean,
+        read: dict[str, pl.DataType] = {
+            "timestamp": pl.Int64(),
+            "float": pl.Float64(),
+            "category": pl.Categorical(),
+            "string": pl.String(),
+            "bool": pl.Boolean(),
         }
         return {c.csv_name: read[c.kind] for c in self.columns}
 
@@ -342,7 +341,7 @@ DATA_TYPES: dict[str, DataTypeSpec] = {
 DATA_TYPE_NAMES: tuple[str, ...] = tuple(DATA_TYPES)
 
 
-class UnknownDataTypeError(ValueError):
+class UnknownDataTypeError(MarketDataError, ValueError):
     pass
 
 
@@ -356,16 +355,13 @@ def get_spec(data_type: str) -> DataTypeSpec:
         ) from None
 
 
-class HeaderMismatchError(ValueError):
-    """A CSV header that is not the spec's; the message names the file and the columns."""
-
-
-def check_header(data_type: str, header: list[str] | tuple[str, ...], source: str) -> None:
-    """Raise ``HeaderMismatchError`` unless ``header`` is exactly the spec's CSV header."""
+def header_mismatch(data_type: str, header: list[str] | tuple[str, ...]) -> str | None:
+    """None if ``header`` is exactly the spec's CSV header, else what differs (the columns missing,
+    unexpected or out of order, and the expected header), for the caller's error to name its file."""
     expected = get_spec(data_type).csv_header
     got = tuple(h.strip() for h in header)
     if got == expected:
-        return
+        return None
     missing = [c for c in expected if c not in got]
     unexpected = [c for c in got if c not in expected]
     detail = []
@@ -375,7 +371,7 @@ def check_header(data_type: str, header: list[str] | tuple[str, ...], source: st
         detail.append(f"unexpected {unexpected}")
     if not detail:
         detail.append("columns out of order")
-    raise HeaderMismatchError(
-        f"{source}: CSV header does not match the Tardis {data_type} format ({'; '.join(detail)}); "
+    return (
+        f"CSV header does not match the Tardis {data_type} format ({'; '.join(detail)}); "
         f"expected {','.join(expected)}"
     )

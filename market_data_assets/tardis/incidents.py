@@ -9,12 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from market_data_assets.days import day_bounds
-
-
-def tardis_iso(moment: datetime) -> str:
-    """Tardis spelling of a UTC instant: ``2024-03-05T00:00:00.000Z``."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+from market_data_assets.days import day_bounds, format_tardis_time, parse_tardis_time
 
 
 @dataclass(frozen=True)
@@ -31,8 +26,8 @@ class Incident:
 
     def as_json(self) -> dict[str, str]:
         return {
-            "from": tardis_iso(self.start),
-            "to": tardis_iso(self.end),
+            "from": format_tardis_time(self.start),
+            "to": format_tardis_time(self.end),
             "status": self.status,
             "details": self.details,
         }
@@ -43,8 +38,8 @@ def incidents_from_details(exchange_details: dict | None) -> list[Incident]:
     out: list[Incident] = []
     for raw in (exchange_details or {}).get("incidentReports") or []:
         try:
-            start = datetime.fromisoformat(str(raw["from"]).replace("Z", "+00:00"))
-            end = datetime.fromisoformat(str(raw["to"]).replace("Z", "+00:00"))
+            start = parse_tardis_time(raw["from"])
+            end = parse_tardis_time(raw["to"])
         except (KeyError, ValueError, TypeError):
             continue
         out.append(Incident(start, end, str(raw.get("status", "")), str(raw.get("details", ""))))

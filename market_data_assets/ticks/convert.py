@@ -37,15 +37,20 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from market_data_assets.days import US_PER_DAY, US_PER_SECOND, day_start_us
+from market_data_assets.days import (
+    EXCHANGE_TIMESTAMP_SLACK,
+    LOCAL_TIMESTAMP_TOLERANCE,
+    US_PER_DAY,
+    US_PER_SECOND,
+    day_start_us,
+)
 from market_data_assets.storage.layout import check_instrument_key
 from market_data_assets.tardis.formats import (
     CATEGORY_TYPE,
     INSTRUMENT_KEY_COLUMN,
     DataTypeSpec,
-    HeaderMismatchError,
-    check_header,
     get_spec,
+    header_mismatch,
 )
 from market_data_assets.ticks.errors import (
     BadValueError,
@@ -68,16 +73,6 @@ from market_data_assets.ticks.polars_sink import (
     sink_single_instrument,
 )
 from market_data_assets.ticks.values import combo_symbols, first_bad_value
-
-LOCAL_TIMESTAMP_TOLERANCE = timedelta(minutes=1)
-"""Tardis splits daily files by ``local_timestamp``, so it must lie in [day, day+1); the minute of
-tolerance on either side absorbs a receiver clock correction at midnight, not a wrong file."""
-
-EXCHANGE_TIMESTAMP_SLACK = timedelta(hours=1)
-"""The exchange ``timestamp`` of a row may precede its day (a trade stamped 23:59:59.998 arrives
-after midnight and sits in the next day's file) or run slightly ahead of Tardis' clock. An hour
-either side is far beyond any real latency or skew yet catches a file of the wrong day and unit
-errors (nanoseconds read as microseconds land millennia away)."""
 
 
 @dataclass(frozen=True)
@@ -187,10 +182,9 @@ def convert_csv_gz(
     header = _read_header(src, label)
     if header is None:
         return ConvertedFiles(source_bytes=source_bytes, empty=True)
-    try:
-        check_header(data_type, header, label)
-    except HeaderMismatchError as exc:
-        raise HeaderError(label, str(exc).removeprefix(f"{label}: "), line=1) from None
+    mismatch = header_mismatch(data_type, header)
+    if mismatch is not None:
+        raise HeaderError(label, mismatch, line=1)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     window = TimestampWindow(day)
@@ -386,22 +380,24 @@ def _check_batch(
         if batch.get_column(name).null_count():  # O(1): polars keeps null counts per chunk
             idx = _first_true(batch.get_column(name).is_null())
             raise BadValueError(
-                label, f"column {name!r} is empty but requires a value", line=offset + idx + 2
-            )  # type: ignore[operator]
+                label,
+                f"column {name!r} is empty but requires a value",
+                line=offset + idx + 2,  # pyright: ignore[reportOperatorIssue]  null_count() > 0: a null is there
+            )
     bad = first_bad_value(batch, spec, combos)
     if bad is not None:
         raise BadValueError(label, bad[1], line=offset + bad[0] + 2)
     for name, (lo, hi), what in window.by_column():
         col = batch.get_column(name)
         lo_seen, hi_seen = col.min(), col.max()
-        if lo_seen is not None and (lo_seen < lo or hi_seen >= hi):  # type: ignore[operator]
+        if lo_seen is not None and (lo_seen < lo or hi_seen >= hi):  # pyright: ignore[reportOperatorIssue]
             idx = _first_true((col < lo) | (col >= hi))
-            value = col[idx]  # type: ignore[index]
+            value = col[idx]  # pyright: ignore[reportArgumentType, reportCallIssue]
             raise TimestampWindowError(
                 label,
                 f"{name}={value} ({_describe_us(value)}) is outside [{_describe_us(lo)}, {_describe_us(hi)}): "
                 f"{what} ({window.day}); are the timestamps in microseconds?",
-                line=offset + idx + 2,  # type: ignore[operator]
+                line=offset + idx + 2,  # pyright: ignore[reportOperatorIssue]
             )
 
 
@@ -447,7 +443,7 @@ def _convert_batch(
     for key, part in parts.items():
         stats.matched += part.height
         ts = part.get_column("timestamp")
-        sink.append(key, _to_arrow(part, spec, key), ts.min(), ts.max())  # type: ignore[arg-type]
+        sink.append(key, _to_arrow(part, spec, key), ts.min(), ts.max())  # pyright: ignore[reportArgumentType]
 
 
 def _to_arrow(part: pl.DataFrame, spec: DataTypeSpec, key: str) -> pa.Table:
@@ -491,6 +487,6 @@ def _to_datetime(us: int | None) -> datetime | None:
 
 def _describe_us(us: int) -> str:
     try:
-        return _to_datetime(us).isoformat()  # type: ignore[union-attr]
+        return _to_datetime(us).isoformat()  # pyright: ignore[reportOptionalMemberAccess]
     except OverflowError:
         return "out of range"

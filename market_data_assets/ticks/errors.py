@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from market_data_assets.errors import MarketDataError
 
-class TickFileError(ValueError):
+
+class TickFileError(MarketDataError, ValueError):
     """A CSV.gz tick file that cannot be converted; ``source`` and ``line`` say where."""
 
     def __init__(self, source: Path | str, message: str, *, line: int | None = None) -> None:

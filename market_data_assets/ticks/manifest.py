@@ -21,8 +21,9 @@ from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_manifest_path
-from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.storage.local import LocalStore
 
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty"
@@ -141,6 +142,12 @@ def group_is_complete(
             return False
         if row.status == STATUS_OK and (row.path is None or stored_sizes.get(row.path) != row.bytes):
             return False
-        if row.status == STATUS_OK and hash_of is not None and row.sha256 and hash_of(row.path) != row.sha256:
+        if (
+            row.status == STATUS_OK
+            and hash_of is not None
+            and row.path is not None
+            and row.sha256
+            and hash_of(row.path) != row.sha256
+        ):
             return False
     return True

@@ -126,7 +126,7 @@ class KeyedParquetSink:
         state.rows += table.num_rows
         if min_ts is not None:
             state.min_ts = min_ts if state.min_ts is None else min(state.min_ts, min_ts)
-            state.max_ts = max_ts if state.max_ts is None else max(state.max_ts, max_ts)  # type: ignore[type-var]
+            state.max_ts = max_ts if state.max_ts is None else max(state.max_ts, max_ts)  # pyright: ignore[reportArgumentType]
         self._buffered_total += table.num_rows
         if state.buffered_rows >= self.row_group_rows:
             self._flush(state)
@@ -137,7 +137,7 @@ class KeyedParquetSink:
         if not state.buffered:
             return
         if state.writer is None:
-            state.writer = pq.ParquetWriter(state.path, self.schema, **self._options)  # type: ignore[arg-type]
+            state.writer = pq.ParquetWriter(state.path, self.schema, **self._options)  # pyright: ignore[reportArgumentType]
         table = pa.concat_tables(state.buffered) if len(state.buffered) > 1 else state.buffered[0]
         # One dictionary per column and row group: chunks with their own dictionaries make pyarrow
         # write small vocabularies ~3x larger (measured on ``side``).

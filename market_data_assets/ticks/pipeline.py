@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_ticks_dir, raw_ticks_path
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY, map_objects
 from market_data_assets.storage.staging import DEFAULT_MAX_AGE, claim_work_dir, clean_staging
-from market_data_assets.storage.store import ObjectStore
 from market_data_assets.ticks.convert import convert_csv_gz, runs_on_every_core
 from market_data_assets.ticks.errors import CorruptGzipError, TickFileError
 from market_data_assets.ticks.manifest import (

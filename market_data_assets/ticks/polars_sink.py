@@ -63,7 +63,7 @@ def sink_single_instrument(src: Path, spec: DataTypeSpec, key: str, out: Path) -
     with out.open("wb") as fh:
         sink = _HashingWriter(fh)
         pl.scan_csv(src, schema=spec.polars_read_schema, has_header=True).select(columns).sink_parquet(
-            sink,
+            sink,  # pyright: ignore[reportArgumentType]  a binary file-like writer, duck-typed
             compression="zstd",
             compression_level=ZSTD_LEVEL,
             row_group_size=row_group_rows(spec),
@@ -83,7 +83,7 @@ class _HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
+    def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self._fh.write(data)
 

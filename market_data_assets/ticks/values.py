@@ -76,7 +76,7 @@ def first_bad_value(
     for col in spec.vocabulary_columns:
         series = batch.get_column(col.csv_name)
         seen = series.unique().drop_nulls().cast(pl.String).to_list()
-        if all(v in col.vocabulary for v in seen):  # type: ignore[operator]
+        if all(v in col.vocabulary for v in seen):
             continue
         idx = int((~series.cast(pl.String).is_in(list(col.vocabulary or ()))).arg_true()[0])
         found.append(

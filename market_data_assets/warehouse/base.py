@@ -17,13 +17,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
+from market_data_assets.errors import MarketDataError
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import check_exchange
-from market_data_assets.storage.store import ObjectStore
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(MarketDataError, RuntimeError):
     """A load that cannot be done as asked; the message names the table, slice or file."""
 
 
@@ -51,14 +52,8 @@ class StagedSlice:
     staging_table: str
     """The staging table's name as this warehouse's SQL spells it."""
     rows: int
-    execute: Callable[[str], None]
+    execute: Callable[[str], object]
     """Runs SQL in the session that will run the swap (DuckDB temp tables are per connection)."""
-
-
-def slice_bounds(day: date) -> tuple[datetime, datetime]:
-    """``[day 00:00 UTC, next day 00:00 UTC)``: a half-open range both warehouses prune on."""
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    return start, start + timedelta(days=1)
 
 
 class Warehouse(ABC):

@@ -33,7 +33,8 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from market_data_assets.storage.store import ObjectStore
+from market_data_assets.days import day_bounds
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN
 from market_data_assets.warehouse.base import (
     LoadResult,
@@ -41,7 +42,6 @@ from market_data_assets.warehouse.base import (
     Warehouse,
     WarehouseError,
     check_slice,
-    slice_bounds,
 )
 from market_data_assets.warehouse.parquet_columns import parquet_column_names
 from market_data_assets.warehouse.schema import (
@@ -98,13 +98,16 @@ def _q(identifier: str) -> str:
     return f"`{identifier}`"
 
 
-def bigquery_client(project: str, location: str | None = None) -> bigquery.Client:
-    """A client for ``project``: the emulator at ``BIGQUERY_EMULATOR_HOST`` (anonymous) or real BigQuery.
+def emulator_host() -> str:
+    """``BIGQUERY_EMULATOR_HOST`` ("" for real BigQuery): google-cloud-bigquery's own switch (read here,
+    not in settings.py, like ``STORAGE_EMULATOR_HOST`` in storage/gcs.py)."""
+    return os.environ.get("BIGQUERY_EMULATOR_HOST", "").strip()
 
-    ``BIGQUERY_EMULATOR_HOST`` is google-cloud-bigquery's own switch (read here, not in
-    settings.py, like ``STORAGE_EMULATOR_HOST`` in storage/gcs.py); an emulator takes no credentials.
-    """
-    emulator = os.environ.get("BIGQUERY_EMULATOR_HOST", "").strip()
+
+def bigquery_client(project: str, location: str | None = None) -> bigquery.Client:
+    """A client for ``project``: the emulator at ``BIGQUERY_EMULATOR_HOST`` (anonymous, an emulator
+    takes no credentials) or real BigQuery."""
+    emulator = emulator_host()
     if emulator:
         from google.auth.credentials import AnonymousCredentials
 
@@ -273,7 +276,7 @@ class BigQueryWarehouse(Warehouse):
         return uri
 
     def _params(self, day: date, exchange: str) -> list[bigquery.ScalarQueryParameter]:
-        start, end = slice_bounds(day)
+        start, end = day_bounds(day)
         return [
             bigquery.ScalarQueryParameter("exchange", "STRING", exchange),
             bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
@@ -290,7 +293,7 @@ class BigQueryWarehouse(Warehouse):
             job_config=bigquery.QueryJobConfig(query_parameters=params),
             location=self.location,
             retry=self._retry,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,  # pyright: ignore[reportArgumentType]
         )
         job.result(timeout=self._job_timeout, retry=self._retry)
         return job

@@ -37,20 +37,22 @@ import polars as pl
 import pyarrow as pa
 import tenacity
 
+from market_data_assets.days import day_bounds
 from market_data_assets.settings import (
     DUCKDB_BATCH_FILES_DEFAULT,
     DUCKDB_MEMORY_LIMIT_DEFAULT,
     DUCKDB_THREADS_DEFAULT,
 )
+from market_data_assets.storage import open_store
+from market_data_assets.storage.base import ObjectStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.parallel import DEFAULT_IO_CONCURRENCY
-from market_data_assets.storage.store import LocalStore, ObjectStore, open_store
 from market_data_assets.warehouse.base import (
     LoadResult,
     StagedSlice,
     Warehouse,
     WarehouseError,
     check_slice,
-    slice_bounds,
 )
 from market_data_assets.warehouse.schema import (
     EXCHANGE_COLUMN,
@@ -367,10 +369,10 @@ class DuckDBWarehouse(Warehouse):
 
     def count(self, table: str, day: date, exchange: str) -> int:
         check_slice(table, day, exchange)
-        start, end = slice_bounds(day)
+        start, end = day_bounds(day)
         with self.connect() as con:
             self._ensure(con, get_table(table))
-            (n,) = con.execute(
+            (n,) = con.execute(  # pyright: ignore[reportGeneralTypeIssues]  count(*) always has a row
                 f"SELECT count(*) FROM {self.table_ref(table)} WHERE {_SLICE_FILTER}",
                 {"exchange": exchange, "start": start, "end": end},
             ).fetchone()
@@ -380,7 +382,7 @@ class DuckDBWarehouse(Warehouse):
         check_slice(table, day, exchange)
         spec = get_table(table)
         sources = _Sources(self, spec, source_uris, f"{table} {day} {exchange}")
-        start, end = slice_bounds(day)
+        start, end = day_bounds(day)
         bounds = {"exchange": exchange, "start": start, "end": end}
         staging = quote_duckdb(f"staging_{spec.name}_{uuid.uuid4().hex[:12]}")
         columns = ", ".join(quote_duckdb(n) for n in spec.schema.names)
@@ -394,7 +396,7 @@ class DuckDBWarehouse(Warehouse):
                     )
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    (deleted,) = con.execute(
+                    (deleted,) = con.execute(  # pyright: ignore[reportGeneralTypeIssues]  DuckDB answers a DELETE with one row, its count
                         f"DELETE FROM {self.table_ref(spec.name)} WHERE {_SLICE_FILTER}", bounds
                     ).fetchone()
                     con.execute(

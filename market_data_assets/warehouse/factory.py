@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from market_data_assets.settings import Settings
-from market_data_assets.storage.store import LocalStore, ObjectStore
+from market_data_assets.storage.base import ObjectStore
+from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse.base import Warehouse, WarehouseError
 
 DUCKDB_FILE_NAME = "warehouse.duckdb"
@@ -47,8 +48,14 @@ def open_warehouse(
     if value.startswith("bigquery://"):
         from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
 
-        project, _, dataset = value.removeprefix("bigquery://").partition("/")
-        if not project or not dataset:
-            raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r}: expected bigquery://PROJECT/DATASET")
+        project, dataset = bigquery_target(value)
         return BigQueryWarehouse(bigquery_client(project), project, dataset, location)
     raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r} names no known warehouse")
+
+
+def bigquery_target(value: str) -> tuple[str, str]:
+    """``bigquery://PROJECT/DATASET`` -> ``(PROJECT, DATASET)``; anything else names the variable."""
+    project, _, dataset = value.removeprefix("bigquery://").partition("/")
+    if not value.startswith("bigquery://") or not project or not dataset:
+        raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r}: expected bigquery://PROJECT/DATASET")
+    return project, dataset

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from market_data_assets.storage import layout
-from market_data_assets.storage.store import ObjectStore
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.warehouse.base import LoadResult, Warehouse, WarehouseError
 from market_data_assets.warehouse.schema import WAREHOUSE_TABLES, WarehouseTable, get_table
 
@@ -30,21 +30,18 @@ class SliceLoad:
         return sum(r.rows for r in self.results.values())
 
 
-def _slice_prefix(table: WarehouseTable, day: date, exchange: str) -> str:
-    """Every lake file feeding ``table``'s (day, exchange) slice starts with this; nothing else does."""
-    return f"{table.lake_dir(day)}/{layout.key_prefix_for_exchange(exchange)}"
-
-
 def slice_paths(store: ObjectStore, table: WarehouseTable, day: date, exchange: str) -> list[str]:
     """The lake files (store paths) of ``exchange`` on ``day`` that feed ``table``: one listing call."""
     return [
-        obj.path for obj in store.list(_slice_prefix(table, day, exchange)) if obj.path.endswith(".parquet")
+        obj.path
+        for obj in layout.exchange_files(store, table.lake_dir(day), exchange)
+        if obj.path.endswith(".parquet")
     ]
 
 
 def _given_paths(table: WarehouseTable, day: date, exchange: str, paths: Sequence[str]) -> list[str]:
     """The caller's paths for ``table``, each checked to be one of the slice's lake files."""
-    prefix = _slice_prefix(table, day, exchange)
+    prefix = f"{table.lake_dir(day)}/{layout.key_prefix_for_exchange(exchange)}"  # what exchange_files lists
     if isinstance(paths, str):
         raise WarehouseError(
             f"{table.name} {day} {exchange}: expected a sequence of store paths, got one string"

@@ -9,31 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from market_data_assets.storage.gcs import gcs_emulator_host
+from market_data_assets.storage.gcs import arrow_filesystem
 
 _FOOTER_READERS = 16
 """Footer reads are small and latency-bound: read many at once."""
 
 
-def _gcs_filesystem() -> pafs.GcsFileSystem:
-    """pyarrow's GCS filesystem, aimed at ``STORAGE_EMULATOR_HOST`` when set (as the storage client is)."""
-    emulator = gcs_emulator_host()
-    if emulator:
-        scheme, _, host = emulator.partition("://")
-        return pafs.GcsFileSystem(
-            anonymous=True, endpoint_override=host, scheme=scheme, retry_time_limit=timedelta(seconds=30)
-        )
-    return pafs.GcsFileSystem()
-
-
 def parquet_column_names(uris: Sequence[str]) -> list[tuple[str, ...]]:
     """For each ``gs://`` URI or local path, the column names of its Parquet schema, in file order."""
-    gcs = _gcs_filesystem() if any(u.startswith("gs://") for u in uris) else None
+    gcs = arrow_filesystem() if any(u.startswith("gs://") for u in uris) else None
 
     def read(uri: str) -> tuple[str, ...]:
         try:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from market_data_assets.candles.schema import BOOK_SNAPSHOT_TABLE_DEPTH, CANDLE_SCHEMA, book_snapshot_schema
+from market_data_assets.errors import MarketDataError
 from market_data_assets.features.registry import FEATURE_SCHEMA, FEATURE_TIMEFRAMES
 from market_data_assets.storage import layout
 
@@ -45,7 +46,7 @@ BOOK_SNAPSHOTS_PREFIX = "book_snapshots_"
 FEATURES_PREFIX = "features_"
 
 
-class WarehouseSchemaError(ValueError):
+class WarehouseSchemaError(MarketDataError, ValueError):
     """A pyarrow type the warehouse cannot hold, or an unknown table; the message names it."""
 
 

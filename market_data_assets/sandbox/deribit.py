@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 from market_data_assets.days import day_start
-from market_data_assets.tardis.sandbox.exchanges import exchange_info
-from market_data_assets.tardis.sandbox.instruments import Instrument
-from market_data_assets.tardis.sandbox.prices import close_price
+from market_data_assets.sandbox.exchanges import exchange_info
+from market_data_assets.sandbox.index_paths import close_price
+from market_data_assets.sandbox.instruments import Instrument
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 

@@ -83,7 +83,7 @@ def join_cells(columns: Sequence[Cells], rows: int) -> list[str]:
         if isinstance(cells.values, str):
             expr = pl.lit(cells.values)
         elif cells.values.dtype.kind in "OUS":
-            data[f"v{k}"] = pl.Series(cells.values.tolist(), dtype=pl.String)  # type: ignore[assignment]
+            data[f"v{k}"] = pl.Series(cells.values.tolist(), dtype=pl.String)
             expr = pl.col(f"v{k}")
         else:
             values = cells.values

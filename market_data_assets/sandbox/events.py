@@ -13,9 +13,9 @@ from datetime import date
 import numpy as np
 
 from market_data_assets.days import US_PER_DAY, day_start_us, to_us
-from market_data_assets.tardis.sandbox.exchanges import exchange_info
-from market_data_assets.tardis.sandbox.instruments import Instrument
-from market_data_assets.tardis.sandbox.textformat import Cells, join_cells
+from market_data_assets.sandbox.exchanges import exchange_info
+from market_data_assets.sandbox.instruments import Instrument
+from market_data_assets.sandbox.textformat import Cells, join_cells
 
 
 def trading_window(inst: Instrument, exchange: str, day: date) -> tuple[int, int] | None:

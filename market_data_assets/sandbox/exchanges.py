@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
-from market_data_assets.days import day_start
-from market_data_assets.tardis.incidents import Incident, tardis_iso
+from market_data_assets.days import day_start, format_tardis_time
+from market_data_assets.tardis.incidents import Incident
 
 
 def utc(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
@@ -24,7 +24,7 @@ def iso(moment: datetime | date) -> str:
     """Tardis spelling of a UTC instant or day: ``2024-03-05T00:00:00.000Z``."""
     if not isinstance(moment, datetime):
         moment = day_start(moment)
-    return tardis_iso(moment)
+    return format_tardis_time(moment)
 
 
 @dataclass(frozen=True)

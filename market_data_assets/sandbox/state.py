@@ -20,13 +20,13 @@ from typing import Any
 
 from aiohttp import web
 
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.faults import FaultInjector
-from market_data_assets.tardis.sandbox.market import generate_csv
-from market_data_assets.tardis.sandbox.stream import LiveClock, StreamControl
-from market_data_assets.tardis.sandbox.universe import ExchangeUniverse, exchange_universe, gc_paused
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.fault_rules import FaultInjector
+from market_data_assets.sandbox.market import generate_csv
+from market_data_assets.sandbox.stream import LiveClock, StreamControl
+from market_data_assets.sandbox.universe import ExchangeUniverse, exchange_universe, gc_paused
+from market_data_assets.tardis.client import EMPTY_GZIP
 
-EMPTY_GZIP = gzip.compress(b"", mtime=0)
 _GZIP_LEVEL = 1
 """Level 1 compresses 6x faster than the default 6 for files ~17% larger: the sandbox's time goes
 into serving, and clients only need a valid gzip stream (mtime=0 keeps the bytes reproducible)."""

@@ -43,9 +43,9 @@ from datetime import UTC, date, datetime, timedelta
 from aiohttp import WSMsgType, web
 
 from market_data_assets.days import US_PER_DAY, day_start_us
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.instruments import SymbolGroup
-from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv, resolve_symbol
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.instruments import SymbolGroup
+from market_data_assets.sandbox.market import SandboxNotFound, generate_csv, resolve_symbol
 
 WS_PATH = "/ws-stream-normalized"
 
@@ -90,7 +90,9 @@ class StreamFault:
         after, _, seconds = rest.partition(":")
         try:
             return StreamFault(
-                kind=kind, after=int(after), **({"seconds": float(seconds)} if seconds else {})
+                kind=kind,
+                after=int(after),
+                **({"seconds": float(seconds)} if seconds else {}),  # pyright: ignore[reportArgumentType]  only `seconds` is passed as **kwargs
             )
         except ValueError as exc:
             raise ValueError(f"--stream-fault {text!r}: expected KIND@AFTER[:SECONDS] ({exc})") from None

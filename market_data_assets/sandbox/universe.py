@@ -16,16 +16,16 @@ from datetime import date
 from functools import lru_cache
 
 from market_data_assets.days import day_start
-from market_data_assets.tardis.formats import get_spec
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.deribit import deribit_derivatives
-from market_data_assets.tardis.sandbox.exchanges import EXCHANGES
-from market_data_assets.tardis.sandbox.instruments import (
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.deribit import deribit_derivatives
+from market_data_assets.sandbox.exchanges import EXCHANGES
+from market_data_assets.sandbox.instruments import (
     GROUP_BY_TYPE,
     Instrument,
     SymbolGroup,
     static_instruments,
 )
+from market_data_assets.tardis.formats import get_spec
 
 
 @contextmanager

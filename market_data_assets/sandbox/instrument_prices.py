@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 import numpy as np
 
-from market_data_assets.days import US_PER_DAY, to_us
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.instruments import Instrument
-from market_data_assets.tardis.sandbox.prices import day_index, index_at
-from market_data_assets.tardis.sandbox.textformat import decimals_of
+from market_data_assets.days import US_PER_DAY, parse_tardis_time, to_us
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.index_paths import day_index, index_at
+from market_data_assets.sandbox.instruments import Instrument
+from market_data_assets.sandbox.textformat import decimals_of
 
 YEAR_US = 365.25 * US_PER_DAY
 
@@ -26,8 +26,7 @@ _PARAM_FIELDS = ("priceIncrement", "amountIncrement", "minTradeAmount", "contrac
 
 
 def parse_iso_us(text: str) -> int:
-    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return to_us(moment)
+    return to_us(parse_tardis_time(text))
 
 
 def params_at(inst: Instrument, moment_us: int) -> dict[str, float]:
@@ -47,7 +46,7 @@ def params_at(inst: Instrument, moment_us: int) -> dict[str, float]:
         if parse_iso_us(str(change["until"])) > moment_us:
             for name in _PARAM_FIELDS:
                 if name in change and name not in resolved:
-                    resolved[name] = float(change[name])  # type: ignore[arg-type]
+                    resolved[name] = float(change[name])  # pyright: ignore[reportArgumentType]
     return {**current, **resolved}
 
 

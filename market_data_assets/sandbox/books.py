@@ -12,8 +12,8 @@ from datetime import date
 import numpy as np
 
 from market_data_assets.days import to_us
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.events import (
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.events import (
     Table,
     draw_lots,
     lot_scale,
@@ -22,11 +22,11 @@ from market_data_assets.tardis.sandbox.events import (
     stamps,
     trading_window,
 )
-from market_data_assets.tardis.sandbox.exchanges import incidents
-from market_data_assets.tardis.sandbox.instruments import Instrument
-from market_data_assets.tardis.sandbox.prices import rng_for
-from market_data_assets.tardis.sandbox.pricing import mid_prices, price_grid, quote_ticks
-from market_data_assets.tardis.sandbox.textformat import Cells
+from market_data_assets.sandbox.exchanges import incidents
+from market_data_assets.sandbox.index_paths import rng_for
+from market_data_assets.sandbox.instrument_prices import mid_prices, price_grid, quote_ticks
+from market_data_assets.sandbox.instruments import Instrument
+from market_data_assets.sandbox.textformat import Cells
 
 BOOK_DEPTH = 25
 

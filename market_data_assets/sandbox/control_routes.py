@@ -16,9 +16,9 @@ from datetime import date
 
 from aiohttp import web
 
-from market_data_assets.tardis.sandbox.exchanges import iso
-from market_data_assets.tardis.sandbox.faults import FaultRule, RequestRecord
-from market_data_assets.tardis.sandbox.state import STATE, SandboxState, error_response
+from market_data_assets.sandbox.exchanges import iso
+from market_data_assets.sandbox.fault_rules import FaultRule, RequestRecord
+from market_data_assets.sandbox.state import STATE, SandboxState, error_response
 
 
 def _record(state: SandboxState, request: web.Request, status: int, fault: str | None) -> None:
@@ -50,7 +50,7 @@ async def _stream(request: web.Request, response: web.Response, rule: FaultRule)
     ``truncate`` sends half the body then closes, ``short_gzip`` sends a well-formed response whose
     body is half the gzip (its Content-Length agrees: only inflating the body shows the damage, as
     with a file cut at the origin), ``slow`` trickles the body over ``delay``."""
-    body = bytes(response.body or b"")  # type: ignore[arg-type]
+    body = bytes(response.body or b"")  # pyright: ignore[reportArgumentType]
     if rule.kind == "short_gzip":
         body = body[: max(1, len(body) // 2)] if body else b""
     stream = web.StreamResponse(status=response.status, headers=response.headers)

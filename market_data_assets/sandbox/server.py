@@ -9,11 +9,11 @@ from datetime import date
 
 from aiohttp import web
 
-from market_data_assets.tardis.sandbox.app import build_app
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.faults import FaultInjector, FaultRule, RequestRecord
-from market_data_assets.tardis.sandbox.state import SandboxState
-from market_data_assets.tardis.sandbox.stream import LiveClock, StreamControl, StreamFault
+from market_data_assets.sandbox.app import build_app
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.fault_rules import FaultInjector, FaultRule, RequestRecord
+from market_data_assets.sandbox.state import SandboxState
+from market_data_assets.sandbox.stream import LiveClock, StreamControl, StreamFault
 
 _START_TIMEOUT_S = 30.0
 
@@ -161,7 +161,7 @@ def start_sandbox(
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+        sockets = site._server.sockets if site._server is not None else []  # pyright: ignore[reportAttributeAccessIssue]
         outcome["runner"] = runner
         outcome["port"] = sockets[0].getsockname()[1]
 
@@ -190,12 +190,12 @@ def start_sandbox(
         thread.join()
         raise RuntimeError(f"sandbox could not listen on {host}:{port}: {outcome['error']}") from outcome[
             "error"
-        ]  # type: ignore[misc]
+        ]  # pyright: ignore[reportGeneralTypeIssues]
     return RunningSandbox(
         url=f"http://{host}:{outcome['port']}",
         api_key=config.api_key,
         state=state,
         _loop=loop,
         _thread=thread,
-        _runner=outcome["runner"],  # type: ignore[arg-type]
+        _runner=outcome["runner"],  # pyright: ignore[reportArgumentType]
     )

@@ -22,8 +22,7 @@ from datetime import date
 
 from aiohttp import web
 
-from market_data_assets.tardis.formats import DATA_TYPES
-from market_data_assets.tardis.sandbox.control import (
+from market_data_assets.sandbox.control_routes import (
     add_faults,
     clear_faults,
     clear_requests,
@@ -32,15 +31,15 @@ from market_data_assets.tardis.sandbox.control import (
     set_exported_until,
     show_config,
 )
-from market_data_assets.tardis.sandbox.exchanges import (
+from market_data_assets.sandbox.exchanges import (
     FREE_INSTRUMENTS_EXCHANGES,
     exchange_info,
     incidents,
     iso,
 )
-from market_data_assets.tardis.sandbox.instruments import SymbolGroup
-from market_data_assets.tardis.sandbox.market import SandboxNotFound
-from market_data_assets.tardis.sandbox.state import (
+from market_data_assets.sandbox.instruments import SymbolGroup
+from market_data_assets.sandbox.market import SandboxNotFound
+from market_data_assets.sandbox.state import (
     STATE,
     SandboxState,
     authorized,
@@ -48,8 +47,9 @@ from market_data_assets.tardis.sandbox.state import (
     in_thread,
     json_body,
 )
-from market_data_assets.tardis.sandbox.stream import WS_PATH, stream_normalized
-from market_data_assets.tardis.sandbox.universe import known_exchange
+from market_data_assets.sandbox.stream import WS_PATH, stream_normalized
+from market_data_assets.sandbox.universe import known_exchange
+from market_data_assets.tardis.formats import DATA_TYPES
 
 # ----------------------------------------------------------------------------------------------
 # metadata API

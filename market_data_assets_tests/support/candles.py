@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_ticks_path
-from market_data_assets.storage.store import ObjectStore
 from market_data_assets.tardis.formats import INSTRUMENT_KEY_COLUMN, get_spec
 
 DAY = date(2024, 1, 2)

@@ -8,9 +8,9 @@ import signal
 import threading
 from datetime import date
 
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.server import start_sandbox
-from market_data_assets.tardis.sandbox.stream import STREAM_FAULT_KINDS, StreamFault, parse_live_start
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.server import start_sandbox
+from market_data_assets.sandbox.stream import STREAM_FAULT_KINDS, StreamFault, parse_live_start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

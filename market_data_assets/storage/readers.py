@@ -1,4 +1,5 @@
-"""``storage_options`` that let polars scan Parquet straight from a ``gs://`` root.
+"""How readers reach a ``gs://`` lake: ``storage_options`` that let polars scan Parquet straight from
+it, and a pyarrow filesystem for DuckDB (both readers, hence the name).
 
 polars reads ``gs://`` through the Rust ``object_store`` crate, which speaks GCS's *XML* API
 (``GET /bucket?list-type=2`` to list, ranged ``GET /bucket/object`` to read). That is what gives

@@ -21,14 +21,14 @@ Pure generators (no server needed; the server serves exactly these):
 See README.md next to this file for the universe, the size knob, and fault injection.
 """
 
-from market_data_assets.tardis.sandbox.config import DEFAULT_SANDBOX_EXCHANGES, SandboxConfig
-from market_data_assets.tardis.sandbox.exchanges import incidents
-from market_data_assets.tardis.sandbox.faults import FAULT_KINDS, FaultRule, RequestRecord
-from market_data_assets.tardis.sandbox.instruments import GROUP_BY_TYPE
-from market_data_assets.tardis.sandbox.market import SandboxNotFound, generate_csv
-from market_data_assets.tardis.sandbox.server import RunningSandbox, start_sandbox
-from market_data_assets.tardis.sandbox.state import EMPTY_GZIP
-from market_data_assets.tardis.sandbox.universe import list_dataset_symbols, list_instruments
+from market_data_assets.sandbox.config import DEFAULT_SANDBOX_EXCHANGES, SandboxConfig
+from market_data_assets.sandbox.exchanges import incidents
+from market_data_assets.sandbox.fault_rules import FAULT_KINDS, FaultRule, RequestRecord
+from market_data_assets.sandbox.instruments import GROUP_BY_TYPE
+from market_data_assets.sandbox.market import SandboxNotFound, generate_csv
+from market_data_assets.sandbox.server import RunningSandbox, start_sandbox
+from market_data_assets.sandbox.state import EMPTY_GZIP
+from market_data_assets.sandbox.universe import list_dataset_symbols, list_instruments
 
 __all__ = [
     "DEFAULT_SANDBOX_EXCHANGES",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from market_data_assets.days import day_start
-from market_data_assets.tardis.sandbox.exchanges import exchange_info, iso, utc
+from market_data_assets.sandbox.exchanges import exchange_info, iso, utc
 
 GROUP_BY_TYPE: dict[str, str] = {
     "spot": "SPOT",

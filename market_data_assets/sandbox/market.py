@@ -8,7 +8,7 @@ only gzips what it returns. How the files are built, mirroring what real Tardis 
   ``local_timestamp``. Every trading day's last trade (options aside) is stamped just before
   midnight and reaches the collector just after it, so it sits at the top of the NEXT day's file,
   as in real Tardis.
-- Prices follow the shared index path of the instrument's underlying (``prices.py``), quantized to
+- Prices follow the shared index path of the instrument's underlying (``index_paths.py``), quantized to
   the instrument's ``priceIncrement`` *valid at that moment* (its ``changes`` history is honoured,
   e.g. BitMEX XBTUSD ticks at 0.5 before 2024-07-31 04:00 and at 0.1 after); amounts are whole
   multiples of the ``amountIncrement`` valid at that moment.
@@ -32,10 +32,9 @@ from functools import lru_cache
 import numpy as np
 
 from market_data_assets.days import US_PER_DAY, day_start, day_start_us, to_us
-from market_data_assets.tardis.formats import get_spec
-from market_data_assets.tardis.sandbox.books import book_snapshots, incremental_book
-from market_data_assets.tardis.sandbox.config import SandboxConfig
-from market_data_assets.tardis.sandbox.events import (
+from market_data_assets.sandbox.books import book_snapshots, incremental_book
+from market_data_assets.sandbox.config import SandboxConfig
+from market_data_assets.sandbox.events import (
     Table,
     draw_lots,
     event_times,
@@ -46,12 +45,13 @@ from market_data_assets.tardis.sandbox.events import (
     stamps,
     trading_window,
 )
-from market_data_assets.tardis.sandbox.exchanges import incidents
-from market_data_assets.tardis.sandbox.instruments import Instrument, SymbolGroup
-from market_data_assets.tardis.sandbox.prices import day_index, index_at, rng_for
-from market_data_assets.tardis.sandbox.pricing import mid_prices, option_marks, price_grid, quote_ticks
-from market_data_assets.tardis.sandbox.textformat import Cells, format_float
-from market_data_assets.tardis.sandbox.universe import all_instruments, horizon_for, known_exchange
+from market_data_assets.sandbox.exchanges import incidents
+from market_data_assets.sandbox.index_paths import day_index, index_at, rng_for
+from market_data_assets.sandbox.instrument_prices import mid_prices, option_marks, price_grid, quote_ticks
+from market_data_assets.sandbox.instruments import Instrument, SymbolGroup
+from market_data_assets.sandbox.textformat import Cells, format_float
+from market_data_assets.sandbox.universe import all_instruments, horizon_for, known_exchange
+from market_data_assets.tardis.formats import get_spec
 
 
 class SandboxNotFound(LookupError):
@@ -287,7 +287,7 @@ def _lookup(seed: int, large: bool, exchange: str, horizon: date) -> dict[str, I
 
 def resolve_symbol(config: SandboxConfig, exchange: str, symbol: str, day: date) -> Instrument | SymbolGroup:
     """The instrument or group a dataset ``symbol`` names, as known on ``day`` (SandboxNotFound if none)."""
-    from market_data_assets.tardis.sandbox.universe import exchange_universe
+    from market_data_assets.sandbox.universe import exchange_universe
 
     if not known_exchange(config, exchange):
         raise SandboxNotFound(f"unknown exchange {exchange!r}")
