@@ -292,11 +292,22 @@ def test_a_new_writer_skips_the_buckets_the_table_holds_and_a_resent_append_land
         streamed.client.delete_dataset(f"{wh.project}.{wh.dataset}", delete_contents=True, not_found_ok=True)
 
 
-def test_live_freshness_reads_the_newest_live_bucket_in_bigquery(streamed: Streamed) -> None:
-    """The stream ran until 00:00:05 of the next day with 2 s of lateness: the newest closed 15s
-    bucket is the day's last, which ends at midnight; the lag is measured from there."""
-    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC) + timedelta(days=1)
-    lags = live_lag_seconds(streamed.warehouse, midnight + timedelta(minutes=10))
-    assert lags == {EXCHANGE: 600.0}
+def test_live_freshness_reads_the_newest_live_bucket_in_bigquery(streamed: Streamed, tmp_path: Path) -> None:
+    """A fresh dataset gets one live 15s candle (a streamed lake row, restamped by the test) through
+    the live writer; the lag is ``now`` minus that bucket's end. The streamed dataset is not used:
+    another test swaps its live rows for batch ones."""
+    (lake_file,) = list((streamed.root / layout.live_candles_dir(DAY, "15s")).glob("*.parquet"))[:1]
+    bucket = datetime(2024, 3, 5, 12, 0, 15, tzinfo=UTC)
+    row = pl.read_parquet(lake_file).head(1).drop("source").with_columns(pl.lit(bucket).alias("timestamp"))
+    fresh = _warehouse(streamed.emulator, streamed.client)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in _emulator_env(streamed.emulator).items():
+            mp.setenv(name, value)
+        assert LiveSink(LocalStore(tmp_path), fresh, EXCHANGE, "freshness").write_candles("15s", row) == 1
+    now = bucket + timedelta(seconds=15 + 600)
+    assert live_lag_seconds(fresh, now) == {EXCHANGE: 600.0}
     empty = _warehouse(streamed.emulator, streamed.client)  # a dataset nothing was written to
-    assert live_lag_seconds(empty, midnight) == {}
+    assert live_lag_seconds(empty, now) == {}
+    streamed.client.delete_dataset(
+        f"{fresh.project}.{fresh.dataset}", delete_contents=True, not_found_ok=True
+    )
