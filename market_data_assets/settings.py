@@ -121,7 +121,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "MARKET_DATA_IO_CONCURRENCY": (
         "`32`",
-        "Object reads/writes in flight per step (candle, book snapshot and raw tick files): sized to hide ~30 ms of GCS latency.",
+        "Object reads/writes in flight per step (candle, book snapshot and raw tick files): sized to hide ~30 ms of GCS latency; a local folder writes a slice on at most one thread per core.",
     ),
     "MARKET_DATA_SPARSE_CANDLE_TYPES": (
         "`OPTION,COMBO`",
