@@ -35,8 +35,8 @@ from market_data_assets.candles.compute import (
 from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.frames import scan_files
 from market_data_assets.storage.layout import (
+    exchange_files,
     key_from_file_name,
-    key_prefix_for_exchange,
     raw_manifest_path,
     raw_ticks_dir,
     raw_ticks_path,
@@ -89,7 +89,6 @@ class ExchangeDayFiles:
 def list_exchange_day(
     store: ObjectStore, day: date, exchange: str, data_types: tuple[str, ...] = CANDLE_DATA_TYPES
 ) -> ExchangeDayFiles:
-    prefix = key_prefix_for_exchange(exchange)
     nxt = day + timedelta(days=1)
     files: dict[str, dict[str, list[str]]] = {}
     rows: dict[str, int] = {}
@@ -97,7 +96,7 @@ def list_exchange_day(
     for data_type in data_types:
         by_key: dict[str, list[str]] = {}
         for d in (day, nxt):
-            for obj in store.list(f"{raw_ticks_dir(d, data_type)}/{prefix}"):
+            for obj in exchange_files(store, raw_ticks_dir(d, data_type), exchange):
                 if not obj.path.endswith(".parquet"):
                     continue
                 key = key_from_file_name(obj.path)

@@ -38,6 +38,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import BigQueryWriteClient, types
 
 from market_data_assets.candles.compute import KEY
+from market_data_assets.live.candles import rows_after
 from market_data_assets.live.gaps import LIVE_GAPS_SCHEMA, LIVE_GAPS_TABLE
 from market_data_assets.warehouse.base import WarehouseError
 from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_write_client
@@ -198,16 +199,7 @@ class BigQueryLiveWriter:
         appender = self._appender(table, spec.schema, committed=True)
         ts = pl.col("timestamp").dt.epoch("us")
         until = self._written_until.setdefault(table, {})
-        if until:
-            known = pl.DataFrame(
-                {KEY: list(until), "_until": list(until.values())},
-                schema={KEY: pl.String, "_until": pl.Int64},
-            )
-            frame = (
-                frame.join(known, on=KEY, how="left")
-                .filter(pl.col("_until").is_null() | (ts > pl.col("_until")))
-                .drop("_until")
-            )
+        frame = rows_after(frame, until)
         if frame.height and (table not in self._checked or appender.replaced):
             since = frame["timestamp"].min()
             held = self._held(table, since)  # pyright: ignore[reportArgumentType]

@@ -86,6 +86,22 @@ _DTYPES: dict[str, pl.DataType] = {
 _DAYS: dict[int, date] = {}
 
 
+def rows_after(frame: pl.DataFrame, until_us: dict[str, int]) -> pl.DataFrame:
+    """The rows of ``frame`` whose bucket is later than its instrument's entry in ``until_us`` (the
+    last bucket a sink already wrote, epoch µs); instruments without an entry keep every row. The
+    one rule by which the lake and the warehouse writers never write a bucket twice."""
+    if not until_us:
+        return frame
+    known = pl.DataFrame(
+        {KEY: list(until_us), "_until": list(until_us.values())}, schema={KEY: pl.String, "_until": pl.Int64}
+    )
+    return (
+        frame.join(known, on=KEY, how="left")
+        .filter(pl.col("_until").is_null() | (pl.col("timestamp").dt.epoch("us") > pl.col("_until")))
+        .drop("_until")
+    )
+
+
 def day_of_us(us: int) -> date:
     """UTC day of an epoch-µs instant (cached: called for every message)."""
     index = us // US_PER_DAY

@@ -163,10 +163,9 @@ def reconcile_lake(store: ObjectStore, day: date, exchange: str, timeframe: str 
     """``reconcile`` over the lake: batch ``processed_candles`` vs ``live_candles`` of (day, exchange),
     with the gaps recorded on that day and the day before (a gap may span midnight)."""
     empty = pl.DataFrame(schema=dict(pl.from_arrow(CANDLE_SCHEMA.empty_table()).schema))  # pyright: ignore[reportAttributeAccessIssue]
-    prefix = layout.key_prefix_for_exchange(exchange)
     batch_paths = [
         o.path
-        for o in store.list(f"{layout.candles_dir(day, timeframe)}/{prefix}")
+        for o in layout.exchange_files(store, layout.candles_dir(day, timeframe), exchange)
         if o.path.endswith(".parquet")
     ]
     live_paths = [

@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from market_data_assets.candles.compute import KEY
-from market_data_assets.live.candles import day_of_us
+from market_data_assets.live.candles import day_of_us, rows_after
 from market_data_assets.live.gaps import LIVE_GAPS_SCHEMA, LIVE_GAPS_TABLE, Gap
 from market_data_assets.storage import layout
 from market_data_assets.storage.base import ObjectStore
@@ -210,21 +210,14 @@ class LiveSink:
 
     def _not_in_lake(self, tf: str, frame: pl.DataFrame) -> pl.DataFrame:
         """The rows of ``frame`` whose bucket the lake does not hold yet (per instrument)."""
-        until = self._lake_until.get(tf)
-        ts = pl.col("timestamp").dt.epoch("us")
-        if until:
-            known = pl.DataFrame(
-                {KEY: list(until), "_until": list(until.values())},
-                schema={KEY: pl.String, "_until": pl.Int64},
-            )
-            frame = (
-                frame.join(known, on=KEY, how="left")
-                .filter(pl.col("_until").is_null() | (ts > pl.col("_until")))
-                .drop("_until")
-            )
+        frame = rows_after(frame, self._lake_until.get(tf, {}))
         held = self._lake_held.get(tf)
         if held is not None and held.height:
-            frame = frame.with_columns(ts.alias("_t")).join(held, on=[KEY, "_t"], how="anti").drop("_t")
+            frame = (
+                frame.with_columns(pl.col("timestamp").dt.epoch("us").alias("_t"))
+                .join(held, on=[KEY, "_t"], how="anti")
+                .drop("_t")
+            )
         return frame
 
     def _insert_candles(self, table: str, frame: pl.DataFrame) -> int:
