@@ -490,3 +490,41 @@ def test_book_change_mode_replays_the_books_from_changes(tmp_path: Path) -> None
         assert _differences(batch[tf], live) == {}, tf
     # the book features are really there (not all null on both sides)
     assert batch["15s"]["close_spread"].null_count() < batch["15s"].height // 2
+
+
+class _SlowWarehouseSink(LiveSink):
+    """A warehouse write that blocks the event loop longer than the stall timeout, as writing a
+    whole day at once does at the end of a full-speed run."""
+
+    def write_closed(self, frames: dict[str, pl.DataFrame], written_until_us: int | None) -> dict[str, int]:
+        import time
+
+        time.sleep(1.0)  # the slow write itself, not a synchronization
+        return super().write_closed(frames, written_until_us)
+
+
+def test_a_slow_warehouse_write_is_not_recorded_as_a_stall(tmp_path: Path) -> None:
+    """The feed never went quiet: our own write blocked the loop. No ``stall`` gap may be recorded."""
+    with start_sandbox(CONFIG, live_start_us=parse_live_start(START), live_speed=0) as sb:
+        keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
+        config = LiveConfig(
+            ws_url=sb.ws_url,
+            exchange=EXCHANGE,
+            symbols=SYMBOLS,
+            keys=keys,
+            until_us=parse_live_start("2024-03-01T03:00:00Z"),
+            stall_timeout_s=0.4,
+            write_interval_s=0.05,
+            health_port=0,
+        )
+        sink = _SlowWarehouseSink(
+            LocalStore(tmp_path), DuckDBWarehouse(tmp_path / "warehouse.duckdb"), EXCHANGE, "slow"
+        )
+        service = LiveService(config, sink)
+        asyncio.run(service.run())
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        kinds = [
+            k for (k,) in con.execute(f"SELECT kind FROM {LIVE_GAPS_TABLE} ORDER BY gap_from").fetchall()
+        ]
+    assert kinds == ["startup"]
+    assert sink.written.rows["15s"] > 0  # the slow writes did happen

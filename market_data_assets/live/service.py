@@ -123,6 +123,9 @@ class LiveService:
         self._last_bronze = time.monotonic()
         self._last_progress = time.monotonic()
         self._stall_open = False
+        self._blocked_until = 0.0
+        """When our own last synchronous write (warehouse, lake, bronze) ended: the loop read no
+        message while it ran, so the feed's silence is measured from then, not from the last message."""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.health_url: str | None = None
         self._checkpoint_us = sink.read_checkpoint()
@@ -362,6 +365,7 @@ class LiveService:
         if now - self._last_progress >= self.config.progress_interval_s:
             self._last_progress = now
             log.info(self.progress_line())
+        self._blocked_until = time.monotonic()
 
     def _write_closed(self) -> None:
         import polars as pl
@@ -403,6 +407,8 @@ class LiveService:
         while True:
             await asyncio.sleep(min(1.0, self.config.stall_timeout_s / 4))
             last = self.stats.last_message_wall
+            if last is not None:
+                last = max(last, self._blocked_until)
             if (
                 self.stats.connected
                 and last is not None
@@ -416,6 +422,7 @@ class LiveService:
             if now - self._last_bronze >= self.config.bronze_interval_s:
                 self.sink.write_bronze(self.bronze.take())
                 self._last_bronze = now
+                self._blocked_until = time.monotonic()
 
     # --- health --------------------------------------------------------------------------------
 
