@@ -144,6 +144,39 @@ class _GzipStreamCheck:
         return self.compressed == 0 if self._inflater is None else self.decompressed == 0
 
 
+async def _save_verified(
+    resp: aiohttp.ClientResponse, what: str, dest: Path, verify: bool
+) -> tuple[int, bool]:
+    """Stream a 200 body to a temporary file beside ``dest``, check it (Content-Length, a complete
+    gzip stream, inflated when ``verify``) and rename it over ``dest``. Returns (bytes, empty?).
+    Nothing is left under any name when a check or the write fails."""
+    expected = resp.content_length
+    check = _GzipStreamCheck(inflate=verify)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.parent / f".{dest.name}.part-{uuid.uuid4().hex}"
+    try:
+        with open(part, "wb") as out:
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                check.feed(chunk)
+                out.write(chunk)
+            if check.compressed == 0:
+                out.write(EMPTY_GZIP)
+        if expected is not None and check.compressed != expected:
+            raise TardisIntegrityError(
+                f"{what}: body has {check.compressed} bytes, Content-Length said {expected}"
+            )
+        if not check.complete:
+            raise TardisIntegrityError(
+                f"{what}: gzip stream ends early after {check.compressed} bytes (truncated body)"
+            )
+        size = part.stat().st_size
+        os.replace(part, dest)
+        return size, check.empty
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+
+
 class TardisClient:
     """Tardis.dev metadata and dataset client; use as ``async with TardisClient(...) as client``.
 
@@ -331,50 +364,30 @@ class TardisClient:
     ) -> tuple[int, bool]:
         """One HTTP attempt. Returns (bytes on disk, empty?) or raises a classified ``TardisError``."""
         what = req.describe()
-        failure: TardisError | None = None
-        part = dest.parent / f".{dest.name}.part-{uuid.uuid4().hex}"
         async with self._slot():
             try:
                 async with self._http().get(url, auto_decompress=False) as resp:
                     if resp.status != 200:
                         body = await resp.read()
                         raise self._http_error(what, resp.status, resp.reason, resp.headers, body)
-                    expected = resp.content_length
-                    check = _GzipStreamCheck(inflate=verify)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    try:
-                        with open(part, "wb") as out:
-                            async for chunk in resp.content.iter_chunked(_CHUNK):
-                                check.feed(chunk)
-                                out.write(chunk)
-                            if check.compressed == 0:
-                                out.write(EMPTY_GZIP)
-                        if expected is not None and check.compressed != expected:
-                            raise TardisIntegrityError(
-                                f"{what}: body has {check.compressed} bytes, Content-Length said {expected}"
-                            )
-                        if not check.complete:
-                            raise TardisIntegrityError(
-                                f"{what}: gzip stream ends early after {check.compressed} bytes (truncated body)"
-                            )
-                        size = part.stat().st_size
-                        os.replace(part, dest)
-                        return size, check.empty
-                    finally:
-                        with contextlib.suppress(FileNotFoundError):
-                            part.unlink()
+                    return await _save_verified(resp, what, dest, verify)
             except TardisError:
                 raise
-            except isal_zlib.error as exc:  # pyright: ignore[reportGeneralTypeIssues]  isal's stub types zlib.error as a value
-                failure = TardisIntegrityError(f"{what}: body is not a valid gzip stream ({exc})")
-            except aiohttp.ClientPayloadError as exc:
-                failure = TardisIntegrityError(f"{what}: body cut short ({self._describe(exc)})")
-            except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-                failure = TardisServerError(f"{what}: network error ({self._describe(exc)})")
-            except OSError as exc:
-                failure = TardisError(f"{what}: cannot write {dest} ({exc.strerror or exc})")
+            except (isal_zlib.error, aiohttp.ClientError, TimeoutError, ConnectionError, OSError) as exc:  # pyright: ignore[reportGeneralTypeIssues]  isal's stub types zlib.error as a value
+                failure = self._download_failure(what, dest, exc)
         # Raised outside the except blocks so the aiohttp exception is neither __cause__ nor __context__.
         raise failure
+
+    def _download_failure(self, what: str, dest: Path, exc: BaseException) -> TardisError:
+        """A failed attempt's error, by the first rule that matches: a corrupt or cut body is an
+        integrity error, a network failure a (retryable) server error, anything else on disk ours."""
+        if isinstance(exc, isal_zlib.error):  # pyright: ignore[reportArgumentType]  isal's stub types zlib.error as a value
+            return TardisIntegrityError(f"{what}: body is not a valid gzip stream ({exc})")
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return TardisIntegrityError(f"{what}: body cut short ({self._describe(exc)})")
+        if isinstance(exc, TimeoutError | aiohttp.ClientError | ConnectionError):
+            return TardisServerError(f"{what}: network error ({self._describe(exc)})")
+        return TardisError(f"{what}: cannot write {dest} ({getattr(exc, 'strerror', None) or exc})")
 
     # ------------------------------------------------------------------ plumbing
 
