@@ -176,8 +176,6 @@ async def materialize_raw_ticks(
 
     First removes what dead runs left in the staging folder (``storage.staging.clean_staging``;
     ``staging_max_age`` for entries whose owner cannot be checked)."""
-    from market_data_assets.tardis.client import DownloadRequest
-
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     result = RawTicksResult(day=day, exchange=exchange)
@@ -191,73 +189,120 @@ async def materialize_raw_ticks(
     todo = [g for g in groups if force or not ledger.is_complete(g)]
     result.skipped = len(groups) - len(todo)
     say(f"{exchange} {day}: {len(groups)} downloads, {result.skipped} already done, {len(todo)} to do")
-    if not todo:
-        await asyncio.to_thread(ledger.write)
-        result.seconds = time.perf_counter() - started
-        return result
-
-    work = claim_work_dir(store.staging_dir(), "raw-ticks")
-    by_request = {(g.data_type, g.dataset_symbol): g for g in todo}
-    dest = {g.key: work / f"{i:06d}.csv.gz" for i, g in enumerate(todo)}
-    requests = [DownloadRequest(exchange, g.data_type, day, g.dataset_symbol) for g in todo]
-    slots = _ConversionSlots(max(1, convert_workers))
-    executor = ThreadPoolExecutor(max_workers=max(1, convert_workers), thread_name_prefix="convert")
-    tasks: set[asyncio.Task[None]] = set()
-    loop = asyncio.get_running_loop()
-
-    async def convert(res: DownloadResult, group: DownloadGroup) -> tuple[list[ManifestRow], int]:
-        return await loop.run_in_executor(
-            executor, _convert_and_publish, store, res, group, day, exchange, work, io_concurrency
+    if todo:
+        run = _PartitionRun(
+            client, store, day, exchange, ledger, result, say, convert_workers, io_concurrency
         )
-
-    async def finish(res: DownloadResult, group: DownloadGroup, weight: int) -> None:
-        try:
-            try:
-                rows, dropped = await convert(res, group)
-            except CorruptGzipError:
-                # Downloads are not inflated on arrival (the conversion reads every byte anyway), so
-                # a stream damaged on the way shows here: fetch it again, verified this time.
-                res = await client.download(res.request, dest[group.key], verify=True)
-                rows, dropped = await convert(res, group)
-        except Exception as exc:  # noqa: BLE001 - one bad group must not stop the partition
-            rows, dropped = [_failed_row(group, day, exchange, f"{type(exc).__name__}: {exc}", res.bytes)], 0
-        finally:
-            slots.release(weight)
-        await ledger.replace(group.key, rows)
-        _account(result, group, rows, res.bytes)
-        result.dropped_rows += dropped
-        say(_describe(group, rows))
-
-    try:
-        downloads = client.download_many(
-            requests, dest_for=lambda r: dest[(r.data_type, r.symbol)], verify=False
-        )
-        async for res in downloads:
-            group = by_request[(res.request.data_type, res.request.symbol)]
-            result.downloaded += 1
-            if not res.ok:
-                rows = [_failed_row(group, day, exchange, f"download failed: {res.error}", res.bytes)]
-                await ledger.replace(group.key, rows)
-                _account(result, group, rows, 0)
-                say(_describe(group, rows))
-                continue
-            weight = slots.capacity if runs_on_every_core(group.data_type, len(group.key_for_symbol)) else 1
-            await slots.acquire(weight)
-            task = asyncio.create_task(finish(res, group, weight))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
-        await asyncio.to_thread(shutil.rmtree, work, True)
+        await run.download_and_convert(todo)
     await asyncio.to_thread(ledger.write)
     result.seconds = time.perf_counter() - started
     return result
+
+
+class _PartitionRun:
+    """The downloads and conversions of one partition's groups still to do.
+
+    Downloads stream in as they finish; each successful one is converted and published on a
+    bounded pool (``_ConversionSlots``) while the next downloads continue, and every outcome,
+    failures included, replaces its group's rows in the ledger (the manifest) as it lands.
+    """
+
+    def __init__(
+        self,
+        client: TardisClient,
+        store: ObjectStore,
+        day: date,
+        exchange: str,
+        ledger: _Ledger,
+        result: RawTicksResult,
+        say: Progress,
+        convert_workers: int,
+        io_concurrency: int,
+    ) -> None:
+        self.client, self.store, self.day, self.exchange = client, store, day, exchange
+        self.ledger, self.result, self.say = ledger, result, say
+        self.io_concurrency = io_concurrency
+        self.work = claim_work_dir(store.staging_dir(), "raw-ticks")
+        self.slots = _ConversionSlots(max(1, convert_workers))
+        self.executor = ThreadPoolExecutor(max_workers=max(1, convert_workers), thread_name_prefix="convert")
+        self.dest: dict[GroupKey, Path] = {}
+
+    async def download_and_convert(self, todo: list[DownloadGroup]) -> None:
+        from market_data_assets.tardis.client import DownloadRequest
+
+        by_request = {(g.data_type, g.dataset_symbol): g for g in todo}
+        self.dest = {g.key: self.work / f"{i:06d}.csv.gz" for i, g in enumerate(todo)}
+        requests = [DownloadRequest(self.exchange, g.data_type, self.day, g.dataset_symbol) for g in todo]
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            downloads = self.client.download_many(
+                requests, dest_for=lambda r: self.dest[(r.data_type, r.symbol)], verify=False
+            )
+            async for res in downloads:
+                group = by_request[(res.request.data_type, res.request.symbol)]
+                self.result.downloaded += 1
+                if not res.ok:
+                    await self._record(
+                        group, [self._failed(group, f"download failed: {res.error}", res.bytes)], 0
+                    )
+                    continue
+                weight = (
+                    self.slots.capacity
+                    if runs_on_every_core(group.data_type, len(group.key_for_symbol))
+                    else 1
+                )
+                await self.slots.acquire(weight)
+                task = asyncio.create_task(self._finish(res, group, weight))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
+            await asyncio.to_thread(shutil.rmtree, self.work, True)
+
+    async def _convert(self, res: DownloadResult, group: DownloadGroup) -> tuple[list[ManifestRow], int]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor,
+            _convert_and_publish,
+            self.store,
+            res,
+            group,
+            self.day,
+            self.exchange,
+            self.work,
+            self.io_concurrency,
+        )
+
+    async def _finish(self, res: DownloadResult, group: DownloadGroup, weight: int) -> None:
+        try:
+            try:
+                rows, dropped = await self._convert(res, group)
+            except CorruptGzipError:
+                # Downloads are not inflated on arrival (the conversion reads every byte anyway), so
+                # a stream damaged on the way shows here: fetch it again, verified this time.
+                res = await self.client.download(res.request, self.dest[group.key], verify=True)
+                rows, dropped = await self._convert(res, group)
+        except Exception as exc:  # noqa: BLE001 - one bad group must not stop the partition
+            rows, dropped = [self._failed(group, f"{type(exc).__name__}: {exc}", res.bytes)], 0
+        finally:
+            self.slots.release(weight)
+        await self._record(group, rows, res.bytes, dropped)
+
+    def _failed(self, group: DownloadGroup, error: str, downloaded: int) -> ManifestRow:
+        return _failed_row(group, self.day, self.exchange, error, downloaded)
+
+    async def _record(
+        self, group: DownloadGroup, rows: list[ManifestRow], downloaded: int, dropped: int = 0
+    ) -> None:
+        await self.ledger.replace(group.key, rows)
+        _account(self.result, group, rows, downloaded)
+        self.result.dropped_rows += dropped
+        self.say(_describe(group, rows))
 
 
 class _ConversionSlots:
