@@ -42,7 +42,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from aiohttp import WSMsgType, web
 
-from market_data_assets.days import US_PER_DAY, day_start_us
+from market_data_assets.days import US_PER_DAY, day_start_us, parse_tardis_time
 from market_data_assets.sandbox.config import SandboxConfig
 from market_data_assets.sandbox.instruments import SymbolGroup
 from market_data_assets.sandbox.market import SandboxNotFound, generate_csv, resolve_symbol
@@ -566,7 +566,4 @@ async def stream_normalized(
 
 def parse_live_start(text: str) -> int:
     """``2024-03-01T00:00:00Z`` -> epoch µs."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return (parse_tardis_time(text) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
