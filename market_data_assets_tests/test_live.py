@@ -342,10 +342,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_kill_9_and_restart_neither_duplicates_nor_loses_a_closed_bucket(tmp_path: Path) -> None:
-    """The service as a process (market-data live), killed with SIGKILL once it has written candles,
-    then restarted: every bucket is in the warehouse at most once, and every batch bucket it lacks
-    lies inside the restart's recorded gap (which starts at the crashed process's checkpoint)."""
+def kill_9_then_restart(
+    repo: Path, env: dict[str, str], *, first_run_deadline_s: float, second_run_timeout_s: float
+) -> None:
+    """``market-data live`` as a process: SIGKILL once its health endpoint reports 200 closed 15s
+    rows written (a condition, not a time), then a second run until ``UNTIL`` that must end cleanly."""
     import json as _json
     import os
     import signal
@@ -353,6 +354,42 @@ def test_kill_9_and_restart_neither_duplicates_nor_loses_a_closed_bucket(tmp_pat
     import sys
     import time
     import urllib.request
+
+    args = [sys.executable, "-m", "market_data_assets.cli", "live", "--exchange", EXCHANGE]
+    args += ["--symbols", ",".join(SYMBOLS), "--backoff", "0.05"]
+    port = _free_port()
+    first = subprocess.Popen([*args, "--health-port", str(port)], cwd=repo, env=env)
+    try:
+        deadline = time.monotonic() + first_run_deadline_s
+        written = 0
+        while written < 200:
+            assert first.poll() is None, "the first run ended before writing candles"
+            assert time.monotonic() < deadline, (
+                f"the first run wrote no candles in {first_run_deadline_s:.0f} s"
+            )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    written = _json.loads(r.read()).get("rows_written", {}).get("15s", 0)
+            except OSError:
+                pass
+            time.sleep(0.1)  # polling interval of the condition above
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    second = subprocess.run(
+        [*args, "--health-port", str(_free_port()), "--until", UNTIL],
+        cwd=repo,
+        env=env,
+        timeout=second_run_timeout_s,
+    )
+    assert second.returncode == 0
+
+
+def test_kill_9_and_restart_neither_duplicates_nor_loses_a_closed_bucket(tmp_path: Path) -> None:
+    """The service as a process (market-data live), killed with SIGKILL once it has written candles,
+    then restarted: every bucket is in the warehouse at most once, and every batch bucket it lacks
+    lies inside the restart's recorded gap (which starts at the crashed process's checkpoint)."""
+    import os
 
     repo = Path(__file__).resolve().parents[1]
     with start_sandbox(CONFIG, live_start_us=parse_live_start(START), live_speed=3600) as sb:
@@ -363,28 +400,7 @@ def test_kill_9_and_restart_neither_duplicates_nor_loses_a_closed_bucket(tmp_pat
             "TARDIS_API_URL": sb.api_url,
             "TARDIS_MACHINE_WS_URL": sb.ws_url,
         }
-        args = [sys.executable, "-m", "market_data_assets.cli", "live", "--exchange", EXCHANGE]
-        args += ["--symbols", ",".join(SYMBOLS), "--backoff", "0.05"]
-        port = _free_port()
-        first = subprocess.Popen([*args, "--health-port", str(port)], cwd=repo, env=env)
-        try:
-            deadline = time.monotonic() + 120
-            written = 0
-            while written < 200:  # wait for a condition (rows written), not for a time
-                assert first.poll() is None and time.monotonic() < deadline, "first run never wrote candles"
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                        written = _json.loads(r.read()).get("rows_written", {}).get("15s", 0)
-                except OSError:
-                    pass
-                time.sleep(0.1)
-        finally:
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait(timeout=30)
-        second = subprocess.run(
-            [*args, "--health-port", str(_free_port()), "--until", UNTIL], cwd=repo, env=env, timeout=300
-        )
-        assert second.returncode == 0
+        kill_9_then_restart(repo, env, first_run_deadline_s=120, second_run_timeout_s=300)
         keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         for tf in TIMEFRAMES:

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,8 +45,8 @@ from market_data_assets_tests.test_live import (
     UNTIL,
     _batch,
     _differences,
-    _free_port,
     _lake_duplicates,
+    kill_9_then_restart,
 )
 
 pytestmark = pytest.mark.emulator
@@ -175,8 +171,6 @@ def test_kill_9_and_restart_into_bigquery_neither_duplicates_nor_loses_a_closed_
     """``market-data live`` as a process writing BigQuery, SIGKILLed once it has appended candles,
     then restarted: every bucket is in the tables at most once, and every batch bucket missing (or
     different) lies inside a gap recorded in BigQuery's ``live_gaps``."""
-    import json
-    import urllib.request
 
     client = bigquery_emulator.client()
     wh = _warehouse(bigquery_emulator, client)
@@ -192,29 +186,7 @@ def test_kill_9_and_restart_into_bigquery_neither_duplicates_nor_loses_a_closed_
                 "TARDIS_MACHINE_WS_URL": sb.ws_url,
                 "PYTHONPATH": str(repo),
             }
-            args = [sys.executable, "-m", "market_data_assets.cli", "live", "--exchange", EXCHANGE]
-            args += ["--symbols", ",".join(SYMBOLS), "--backoff", "0.05"]
-            port = _free_port()
-            first = subprocess.Popen([*args, "--health-port", str(port)], cwd=repo, env=env)
-            try:
-                deadline = time.monotonic() + 180
-                written = 0
-                while written < 200:  # a condition (rows appended), not a time
-                    assert first.poll() is None, "the first run ended before appending candles"
-                    assert time.monotonic() < deadline, "the first run appended no candles in 180 s"
-                    try:
-                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                            written = json.loads(r.read()).get("rows_written", {}).get("15s", 0)
-                    except OSError:
-                        pass
-                    time.sleep(0.1)
-            finally:
-                os.kill(first.pid, signal.SIGKILL)
-                first.wait(timeout=30)
-            second = subprocess.run(
-                [*args, "--health-port", str(_free_port()), "--until", UNTIL], cwd=repo, env=env, timeout=400
-            )
-            assert second.returncode == 0
+            kill_9_then_restart(repo, env, first_run_deadline_s=180, second_run_timeout_s=400)
             keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
         for tf in TIMEFRAMES:
             dupes = _rows(

@@ -205,7 +205,8 @@ class SlicesIOManager(dg.ConfigurableIOManager):
         lookback_incomplete: list[str] | None = None
         clock = None
         sample = None
-        for key, output in _by_key(context, obj).items():
+        outputs = _by_key(context, obj)
+        for key, output in outputs.items():
             if not isinstance(output, SlicesOutput):
                 raise dg.DagsterInvariantViolationError(
                     f"{context.asset_key.to_user_string()}: expected SlicesOutput for {key}, got {type(output).__name__}"
@@ -249,7 +250,7 @@ class SlicesIOManager(dg.ConfigurableIOManager):
             "stale_files_deleted": dg.MetadataValue.int(totals["stale"]),
             "skipped_instruments": dg.MetadataValue.json(sorted(totals["skipped"])[:200]),
             "objects_read": dg.MetadataValue.int(totals["objects_read"]),
-            "objects_written": dg.MetadataValue.int(files + len(by_tf) * len(_by_key(context, obj))),
+            "objects_written": dg.MetadataValue.int(files + len(by_tf) * len(outputs)),
         }
         if lookback_incomplete is not None:
             metadata["lookback_complete"] = dg.MetadataValue.bool(not lookback_incomplete)

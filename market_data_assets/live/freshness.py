@@ -17,7 +17,13 @@ from market_data_assets.candles.timeframes import BASE_TIMEFRAME
 from market_data_assets.warehouse.base import Warehouse
 from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
-from market_data_assets.warehouse.schema import LIVE_SOURCE, SOURCE_COLUMN, quote_duckdb
+from market_data_assets.warehouse.schema import (
+    EXCHANGE_COLUMN,
+    LIVE_SOURCE,
+    PARTITION_COLUMN,
+    SOURCE_COLUMN,
+    quote_duckdb,
+)
 
 _TABLE = f"candles_{BASE_TIMEFRAME.name}"
 
@@ -26,8 +32,8 @@ def _newest_duckdb(warehouse: DuckDBWarehouse) -> list[tuple[str, datetime]]:
     with warehouse.connect() as con:
         try:
             return con.execute(
-                f"SELECT exchange, max(timestamp) FROM {warehouse.table_ref(_TABLE)} "
-                f"WHERE {quote_duckdb(SOURCE_COLUMN)} = ? GROUP BY 1",
+                f"SELECT {quote_duckdb(EXCHANGE_COLUMN)}, max({quote_duckdb(PARTITION_COLUMN)}) "
+                f"FROM {warehouse.table_ref(_TABLE)} WHERE {quote_duckdb(SOURCE_COLUMN)} = ? GROUP BY 1",
                 [LIVE_SOURCE],
             ).fetchall()
         except duckdb.CatalogException:  # no table yet: nothing was ever written
@@ -37,8 +43,8 @@ def _newest_duckdb(warehouse: DuckDBWarehouse) -> list[tuple[str, datetime]]:
 def _newest_bigquery(warehouse: BigQueryWarehouse) -> list[tuple[str, datetime]]:
     try:
         rows = warehouse.query_rows(
-            f"SELECT exchange, MAX(timestamp) AS newest FROM `{warehouse.table_id(_TABLE)}` "
-            f"WHERE {SOURCE_COLUMN} = @source GROUP BY exchange",
+            f"SELECT `{EXCHANGE_COLUMN}` AS exchange, MAX(`{PARTITION_COLUMN}`) AS newest "
+            f"FROM `{warehouse.table_id(_TABLE)}` WHERE `{SOURCE_COLUMN}` = @source GROUP BY 1",
             [bigquery.ScalarQueryParameter("source", "STRING", LIVE_SOURCE)],
         )
     except gexc.NotFound:  # no table (or dataset) yet: nothing was ever written

@@ -44,6 +44,7 @@ def open_warehouse(
             memory_limit=settings.duckdb_memory_limit,
             threads=settings.duckdb_threads,
             batch_files=settings.duckdb_batch_files,
+            readers=settings.io_concurrency,
         )
     if value.startswith("bigquery://"):
         from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
