@@ -98,6 +98,8 @@ def _value_pool(schema: pa.Schema, rows: int, rng: np.random.Generator) -> dict[
         elif pa.types.is_integer(field.type):
             values = rng.integers(0, 40, rows)
             pool[field.name] = pa.array(values, field.type)
+        elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            pool[field.name] = pa.array(["dense"] * rows, field.type)  # e.g. the candles' ``density``
         else:
             values = np.round(50_000 * (1 + rng.integers(-30, 30, rows) * 1e-4), 1)
             mask = (rng.random(rows) < 0.1) if field.nullable else None
