@@ -225,7 +225,7 @@ wh.close()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 assert again.rows == first.rows, (first.rows, again.rows)
 with duckdb.connect(db, read_only=True) as con:
-    sums = {t: checksum(con, t, [f.name for f in spec.schema]) for t, spec in WAREHOUSE_TABLES.items()}
+    sums = {t: checksum(con, t, [f.name for f in spec.schema if f.name not in dict(spec.constants)]) for t, spec in WAREHOUSE_TABLES.items()}
 print(json.dumps({"load_s": t1 - t0, "rerun_s": t2 - t1, "cpu_s": c1 - c0, "peak": peak, "rows": first.rows, "sums": sums}))
 """
 )
@@ -251,7 +251,7 @@ with duckdb.connect(db) as con:
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet($f, union_by_name = true)", {"f": files})
     t1, c1 = time.perf_counter(), cpu()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    sums = {t: checksum(con, t, [f.name for f in spec.schema]) for t, spec in WAREHOUSE_TABLES.items()}
+    sums = {t: checksum(con, t, [f.name for f in spec.schema if f.name not in dict(spec.constants)]) for t, spec in WAREHOUSE_TABLES.items()}
 print(json.dumps({"load_s": t1 - t0, "rerun_s": None, "cpu_s": c1 - c0, "peak": peak, "rows": sum(s[0] for s in sums.values()), "sums": sums}))
 """
 )
