@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
 def _materialize(start: date, days: int, exchanges: list[str]) -> bool:
     import dagster as dg
 
-    from market_data_assets.definitions import defs
+    from market_data_assets.defs import build_definitions
     from market_data_assets.partitions import partition_key
+
+    defs = build_definitions()  # settings read now, from the variables main() set
 
     instance = dg.DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -11,14 +11,32 @@ from datetime import date, timedelta
 import dagster as dg
 
 from market_data_assets.errors import MarketDataError
-from market_data_assets.settings import Settings, get_settings
+from market_data_assets.settings import Settings
 from market_data_assets.storage.layout import LayoutError, check_exchange
 
 DATE_DIM = "date"
 EXCHANGE_DIM = "exchange"
 
 
+@dataclass(frozen=True)
+class Partitioning:
+    """The partitions and backfill policy every partitioned asset shares, built once from the
+    settings by ``build_definitions`` and handed to each asset factory."""
+
+    partitions_def: dg.MultiPartitionsDefinition
+    backfill_policy: dg.BackfillPolicy
+    """A backfill becomes runs of MARKET_DATA_BACKFILL_DAYS_PER_RUN partitions each (one GCE VM per
+    run in production; see docs/ORCHESTRATION.md for the sharding)."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Partitioning:
+        return cls(
+            build_partitions_def(settings), dg.BackfillPolicy.multi_run(settings.backfill_days_per_run)
+        )
+
+
 def build_partitions_def(settings: Settings) -> dg.MultiPartitionsDefinition:
+    """Days from MARKET_DATA_START_DATE to MARKET_DATA_END_DATE (or today, UTC) × MARKET_DATA_EXCHANGES."""
     end = settings.end_date + timedelta(days=1) if settings.end_date else None
     return dg.MultiPartitionsDefinition(
         {
@@ -30,13 +48,6 @@ def build_partitions_def(settings: Settings) -> dg.MultiPartitionsDefinition:
             EXCHANGE_DIM: dg.StaticPartitionsDefinition(list(settings.exchanges)),
         }
     )
-
-
-date_exchange_partitions = build_partitions_def(get_settings())
-
-backfill_policy = dg.BackfillPolicy.multi_run(get_settings().backfill_days_per_run)
-"""Every partitioned asset's policy: a backfill becomes runs of MARKET_DATA_BACKFILL_DAYS_PER_RUN
-partitions each (one GCE VM per run in production; see docs/ORCHESTRATION.md for the sharding)."""
 
 
 def partition_key(day: date, exchange: str) -> str:

@@ -8,23 +8,20 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from market_data_assets.defs.candles import CANDLE_ASSETS, DAY_AND_NEXT_DAY, RAW_TICKS_KEY
-from market_data_assets.defs.io_managers import io_managers_for
-from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.partitions import date_exchange_partitions
+from market_data_assets.defs.candles import DAY_AND_NEXT_DAY, RAW_TICKS_KEY
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path, candles_path
 from market_data_assets.storage.local import LocalStore
 from market_data_assets_tests.support.candles import DAY, EXCHANGE, NEXT, at, write_ticks
+from market_data_assets_tests.support.graph import PARTITIONS_DEF, asset, assets, resources
 
 pytestmark = pytest.mark.servers
 
 
+def _candle_assets() -> list[dg.AssetsDefinition]:
+    return [a for a in assets() if a.group_names_by_key[a.key] == "candles"]
+
+
 BTC = "BINANCE:SPOT_PAIR:BTC-USDT"
-
-
-def _resources(root: Path) -> dict:
-    market_data = MarketDataResource(root=str(root))
-    return {"market_data": market_data, **io_managers_for(market_data)}
 
 
 def _snap(ts: int, ask: float, bid: float) -> dict:
@@ -51,7 +48,7 @@ def test_materialize_every_candle_asset_for_a_partition(tmp_path: Path) -> None:
     store = LocalStore(root)
     _write_raw(store, with_next_day=True)
     partition = f"{DAY.isoformat()}|{EXCHANGE}"
-    result = dg.materialize(CANDLE_ASSETS, partition_key=partition, resources=_resources(root))
+    result = dg.materialize(_candle_assets(), partition_key=partition, resources=resources(root))
     assert result.success
     for tf in TIMEFRAMES:
         candles = pl.read_parquet(store.uri(candles_path(DAY, tf, BTC)))
@@ -79,9 +76,9 @@ def test_missing_next_day_materializes_with_incomplete_flag(tmp_path: Path) -> N
     root = tmp_path / "lake"
     _write_raw(LocalStore(root), with_next_day=False)
     result = dg.materialize(
-        CANDLE_ASSETS[:2],
+        [asset("candles_15s"), asset("candles_1m")],
         partition_key=f"{DAY.isoformat()}|{EXCHANGE}",
-        resources=_resources(root),
+        resources=resources(root),
     )
     assert result.success
     for node in ("candles_15s", "candles_1m"):
@@ -91,18 +88,18 @@ def test_missing_next_day_materializes_with_incomplete_flag(tmp_path: Path) -> N
 
 
 def test_base_candles_depend_on_raw_ticks_of_the_day_and_the_next() -> None:
-    base = CANDLE_ASSETS[0]
+    base = asset("candles_15s")
     assert RAW_TICKS_KEY in {dep.asset_key for dep in base.specs_by_key[dg.AssetKey("candles_15s")].deps}
     downstream = dg.MultiPartitionKey({"date": DAY.isoformat(), "exchange": EXCHANGE})
-    subset = date_exchange_partitions.empty_subset().with_partition_keys([downstream])
+    subset = PARTITIONS_DEF.empty_subset().with_partition_keys([downstream])
     upstream = DAY_AND_NEXT_DAY.get_upstream_mapped_partitions_result_for_partitions(
-        subset, date_exchange_partitions, date_exchange_partitions
+        subset, PARTITIONS_DEF, PARTITIONS_DEF
     )
     assert sorted(upstream.partitions_subset.get_partition_keys()) == [
         f"{DAY.isoformat()}|{EXCHANGE}",
         f"{NEXT.isoformat()}|{EXCHANGE}",
     ]
-    finer = {dep.asset_key for dep in CANDLE_ASSETS[1].specs_by_key[dg.AssetKey("candles_1m")].deps}
+    finer = {dep.asset_key for dep in asset("candles_1m").specs_by_key[dg.AssetKey("candles_1m")].deps}
     assert finer == {dg.AssetKey("candles_15s")}
 
 
@@ -111,7 +108,7 @@ def test_multi_partition_run_covers_each_day(tmp_path: Path) -> None:
     store = LocalStore(root)
     _write_raw(store, with_next_day=True)
     write_ticks(store, "trades", NEXT + (NEXT - DAY), BTC, _trades((at(1, day=NEXT), 7.0)))
-    defs = dg.Definitions(assets=CANDLE_ASSETS[:2], resources=_resources(root))
+    defs = dg.Definitions(assets=[asset("candles_15s"), asset("candles_1m")], resources=resources(root))
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {
         "dagster/asset_partition_range_start": f"{DAY.isoformat()}|{EXCHANGE}",

@@ -16,17 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_data_assets import reader
-from market_data_assets.defs.candles import CANDLE_ASSET_BY_TIMEFRAME
-from market_data_assets.defs.features import FEATURE_ASSET_BY_TIMEFRAME, FEATURE_ASSETS
-from market_data_assets.defs.io_managers import io_managers_for
-from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.defs.warehouse import bq_features
 from market_data_assets.features.build import LOOKBACK_FLAG, lookback_span
 from market_data_assets.features.registry import FEATURE_NAMES, FEATURE_SCHEMA, FEATURE_TIMEFRAMES
-from market_data_assets.partitions import date_exchange_partitions
 from market_data_assets.storage.layout import CANDLES_AREA, features_path
 from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import META_PREFIX, SliceRef
+from market_data_assets_tests.support.graph import PARTITIONS_DEF, asset, assets, resources
 from market_data_assets_tests.test_features import EXCHANGE, A, B, C, hand_built, write_candle_slices
 
 pytestmark = pytest.mark.servers
@@ -46,18 +41,17 @@ def _lake(root: Path, timeframes: tuple[str, ...] = FEATURE_TIMEFRAMES) -> Local
     return store
 
 
-def _resources(root: Path) -> dict:
-    market_data = MarketDataResource(root=str(root))
-    return {"market_data": market_data, **io_managers_for(market_data)}
-
-
 def _materialize(root: Path, selection: list[dg.AssetsDefinition]) -> dg.ExecuteInProcessResult:
-    candles = list(CANDLE_ASSET_BY_TIMEFRAME.values())
+    graph = [
+        a
+        for a in assets()
+        if a.key.path[-1].startswith(("candles_", "features_")) or a.key.path[-1] == "bq_features"
+    ]
     return dg.materialize(
-        [*candles, *FEATURE_ASSETS, bq_features],
+        graph,
         selection=selection,
         partition_key=PARTITION,
-        resources=_resources(root),
+        resources=resources(root),
     )
 
 
@@ -77,7 +71,7 @@ def test_feature_assets_and_bq_features_load_idempotently_and_the_reader_reads_t
     root = tmp_path / "lake"
     store = _lake(root)
     monkeypatch.setenv("MARKET_DATA_ROOT", str(root))
-    result = _materialize(root, [*FEATURE_ASSETS, bq_features])
+    result = _materialize(root, assets(*(f"features_{tf}" for tf in FEATURE_TIMEFRAMES), "bq_features"))
     assert result.success
     for tf in FEATURE_TIMEFRAMES:
         mat = result.asset_materializations_for_node(f"features_{tf}")[0]
@@ -99,7 +93,7 @@ def test_feature_assets_and_bq_features_load_idempotently_and_the_reader_reads_t
         read = reader.scan_features(tf, list(KEYS), DAY, DAY + timedelta(days=1)).collect()
         assert read.sort("instrument_key", "timestamp").equals(rows), tf
     # Re-run: the same rows, not twice as many.
-    again = _materialize(root, [bq_features])
+    again = _materialize(root, [asset("bq_features")])
     assert again.success
     for tf in FEATURE_TIMEFRAMES:
         assert _duckdb_rows(root, f"features_{tf}").equals(first[tf]), tf
@@ -122,7 +116,7 @@ def test_a_missing_earlier_day_is_skipped_and_flagged(tmp_path: Path) -> None:
     store = _lake(root, ("1m",))
     for gone_file in store.list(SliceRef(CANDLES_AREA, DAY - timedelta(days=1), "1m", EXCHANGE).folder + "/"):
         store.delete(gone_file.path)
-    result = _materialize(root, [FEATURE_ASSET_BY_TIMEFRAME["1m"]])
+    result = _materialize(root, [asset("features_1m")])
     assert result.success
     mat = result.asset_materializations_for_node("features_1m")[0]
     assert mat.metadata["lookback_complete"].value is False
@@ -133,18 +127,19 @@ def test_a_missing_earlier_day_is_skipped_and_flagged(tmp_path: Path) -> None:
 
 def test_each_timeframe_reads_the_earlier_days_its_longest_lookback_needs() -> None:
     expected_days = {"1m": 1, "5m": 1, "15m": 1, "1h": 1, "4h": 4, "24h": 20}
-    for tf, asset in FEATURE_ASSET_BY_TIMEFRAME.items():
-        mapping = asset.get_partition_mapping(dg.AssetKey(f"candles_{tf}"))
+    for tf in FEATURE_TIMEFRAMES:
+        features = asset(f"features_{tf}")
+        mapping = features.get_partition_mapping(dg.AssetKey(f"candles_{tf}"))
         upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
-            date_exchange_partitions.subset_with_partition_keys([PARTITION]),
-            date_exchange_partitions,
-            date_exchange_partitions,
+            PARTITIONS_DEF.subset_with_partition_keys([PARTITION]),
+            PARTITIONS_DEF,
+            PARTITIONS_DEF,
         ).partitions_subset.get_partition_keys()
         assert sorted(upstream) == [
             f"{DAY - timedelta(days=n)}|{EXCHANGE}" for n in range(expected_days[tf], -1, -1)
         ], tf
-        assert asset.group_names_by_key[asset.key] == "features"
-        description = asset.descriptions_by_key[asset.key]
+        assert features.group_names_by_key[features.key] == "features"
+        description = features.descriptions_by_key[features.key]
         assert all(f"`{name}`" in description for name in FEATURE_NAMES) and "available_at" in description
 
 

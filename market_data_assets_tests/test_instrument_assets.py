@@ -9,15 +9,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from market_data_assets.defs.instruments import download_targets, instrument_definitions
 from market_data_assets.defs.io_managers import LayoutIOManager
-from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.storage import layout, open_store
+from market_data_assets_tests.support.graph import assets, check, market_data
 
 
 def _resources() -> dict:
-    market_data = MarketDataResource()
-    return {"market_data": market_data, "layout_io_manager": LayoutIOManager(market_data=market_data)}
+    resource = market_data()
+    return {"market_data": resource, "layout_io_manager": LayoutIOManager(market_data=resource)}
 
 
 @pytest.fixture
@@ -36,7 +35,9 @@ def test_definitions_and_targets_for_one_partition(tardis_env, tmp_path, monkeyp
     root = tmp_path / "lake"
     monkeypatch.setenv("MARKET_DATA_ROOT", str(root))
     result = dg.materialize(
-        [instrument_definitions, download_targets], resources=_resources(), partition_key="2024-03-05|deribit"
+        assets("instrument_definitions", "download_targets"),
+        resources=_resources(),
+        partition_key="2024-03-05|deribit",
     )
     assert result.success
     store = open_store(str(root))
@@ -70,7 +71,7 @@ def test_without_a_key_keys_come_from_symbol_ids(tardis_env, tmp_path, monkeypat
     monkeypatch.delenv("TARDIS_API_KEY")
     monkeypatch.setenv("MARKET_DATA_ROOT", str(tmp_path / "lake"))
     result = dg.materialize(
-        [instrument_definitions], resources=_resources(), partition_key="2024-03-01|deribit"
+        assets("instrument_definitions"), resources=_resources(), partition_key="2024-03-01|deribit"
     )
     assert result.success
     defs = _read(open_store(str(tmp_path / "lake")), layout.instruments_path(date(2024, 3, 1), "deribit"))
@@ -85,7 +86,7 @@ def test_a_refused_key_is_an_error_naming_the_variable_and_no_key_records_key_so
     monkeypatch.setenv("MARKET_DATA_ROOT", str(tmp_path / "lake"))
     monkeypatch.setenv("TARDIS_API_KEY", "TD.wrong-key-4242")
     result = dg.materialize(
-        [instrument_definitions],
+        assets("instrument_definitions"),
         resources=_resources(),
         partition_key="2024-03-05|deribit",
         raise_on_error=False,
@@ -100,7 +101,7 @@ def test_a_refused_key_is_an_error_naming_the_variable_and_no_key_records_key_so
 
     monkeypatch.delenv("TARDIS_API_KEY")
     result = dg.materialize(
-        [instrument_definitions], resources=_resources(), partition_key="2024-03-01|deribit"
+        assets("instrument_definitions"), resources=_resources(), partition_key="2024-03-01|deribit"
     )
     mat = result.asset_materializations_for_node("instrument_definitions")[0]
     assert set(mat.metadata["key_source"].value) == {"symbol_parse"}
@@ -109,7 +110,7 @@ def test_a_refused_key_is_an_error_naming_the_variable_and_no_key_records_key_so
 def test_a_run_covering_several_partitions_writes_each(tardis_env, tmp_path, monkeypatch):
     monkeypatch.setenv("MARKET_DATA_ROOT", str(tmp_path / "lake"))
     result = dg.materialize(
-        [instrument_definitions, download_targets],
+        assets("instrument_definitions", "download_targets"),
         resources=_resources(),
         tags={
             "dagster/asset_partition_range_start": "2024-03-01|bitmex",
@@ -126,7 +127,7 @@ def test_a_run_covering_several_partitions_writes_each(tardis_env, tmp_path, mon
 def test_definitions_into_gcs(tardis_env, gcs_env):
     """The same materialization with MARKET_DATA_ROOT=gs://… against the GCS emulator."""
     result = dg.materialize(
-        [instrument_definitions], resources=_resources(), partition_key="2024-01-01|deribit"
+        assets("instrument_definitions"), resources=_resources(), partition_key="2024-01-01|deribit"
     )
     assert result.success
     store = open_store(gcs_env)
@@ -138,7 +139,7 @@ def test_definitions_into_gcs(tardis_env, gcs_env):
 
 def test_a_typo_in_the_targets_file_is_an_error_or_a_visible_failure(tardis_env, tmp_path, monkeypatch):
     """`bitmx:` or `XBTUSDD` used to be a successful run with no data that raw_ticks_complete passed."""
-    from market_data_assets.defs.quality import raw_ticks_complete
+    raw_ticks_complete = check("raw_ticks_complete")
     from market_data_assets_tests.test_quality_checks import _run_check
 
     root = tmp_path / "lake"
@@ -149,7 +150,7 @@ def test_a_typo_in_the_targets_file_is_an_error_or_a_visible_failure(tardis_env,
 
     targets.write_text("exchanges:\n  bitmx:\n    - {symbols: [XBTUSD], data_types: [trades]}\n")
     result = dg.materialize(
-        [instrument_definitions, download_targets],
+        assets("instrument_definitions", "download_targets"),
         resources=_resources(),
         partition_key=partition,
         raise_on_error=False,
@@ -162,7 +163,7 @@ def test_a_typo_in_the_targets_file_is_an_error_or_a_visible_failure(tardis_env,
     targets.write_text("exchanges:\n  bitmex:\n    - {symbols: [XBTUSDD], data_types: [trades]}\n")
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [instrument_definitions, download_targets],
+        assets("instrument_definitions", "download_targets"),
         resources=_resources(),
         partition_key=partition,
         instance=instance,

@@ -20,8 +20,6 @@ import pytest
 
 from market_data_assets.candles.build import build_base_candles, build_rolled_up_candles
 from market_data_assets.candles.schema import CANDLE_SCHEMA
-from market_data_assets.defs.live import live_reconciliation
-from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.live.gaps import LIVE_GAPS_TABLE
 from market_data_assets.live.messages import DEFAULT_DATA_TYPES
 from market_data_assets.live.reconcile import reconcile_lake
@@ -35,6 +33,7 @@ from market_data_assets.ticks.convert import convert_csv_gz
 from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
 from market_data_assets.warehouse.loader import load_slice
 from market_data_assets.warehouse.schema import get_table
+from market_data_assets_tests.support.graph import asset, market_data, sensor
 
 pytestmark = pytest.mark.servers
 
@@ -280,9 +279,9 @@ def test_faults_only_change_buckets_inside_recorded_gaps(tmp_path: Path) -> None
         result = reconcile_lake(LocalStore(tmp_path), DAY, EXCHANGE, tf)
         assert result.differing > 0 and result.unexplained == 0, result.report.filter(~pl.col("in_gap"))
     materialized = dg.materialize(
-        [live_reconciliation],
+        [asset("live_reconciliation")],
         partition_key=f"{DAY}|{EXCHANGE}",
-        resources={"market_data": MarketDataResource(root=str(tmp_path))},
+        resources={"market_data": market_data(tmp_path)},
     )
     (check,) = materialized.get_asset_check_evaluations()
     assert check.passed  # every difference is named in the report, each inside a recorded gap
@@ -297,9 +296,9 @@ def test_live_reconciliation_asset_names_nothing_on_a_clean_day(
     if not (root / layout.candles_path(DAY, "15s", keys["BTCUSDT"])).exists():
         _batch(root, keys)
     result = dg.materialize(
-        [live_reconciliation],
+        [asset("live_reconciliation")],
         partition_key=f"{DAY}|{EXCHANGE}",
-        resources={"market_data": MarketDataResource(root=str(root))},
+        resources={"market_data": market_data(root)},
     )
     assert result.success
     (check,) = result.get_asset_check_evaluations()
@@ -424,7 +423,7 @@ def test_live_freshness_sensor_warns_when_the_live_candles_lag(
 ) -> None:
     import shutil
 
-    from market_data_assets.defs.live import live_freshness
+    live_freshness = sensor("live_freshness")
 
     root, _, _ = clean_day
     lake = tmp_path / "lake"
@@ -434,8 +433,8 @@ def test_live_freshness_sensor_warns_when_the_live_candles_lag(
         con.execute("UPDATE candles_15s SET source = 'live'")
     monkeypatch.setenv("MARKET_DATA_WAREHOUSE", "duckdb")
     monkeypatch.setenv("MARKET_DATA_LIVE_MAX_LAG_S", "300")
-    context = dg.build_sensor_context(resources={"market_data": MarketDataResource(root=str(lake))})
-    result = live_freshness(context)
+    with dg.build_sensor_context(resources={"market_data": market_data(lake)}) as context:
+        result = live_freshness(context)
     assert isinstance(result, dg.SkipReason)
     assert "STALE" in (result.skip_message or "") and EXCHANGE in (result.skip_message or "")
 

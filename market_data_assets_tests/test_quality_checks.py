@@ -8,14 +8,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from market_data_assets.defs.quality import (
-    candle_timestamps_inside_day,
-    candle_volume_matches_raw_trades,
-    instrument_keys_unique,
-    raw_ticks_complete,
-)
-from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.storage import layout
+from market_data_assets_tests.support.graph import assets, check, resources
+
+raw_ticks_complete = check("raw_ticks_complete")
+instrument_keys_unique = check("instrument_keys_unique")
+candle_volume_matches_raw_trades = check("candle_volume_matches_raw_trades")
+candle_timestamps_inside_day = check("candle_timestamps_inside_day")
 
 
 def test_checks_pass_on_the_pipelines_output(pipeline_lake):
@@ -27,17 +26,11 @@ def test_checks_pass_on_the_pipelines_output(pipeline_lake):
 
 def _run_check(check, root, partition_key: str) -> dg.AssetCheckEvaluation:
     """Execute one check (only the check) in a real run against the lake at ``root``."""
-    from market_data_assets.defs.candles import CANDLE_ASSETS
-    from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
-    from market_data_assets.defs.io_managers import io_managers_for
-    from market_data_assets.defs.raw_ticks import RAW_TICKS_ASSETS
-
-    market_data = MarketDataResource(root=str(root))
     defs = dg.Definitions(
-        assets=[*INSTRUMENT_ASSETS, *RAW_TICKS_ASSETS, *CANDLE_ASSETS],
+        assets=[a for a in assets() if a.group_names_by_key[a.key] in ("instruments", "ingest", "candles")],
         asset_checks=[check],
         jobs=[dg.define_asset_job("check_only", selection=dg.AssetSelection.checks(check))],
-        resources={"market_data": market_data, **io_managers_for(market_data)},
+        resources=resources(root),
     )
     # A check-only selection has no asset to infer the partitions from (Dagster refuses partition_key=),
     # so the run carries the partition as tags, as a launched partitioned run does.

@@ -11,12 +11,11 @@ import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
 
-from market_data_assets.defs.raw_ticks import raw_ticks
-from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.sandbox import RunningSandbox, generate_csv
 from market_data_assets.storage.layout import raw_ticks_path, targets_path
 from market_data_assets.storage.local import LocalStore
 from market_data_assets.ticks.manifest import read_manifest
+from market_data_assets_tests.support.graph import asset, market_data
 
 DAY = date(2024, 3, 5)
 PARTITION = "2024-03-05|deribit"
@@ -51,9 +50,9 @@ def expected_rows(sandbox: RunningSandbox, data_type: str, symbol: str) -> int:
 
 def materialize(root: Path, force: bool = False) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [raw_ticks],
+        [asset("raw_ticks")],
         partition_key=PARTITION,
-        resources={"market_data": MarketDataResource(root=str(root))},
+        resources={"market_data": market_data(root)},
         run_config=dg.RunConfig({"raw_ticks": {"config": {"force": force}}}),
         raise_on_error=False,
     )
@@ -132,8 +131,8 @@ def test_one_run_covers_a_range_of_partitions(sandbox_env: RunningSandbox, tmp_p
     for day in days:
         write_targets(store, day)
     result = dg.materialize(
-        [raw_ticks],
-        resources={"market_data": MarketDataResource(root=str(tmp_path / "lake"))},
+        [asset("raw_ticks")],
+        resources={"market_data": market_data(tmp_path / "lake")},
         tags={
             "dagster/asset_partition_range_start": "2024-03-04|deribit",
             "dagster/asset_partition_range_end": "2024-03-05|deribit",

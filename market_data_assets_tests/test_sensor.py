@@ -9,8 +9,7 @@ from datetime import date
 import dagster as dg
 import pytest
 
-from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.defs.sensors import tardis_new_days
+from market_data_assets_tests.support.graph import market_data, sensor
 
 
 @pytest.fixture
@@ -27,10 +26,10 @@ def sensor_env(sandbox, monkeypatch, tmp_path):
 
 
 def _tick(cursor: str | None, instance: dg.DagsterInstance) -> dg.SensorResult:
-    context = dg.build_sensor_context(
-        cursor=cursor, instance=instance, resources={"market_data": MarketDataResource()}
-    )
-    return tardis_new_days(context)
+    with dg.build_sensor_context(
+        cursor=cursor, instance=instance, resources={"market_data": market_data()}
+    ) as context:
+        return sensor("tardis_new_days")(context)
 
 
 def _keys(result: dg.SensorResult) -> list[str]:

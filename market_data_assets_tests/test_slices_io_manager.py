@@ -15,15 +15,13 @@ import pyarrow as pa
 import pytest
 
 from market_data_assets.defs import resources as resources_module
-from market_data_assets.defs.candles import CANDLE_ASSETS
-from market_data_assets.defs.io_managers import io_managers_for
-from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.storage import open_store
 from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import CANDLES_AREA, book_snapshots_path, candles_path, raw_ticks_path
 from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import SliceRef, StoredSlice
 from market_data_assets_tests.support.candles import DAY, EXCHANGE, NEXT, at, write_ticks
+from market_data_assets_tests.support.graph import assets, resources
 
 pytestmark = pytest.mark.servers
 
@@ -34,7 +32,7 @@ KEYS = [
     "BINANCE:SPOT_PAIR:ETH-USDT",
 ]
 PARTITION = f"{DAY.isoformat()}|{EXCHANGE}"
-BASE, ROLLED, BOOKS = CANDLE_ASSETS[0], CANDLE_ASSETS[1], CANDLE_ASSETS[-1]
+BASE, ROLLED, BOOKS = assets("candles_15s", "candles_1m", "book_snapshots")
 
 
 def _write_raw(store: ObjectStore) -> None:
@@ -66,12 +64,11 @@ def _write_raw(store: ObjectStore) -> None:
 def _materialize(
     root: str, assets: list, selection: list | None = None, **kw: object
 ) -> dg.ExecuteInProcessResult:
-    market_data = MarketDataResource(root=root)
     return dg.materialize(
         assets,
         selection=selection,
         partition_key=PARTITION,
-        resources={"market_data": market_data, **io_managers_for(market_data)},
+        resources=resources(root),
         **kw,
     )
 
@@ -169,7 +166,7 @@ def test_a_failed_write_fails_the_step_naming_it_and_keeps_the_previous_slice(
             store, "trades", DAY, key, [{"timestamp": at(5), "price": 7.0, "amount": 2.0, "side": "sell"}]
         )
     failing = _FailingStore(root, candles_path(DAY, "15s", KEYS[1]))
-    monkeypatch.setitem(resources_module._STORES, (root, None), failing)
+    monkeypatch.setitem(resources_module._STORES, (root, None, None), failing)
     result = _materialize(root, [BASE], raise_on_error=False)
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

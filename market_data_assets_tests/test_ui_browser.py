@@ -62,7 +62,9 @@ UI_TIMEOUT_MS = 30_000
 
 def _materialize(instance: dg.DagsterInstance) -> dict[str, str]:
     """Real runs of the two instrument assets, one per partition; partition key -> run id."""
-    from market_data_assets.definitions import defs
+    from market_data_assets.defs import build_definitions
+
+    defs = build_definitions()  # the variables the test set
 
     job = defs.resolve_implicit_global_asset_job_def()
     run_ids: dict[str, str] = {}

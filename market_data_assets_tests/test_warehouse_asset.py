@@ -9,16 +9,23 @@ import dagster as dg
 import duckdb
 import pytest
 
-from market_data_assets.defs.candles import CANDLE_ASSETS
-from market_data_assets.defs.io_managers import io_managers_for
-from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.defs.warehouse import BOOK_SNAPSHOTS_ASSET_KEY, CANDLE_ASSET_KEYS, bq_candles
+from market_data_assets.defs.warehouse import BOOK_SNAPSHOTS_ASSET_KEY, CANDLE_ASSET_KEYS
 from market_data_assets.storage import layout
+from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import SliceRef, SliceSummary
+from market_data_assets_tests.support.graph import asset, assets
+from market_data_assets_tests.support.graph import resources as graph_resources
 from market_data_assets_tests.support.warehouse_data import book_table, candle_table
 
 pytestmark = pytest.mark.servers
+
+
+bq_candles = asset("bq_candles")
+
+
+def _candle_assets() -> list[dg.AssetsDefinition]:
+    return [a for a in assets() if a.group_names_by_key[a.key] == "candles"]
 
 
 DAY1, DAY2 = date(2024, 1, 2), date(2024, 1, 3)
@@ -26,7 +33,7 @@ KEYS = ("BINANCE:SPOT_PAIR:BTC-USDT", "BINANCE:PERP:ETH-USDT")
 
 
 def write_partition(
-    store: LocalStore, day: date, exchange: str, keys: tuple[str, ...], base_rows: int
+    store: ObjectStore, day: date, exchange: str, keys: tuple[str, ...], base_rows: int
 ) -> dict[str, int]:
     """Every timeframe's candles and the 15s book snapshots of ``keys``; returns the rows per table."""
     expected: dict[str, int] = {}
@@ -45,7 +52,7 @@ def write_partition(
     return expected
 
 
-def mark_slices_written(store: LocalStore, day: date, exchange: str) -> None:
+def mark_slices_written(store: ObjectStore, day: date, exchange: str) -> None:
     """The markers the slices IO manager writes last: the files above form materialized slices."""
     for area in layout.KEYED_AREAS:
         for tf in layout.TIMEFRAMES:
@@ -89,11 +96,11 @@ def test_bq_candles_loads_one_partition_into_duckdb_and_rerun_is_idempotent(lake
     expected = write_partition(lake, DAY1, "binance", KEYS, 4)
     write_partition(lake, DAY1, "deribit", ("DERIBIT:PERP:BTC-USD",), 30)  # same day, other partition
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"market_data": MarketDataResource(), **io_managers_for(MarketDataResource())}
+    resources = graph_resources()
 
     for _ in range(2):
         result = dg.materialize(
-            [*CANDLE_ASSETS, bq_candles],
+            [*_candle_assets(), bq_candles],
             selection=[bq_candles],
             partition_key="2024-01-02|binance",
             resources=resources,
@@ -126,9 +133,9 @@ def test_bq_candles_run_covering_several_partitions(lake: LocalStore) -> None:
             expected[(t, day.isoformat(), "binance")] = n
 
     result = dg.materialize(
-        [*CANDLE_ASSETS, bq_candles],
+        [*_candle_assets(), bq_candles],
         selection=[bq_candles],
-        resources={"market_data": MarketDataResource(), **io_managers_for(MarketDataResource())},
+        resources=graph_resources(),
         instance=dg.DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": "2024-01-02|binance",

@@ -329,3 +329,51 @@ def test_open_warehouse_reaches_the_emulator_through_the_environment(
         bigquery_emulator.client().delete_dataset(
             f"{bigquery_emulator.project}.{dataset}", delete_contents=True, not_found_ok=True
         )
+
+
+def test_bq_candles_through_dagster_uses_the_gcs_and_bigquery_resources(
+    gcs_env: str, bigquery_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Dagster run of bq_candles on a gs:// lake into BigQuery, wired by ``build_definitions``:
+    the store's client comes from the ``gcs`` resource (dagster-gcp's GCSResource), the warehouse's
+    from ``bigquery`` (BigQueryResource), and launch-time config of ``bigquery`` reaches the client."""
+    import dagster as dg
+
+    from market_data_assets.defs import build_definitions
+    from market_data_assets_tests.test_warehouse_asset import write_partition
+
+    dataset = f"mda_dg_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MARKET_DATA_WAREHOUSE", f"bigquery://{bigquery_emulator.project}/{dataset}")
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.endpoint)
+    settings = Settings.from_env()
+    expected = write_partition(open_store(settings.root), DAY1, "binance", (BTC,), 4)
+    defs = build_definitions(settings)
+    bq_candles = defs.resolve_assets_def("bq_candles")
+    assert bq_candles.specs_by_key[dg.AssetKey("bq_candles")].kinds == {"bigquery"}
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert {"gcs", "bigquery", "market_data"} <= set(job.resource_defs)
+    try:
+        result = job.execute_in_process(
+            partition_key=f"{DAY1.isoformat()}|binance",
+            asset_selection=[dg.AssetKey("bq_candles")],
+            run_config={
+                "resources": {
+                    "bigquery": {"config": {"project": bigquery_emulator.project, "location": "US"}}
+                }
+            },
+            raise_on_error=False,
+        )
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        (mat,) = result.asset_materializations_for_node("bq_candles")
+        assert mat.metadata["warehouse"].value == f"bigquery://{bigquery_emulator.project}/{dataset}"
+        assert {t: n for t, n in mat.metadata["rows_by_table"].value.items() if n} == expected
+        client = bigquery_emulator.client()
+        (count,) = client.query(
+            f"SELECT count(*) FROM `{bigquery_emulator.project}.{dataset}.candles_1m`",
+            retry=bigquery_emulator.retry,
+        ).result(timeout=60)
+        assert count[0] == expected["candles_1m"]
+    finally:
+        bigquery_emulator.client().delete_dataset(
+            f"{bigquery_emulator.project}.{dataset}", delete_contents=True, not_found_ok=True
+        )

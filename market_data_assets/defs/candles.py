@@ -30,8 +30,7 @@ from market_data_assets.partitions import (
     DATE_DIM,
     EXCHANGE_DIM,
     DayExchange,
-    backfill_policy,
-    date_exchange_partitions,
+    Partitioning,
     partitions_of_context,
 )
 from market_data_assets.storage.slices import SlicesOutput
@@ -53,7 +52,7 @@ DAY_AND_NEXT_DAY = dg.MultiPartitionMapping(
 """candles_15s(D, ex) reads raw_ticks(D, ex) and raw_ticks(D+1, ex): D's late trades sit in file D+1."""
 
 
-def _outputs(
+def slices_outputs(
     context: dg.AssetExecutionContext,
     market_data: MarketDataResource,
     make: Callable[[DayExchange], SlicesOutput],
@@ -70,13 +69,17 @@ def _outputs(
     )
 
 
-def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
+def candles_asset_key(timeframe: str) -> dg.AssetKey:
+    return dg.AssetKey(f"candles_{timeframe}")
+
+
+def _candle_asset(tf: Timeframe, partitioning: Partitioning) -> dg.AssetsDefinition:
     common: dict[str, Any] = dict(
         name=f"candles_{tf.name}",
-        partitions_def=date_exchange_partitions,
+        partitions_def=partitioning.partitions_def,
         group_name="candles",
         kinds={"polars", "parquet"},
-        backfill_policy=backfill_policy,
+        backfill_policy=partitioning.backfill_policy,
         owners=["team:market-data"],
         io_manager_key=SLICES_IO_MANAGER,
     )
@@ -98,9 +101,9 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
         )
         def _base(context: dg.AssetExecutionContext, market_data: MarketDataResource):
             store = market_data.store()
-            settings = market_data.settings()
+            settings = market_data.settings
             policy = DensityPolicy(frozenset(settings.sparse_candle_types))
-            return _outputs(
+            return slices_outputs(
                 context,
                 market_data,
                 lambda p: base_candles_output(
@@ -116,9 +119,7 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
         return _base  # pyright: ignore[reportReturnType]  dg.asset's overloads cannot be matched through **common
 
     @dg.asset(
-        ins={
-            "finer": dg.AssetIn(key=dg.AssetKey(f"candles_{tf.finer}"), input_manager_key=SLICES_IO_MANAGER)
-        },
+        ins={"finer": dg.AssetIn(key=candles_asset_key(tf.finer), input_manager_key=SLICES_IO_MANAGER)},
         description=(
             f"{tf.name} candles rolled up from candles_{tf.finer} (received from the IO manager), exactly as if "
             f"computed from the ticks. {layout_note}"
@@ -132,42 +133,42 @@ def _candle_asset(tf: Timeframe) -> dg.AssetsDefinition:
             stored = finer.get(p.key, finer)  # one partition: {tf: slice}; several: {key: {tf: slice}}
             return rolled_up_output(store, stored[tf.finer], tf.name)
 
-        return _outputs(context, market_data, make)
+        return slices_outputs(context, market_data, make)
 
     return _rolled  # pyright: ignore[reportReturnType]  dg.asset's overloads cannot be matched through **common
 
 
-CANDLE_ASSET_BY_TIMEFRAME: dict[str, dg.AssetsDefinition] = {
-    tf.name: _candle_asset(tf) for tf in TIMEFRAME_TABLE
-}
-CANDLE_TIMEFRAME_ASSETS: list[dg.AssetsDefinition] = list(CANDLE_ASSET_BY_TIMEFRAME.values())
-
-
-@dg.asset(
-    deps=[dg.AssetDep(RAW_TICKS_KEY, partition_mapping=DAY_AND_NEXT_DAY)],
-    partitions_def=date_exchange_partitions,
-    group_name="candles",
-    kinds={"polars", "parquet"},
-    backfill_policy=backfill_policy,
-    owners=["team:market-data"],
-    io_manager_key=SLICES_IO_MANAGER,
-    description=(
-        "The order book (5 levels, or 25 where book_snapshot_25 is downloaded) as of each bucket's END, for "
-        "every timeframe (15s … 24h), from the raw book snapshots of D and D+1, all instruments in one "
-        "vectorized as-of join per chunk. Row `timestamp` is the bucket start; the book is the last snapshot "
-        "stamped strictly before the bucket end. `processed_book_snapshots/by_date/day-D/timeframe-TF/KEY.parquet`."
-    ),
-)
-def book_snapshots(context: dg.AssetExecutionContext, market_data: MarketDataResource):
-    store = market_data.store()
-    settings = market_data.settings()
-    return _outputs(
-        context,
-        market_data,
-        lambda p: book_snapshots_output(
-            store, p.day, p.exchange, chunk_rows=settings.candle_chunk_rows, log=context.log.debug
+def _book_snapshots_asset(partitioning: Partitioning) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="book_snapshots",
+        deps=[dg.AssetDep(RAW_TICKS_KEY, partition_mapping=DAY_AND_NEXT_DAY)],
+        partitions_def=partitioning.partitions_def,
+        group_name="candles",
+        kinds={"polars", "parquet"},
+        backfill_policy=partitioning.backfill_policy,
+        owners=["team:market-data"],
+        io_manager_key=SLICES_IO_MANAGER,
+        description=(
+            "The order book (5 levels, or 25 where book_snapshot_25 is downloaded) as of each bucket's END, for "
+            "every timeframe (15s … 24h), from the raw book snapshots of D and D+1, all instruments in one "
+            "vectorized as-of join per chunk. Row `timestamp` is the bucket start; the book is the last snapshot "
+            "stamped strictly before the bucket end. `processed_book_snapshots/by_date/day-D/timeframe-TF/KEY.parquet`."
         ),
     )
+    def book_snapshots(context: dg.AssetExecutionContext, market_data: MarketDataResource):
+        store = market_data.store()
+        chunk_rows = market_data.settings.candle_chunk_rows
+        return slices_outputs(
+            context,
+            market_data,
+            lambda p: book_snapshots_output(
+                store, p.day, p.exchange, chunk_rows=chunk_rows, log=context.log.debug
+            ),
+        )
+
+    return book_snapshots
 
 
-CANDLE_ASSETS: list[dg.AssetsDefinition] = [*CANDLE_TIMEFRAME_ASSETS, book_snapshots]
+def candle_assets(partitioning: Partitioning) -> list[dg.AssetsDefinition]:
+    """``candles_<tf>`` for every row of the timeframe table, then ``book_snapshots``."""
+    return [*(_candle_asset(tf, partitioning) for tf in TIMEFRAME_TABLE), _book_snapshots_asset(partitioning)]

@@ -13,18 +13,12 @@ No ``from __future__ import annotations``: Dagster checks the ``context`` annota
 
 import dagster as dg
 
-from market_data_assets.defs.candles import SLICES_IO_MANAGER, _outputs
+from market_data_assets.defs.candles import SLICES_IO_MANAGER, candles_asset_key, slices_outputs
 from market_data_assets.defs.io_managers import ALLOW_MISSING_PARTITIONS
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.features.build import features_output, lookback_span
 from market_data_assets.features.registry import FEATURE_TIMEFRAMES, asset_description, lookback_days
-from market_data_assets.partitions import (
-    DATE_DIM,
-    EXCHANGE_DIM,
-    DayExchange,
-    backfill_policy,
-    date_exchange_partitions,
-)
+from market_data_assets.partitions import DATE_DIM, EXCHANGE_DIM, DayExchange, Partitioning
 from market_data_assets.storage.slices import SlicesOutput, StoredSlice
 
 
@@ -52,42 +46,39 @@ def _stored_slices(value: object) -> list[StoredSlice]:
     return []
 
 
-def _features_asset(timeframe: str) -> dg.AssetsDefinition:
+def _features_asset(timeframe: str, partitioning: Partitioning) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"features_{timeframe}",
         ins={
             "candles": dg.AssetIn(
-                key=dg.AssetKey(f"candles_{timeframe}"),
+                key=candles_asset_key(timeframe),
                 partition_mapping=day_and_earlier_days(lookback_days(timeframe)),
                 input_manager_key=SLICES_IO_MANAGER,
                 metadata={ALLOW_MISSING_PARTITIONS: True},
             )
         },
-        partitions_def=date_exchange_partitions,
+        partitions_def=partitioning.partitions_def,
         group_name="features",
         kinds={"polars", "parquet"},
-        backfill_policy=backfill_policy,
+        backfill_policy=partitioning.backfill_policy,
         owners=["team:market-data"],
         io_manager_key=SLICES_IO_MANAGER,
         description=asset_description(timeframe),
     )
     def _features(context: dg.AssetExecutionContext, market_data: MarketDataResource, candles):
         store = market_data.store()
-        settings = market_data.settings()
+        concurrency = market_data.settings.io_concurrency
         by_day = {(s.ref.day, s.ref.exchange): s for s in _stored_slices(candles)}
 
         def make(p: DayExchange) -> SlicesOutput:
             span = {d: by_day.get((d, p.exchange)) for d in lookback_span(p.day, timeframe)}
-            return features_output(
-                store, p.day, p.exchange, timeframe, span, concurrency=settings.io_concurrency
-            )
+            return features_output(store, p.day, p.exchange, timeframe, span, concurrency=concurrency)
 
-        return _outputs(context, market_data, make)
+        return slices_outputs(context, market_data, make)
 
     return _features
 
 
-FEATURE_ASSET_BY_TIMEFRAME: dict[str, dg.AssetsDefinition] = {
-    tf: _features_asset(tf) for tf in FEATURE_TIMEFRAMES
-}
-FEATURE_ASSETS: list[dg.AssetsDefinition] = list(FEATURE_ASSET_BY_TIMEFRAME.values())
+def feature_assets(partitioning: Partitioning) -> list[dg.AssetsDefinition]:
+    """``features_<tf>`` for every feature timeframe of the registry."""
+    return [_features_asset(tf, partitioning) for tf in FEATURE_TIMEFRAMES]

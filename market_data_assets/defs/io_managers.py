@@ -198,7 +198,7 @@ class SlicesIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: SlicesOutput | dict[str, SlicesOutput]) -> None:
         store = self.market_data.store()
-        settings = self.market_data.settings()
+        settings = self.market_data.settings
         by_tf: dict[str, dict[str, int]] = {}
         totals = {"instruments": set(), "skipped": set(), "objects_read": 0, "stale": 0}
         incomplete = []

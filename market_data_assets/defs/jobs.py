@@ -1,33 +1,48 @@
 """Asset jobs: ingestion of a day, and the processing that follows once the next day is in."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from market_data_assets.defs.candles import CANDLE_ASSETS
-from market_data_assets.defs.features import FEATURE_ASSETS
-from market_data_assets.defs.instruments import INSTRUMENT_ASSETS
-from market_data_assets.defs.quality import QUALITY_ASSETS
-from market_data_assets.defs.raw_ticks import RAW_TICKS_ASSETS
-from market_data_assets.defs.warehouse import WAREHOUSE_ASSETS
 
-INGEST_KEYS: list[dg.AssetKey] = [k for a in (*INSTRUMENT_ASSETS, *RAW_TICKS_ASSETS) for k in a.keys]
-PROCESS_KEYS: list[dg.AssetKey] = [
-    k for a in (*CANDLE_ASSETS, *FEATURE_ASSETS, *WAREHOUSE_ASSETS, *QUALITY_ASSETS) for k in a.keys
-]
+@dataclass(frozen=True)
+class AssetJobs:
+    """The three jobs and the asset keys of their two stages (the sensor requests a stage's keys)."""
 
-ingest_job = dg.define_asset_job(
-    "ingest_job",
-    selection=dg.AssetSelection.assets(*INGEST_KEYS),
-    description="Definitions, targets and raw ticks of a day × exchange.",
-)
-process_job = dg.define_asset_job(
-    "process_job",
-    selection=dg.AssetSelection.assets(*PROCESS_KEYS),
-    description="Candles, book snapshots, features, warehouse load and missing-data report of a day × exchange "
-    "(run once the next day's raw ticks are in: they hold the day's last trades).",
-)
-daily_job = dg.define_asset_job(
-    "daily_job",
-    selection=dg.AssetSelection.assets(*INGEST_KEYS, *PROCESS_KEYS),
-    description="The whole graph for a day × exchange.",
-)
-JOBS = [ingest_job, process_job, daily_job]
+    ingest_keys: list[dg.AssetKey]
+    process_keys: list[dg.AssetKey]
+    ingest: UnresolvedAssetJobDefinition
+    process: UnresolvedAssetJobDefinition
+    daily: UnresolvedAssetJobDefinition
+
+    @property
+    def all(self) -> list[UnresolvedAssetJobDefinition]:
+        return [self.ingest, self.process, self.daily]
+
+
+def asset_jobs(ingest: Sequence[dg.AssetsDefinition], process: Sequence[dg.AssetsDefinition]) -> AssetJobs:
+    """``ingest_job`` over the ``ingest`` assets, ``process_job`` over ``process``, ``daily_job`` over both."""
+    ingest_keys = [k for a in ingest for k in a.keys]
+    process_keys = [k for a in process for k in a.keys]
+    return AssetJobs(
+        ingest_keys=ingest_keys,
+        process_keys=process_keys,
+        ingest=dg.define_asset_job(
+            "ingest_job",
+            selection=dg.AssetSelection.assets(*ingest_keys),
+            description="Definitions, targets and raw ticks of a day × exchange.",
+        ),
+        process=dg.define_asset_job(
+            "process_job",
+            selection=dg.AssetSelection.assets(*process_keys),
+            description="Candles, book snapshots, features, warehouse load and missing-data report of a day × "
+            "exchange (run once the next day's raw ticks are in: they hold the day's last trades).",
+        ),
+        daily=dg.define_asset_job(
+            "daily_job",
+            selection=dg.AssetSelection.assets(*ingest_keys, *process_keys),
+            description="The whole graph for a day × exchange.",
+        ),
+    )

@@ -12,12 +12,7 @@ import dagster as dg
 import polars as pl
 
 from market_data_assets.defs.resources import MarketDataResource
-from market_data_assets.partitions import (
-    DayExchange,
-    backfill_policy,
-    date_exchange_partitions,
-    partitions_of_context,
-)
+from market_data_assets.partitions import DayExchange, Partitioning, partitions_of_context
 from market_data_assets.polars_arrow import to_polars
 from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.layout import raw_manifest_path, targets_path
@@ -47,7 +42,7 @@ async def _run_partitions(
     context: dg.AssetExecutionContext, market_data: MarketDataResource, force: bool
 ) -> list[RawTicksResult]:
     store = market_data.store()
-    settings = market_data.settings()
+    settings = market_data.settings
     results = []
     async with market_data.tardis_client() as client:
         for part in partitions_of_context(context):
@@ -120,33 +115,37 @@ def _metadata(results: list[RawTicksResult], store: ObjectStore) -> dict[str, dg
     }
 
 
-@dg.asset(
-    partitions_def=date_exchange_partitions,
-    deps=[dg.AssetKey("download_targets")],
-    group_name="ingest",
-    kinds={"tardis", "parquet"},
-    backfill_policy=backfill_policy,
-    owners=["team:market-data"],
-    description=(
-        "Every Tardis CSV.gz file named by the partition's download targets, downloaded concurrently and "
-        "streamed into typed, zstd Parquet (one file per instrument; grouped OPTIONS/PERPETUALS files are "
-        "split): `raw_tick_data/by_date/day-D/data_type-T/KEY.parquet`, with a per-partition manifest "
-        "(`raw_tick_manifests/...`) that makes re-runs resume. Set `force` to redo every file."
-    ),
-)
-def raw_ticks(
-    context: dg.AssetExecutionContext, config: RawTicksConfig, market_data: MarketDataResource
-) -> dg.MaterializeResult:
-    results = asyncio.run(_run_partitions(context, market_data, config.force))
-    metadata = _metadata(results, market_data.store())
-    failed = [(r, f) for r in results for f in r.failures]
-    if failed:
-        listed = "; ".join(f"{r.day} {r.exchange} {f.data_type}/{f.dataset_symbol}" for r, f in failed[:20])
-        raise dg.Failure(
-            description=f"{len(failed)} raw tick download(s) failed after retries: {listed}",
-            metadata=metadata,
-        )
-    return dg.MaterializeResult(metadata=metadata)
+def raw_ticks_assets(partitioning: Partitioning) -> list[dg.AssetsDefinition]:
+    """``raw_ticks``."""
 
+    @dg.asset(
+        partitions_def=partitioning.partitions_def,
+        deps=[dg.AssetKey("download_targets")],
+        group_name="ingest",
+        kinds={"tardis", "parquet"},
+        backfill_policy=partitioning.backfill_policy,
+        owners=["team:market-data"],
+        description=(
+            "Every Tardis CSV.gz file named by the partition's download targets, downloaded concurrently and "
+            "streamed into typed, zstd Parquet (one file per instrument; grouped OPTIONS/PERPETUALS files are "
+            "split): `raw_tick_data/by_date/day-D/data_type-T/KEY.parquet`, with a per-partition manifest "
+            "(`raw_tick_manifests/...`) that makes re-runs resume. Set `force` to redo every file."
+        ),
+    )
+    def raw_ticks(
+        context: dg.AssetExecutionContext, config: RawTicksConfig, market_data: MarketDataResource
+    ) -> dg.MaterializeResult:
+        results = asyncio.run(_run_partitions(context, market_data, config.force))
+        metadata = _metadata(results, market_data.store())
+        failed = [(r, f) for r in results for f in r.failures]
+        if failed:
+            listed = "; ".join(
+                f"{r.day} {r.exchange} {f.data_type}/{f.dataset_symbol}" for r, f in failed[:20]
+            )
+            raise dg.Failure(
+                description=f"{len(failed)} raw tick download(s) failed after retries: {listed}",
+                metadata=metadata,
+            )
+        return dg.MaterializeResult(metadata=metadata)
 
-RAW_TICKS_ASSETS = [raw_ticks]
+    return [raw_ticks]

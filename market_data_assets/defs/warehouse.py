@@ -12,18 +12,16 @@ from collections.abc import Callable, Mapping
 
 import dagster as dg
 
-from market_data_assets.defs.candles import SLICES_IO_MANAGER
+from market_data_assets.defs.candles import SLICES_IO_MANAGER, candles_asset_key
 from market_data_assets.defs.metadata import StageClock
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.features.registry import FEATURE_NAMES, FEATURE_TIMEFRAMES
-from market_data_assets.partitions import backfill_policy, date_exchange_partitions, partitions_of_context
-from market_data_assets.settings import get_settings
+from market_data_assets.partitions import Partitioning, partitions_of_context
 from market_data_assets.storage.layout import TIMEFRAMES
-from market_data_assets.warehouse import WAREHOUSE_TABLES, load_slice, open_warehouse
+from market_data_assets.warehouse import WAREHOUSE_TABLES, load_slice
 from market_data_assets.warehouse.schema import FEATURE_TABLES, WarehouseTable
 
-_SETTINGS = get_settings()
-CANDLE_ASSET_KEYS: list[dg.AssetKey] = [dg.AssetKey(f"candles_{tf}") for tf in TIMEFRAMES]
+CANDLE_ASSET_KEYS: list[dg.AssetKey] = [candles_asset_key(tf) for tf in TIMEFRAMES]
 BOOK_SNAPSHOTS_ASSET_KEY = dg.AssetKey("book_snapshots")
 _INPUTS: dict[str, dg.AssetIn] = {
     key.path[-1]: dg.AssetIn(key=key, input_manager_key=SLICES_IO_MANAGER)
@@ -55,10 +53,9 @@ def _load(
     paths_of: Callable[[str], dict[str, list[str]]],
 ) -> dg.MaterializeResult:
     """Replace each partition's slice of ``tables`` with the files ``paths_of(partition key)`` names."""
-    settings = market_data.settings()
     store = market_data.store()
     clock = StageClock.start(store)
-    warehouse = open_warehouse(settings, store)
+    warehouse = market_data.warehouse()
     rows_by_table: dict[str, int] = defaultdict(int)
     rows_by_partition: dict[str, int] = {}
     files = 0
@@ -92,62 +89,63 @@ def _load(
     )
 
 
-@dg.asset(
-    partitions_def=date_exchange_partitions,
-    ins=_INPUTS,
-    group_name="warehouse",
-    kinds={_SETTINGS.warehouse_kind},
-    backfill_policy=backfill_policy,
-    owners=["team:market-data"],
-    description=(
-        "The partition's candles and book snapshots of every timeframe in the warehouse tables "
-        "`candles_<tf>` and `book_snapshots_<tf>` (BigQuery dataset `market_data_analytics`, DAY-partitioned "
-        "on timestamp, clustered by exchange, instrument_type, instrument_key; the same table names in "
-        "`<root>/warehouse.duckdb` locally). Each table's (day, exchange) slice is replaced atomically from the "
-        "lake's Parquet files the upstream assets wrote: re-running never duplicates or loses rows."
-    ),
-)
-def bq_candles(
-    context: dg.AssetExecutionContext, market_data: MarketDataResource, **inputs
-) -> dg.MaterializeResult:
-    return _load(
-        context,
-        market_data,
-        WAREHOUSE_TABLES,
-        lambda key: _paths_by_table(inputs, key, lambda name, tf: _TABLE_OF_INPUT[(name, tf)]),
-    )
-
-
 _FEATURE_INPUTS: dict[str, dg.AssetIn] = {
     f"features_{tf}": dg.AssetIn(key=dg.AssetKey(f"features_{tf}"), input_manager_key=SLICES_IO_MANAGER)
     for tf in FEATURE_TIMEFRAMES
 }
 
 
-@dg.asset(
-    partitions_def=date_exchange_partitions,
-    ins=_FEATURE_INPUTS,
-    group_name="warehouse",
-    kinds={_SETTINGS.warehouse_kind},
-    backfill_policy=backfill_policy,
-    owners=["team:market-data"],
-    description=(
-        "The partition's MFT features of every feature timeframe in the warehouse tables `features_<tf>` "
-        f"({', '.join(FEATURE_TIMEFRAMES)}; columns from the feature registry: {', '.join(FEATURE_NAMES)}, "
-        "plus `available_at`; docs/FEATURES.md), partitioned by DAY on timestamp and clustered like the "
-        "candle tables. Each table's (day, exchange) slice is replaced atomically from the files the "
-        "feature assets wrote: re-running never duplicates or loses rows."
-    ),
-)
-def bq_features(
-    context: dg.AssetExecutionContext, market_data: MarketDataResource, **inputs
-) -> dg.MaterializeResult:
-    return _load(
-        context,
-        market_data,
-        FEATURE_TABLES,
-        lambda key: _paths_by_table(inputs, key, lambda _, tf: f"features_{tf}"),
+def warehouse_assets(partitioning: Partitioning, warehouse_kind: str) -> list[dg.AssetsDefinition]:
+    """``bq_candles`` and ``bq_features``; ``warehouse_kind`` (duckdb or bigquery) is the UI's kind tag."""
+
+    @dg.asset(
+        partitions_def=partitioning.partitions_def,
+        ins=_INPUTS,
+        group_name="warehouse",
+        kinds={warehouse_kind},
+        backfill_policy=partitioning.backfill_policy,
+        owners=["team:market-data"],
+        description=(
+            "The partition's candles and book snapshots of every timeframe in the warehouse tables "
+            "`candles_<tf>` and `book_snapshots_<tf>` (BigQuery dataset `market_data_analytics`, DAY-partitioned "
+            "on timestamp, clustered by exchange, instrument_type, instrument_key; the same table names in "
+            "`<root>/warehouse.duckdb` locally). Each table's (day, exchange) slice is replaced atomically from the "
+            "lake's Parquet files the upstream assets wrote: re-running never duplicates or loses rows."
+        ),
     )
+    def bq_candles(
+        context: dg.AssetExecutionContext, market_data: MarketDataResource, **inputs
+    ) -> dg.MaterializeResult:
+        return _load(
+            context,
+            market_data,
+            WAREHOUSE_TABLES,
+            lambda key: _paths_by_table(inputs, key, lambda name, tf: _TABLE_OF_INPUT[(name, tf)]),
+        )
 
+    @dg.asset(
+        partitions_def=partitioning.partitions_def,
+        ins=_FEATURE_INPUTS,
+        group_name="warehouse",
+        kinds={warehouse_kind},
+        backfill_policy=partitioning.backfill_policy,
+        owners=["team:market-data"],
+        description=(
+            "The partition's MFT features of every feature timeframe in the warehouse tables `features_<tf>` "
+            f"({', '.join(FEATURE_TIMEFRAMES)}; columns from the feature registry: {', '.join(FEATURE_NAMES)}, "
+            "plus `available_at`; docs/FEATURES.md), partitioned by DAY on timestamp and clustered like the "
+            "candle tables. Each table's (day, exchange) slice is replaced atomically from the files the "
+            "feature assets wrote: re-running never duplicates or loses rows."
+        ),
+    )
+    def bq_features(
+        context: dg.AssetExecutionContext, market_data: MarketDataResource, **inputs
+    ) -> dg.MaterializeResult:
+        return _load(
+            context,
+            market_data,
+            FEATURE_TABLES,
+            lambda key: _paths_by_table(inputs, key, lambda _, tf: f"features_{tf}"),
+        )
 
-WAREHOUSE_ASSETS = [bq_candles, bq_features]
+    return [bq_candles, bq_features]

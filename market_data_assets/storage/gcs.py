@@ -148,9 +148,12 @@ class GcsStore(ObjectStore):
         )
 
     @classmethod
-    def from_uri(cls, uri: str, **options: object) -> GcsStore:
-        """The store for ``gs://bucket/prefix`` with a client built from the environment."""
+    def from_uri(cls, uri: str, client: storage.Client | None = None, **options: object) -> GcsStore:
+        """The store for ``gs://bucket/prefix`` with ``client`` (the Dagster ``gcs`` resource's) or a
+        client built from the environment (the reader, the CLI)."""
         bucket, prefix = parse_gs_uri(uri)
+        if client is not None:
+            return cls(_widen_connection_pool(client), bucket, prefix, **options)  # pyright: ignore[reportArgumentType]
         try:
             client = client_for_environment()
         except DefaultCredentialsError as exc:

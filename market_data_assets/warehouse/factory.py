@@ -8,19 +8,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from market_data_assets.settings import Settings
 from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.local import LocalStore
 from market_data_assets.warehouse.base import Warehouse, WarehouseError
 
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
 DUCKDB_FILE_NAME = "warehouse.duckdb"
 DEFAULT_BIGQUERY_LOCATION = "US"
 
 
 def open_warehouse(
-    settings: Settings, store: ObjectStore, *, location: str = DEFAULT_BIGQUERY_LOCATION
+    settings: Settings,
+    store: ObjectStore,
+    *,
+    location: str = DEFAULT_BIGQUERY_LOCATION,
+    bigquery_client: bigquery.Client | None = None,
 ) -> Warehouse:
+    """``bigquery_client``: Dagster's ``bigquery`` resource hands its client here; without one a
+    client is built from the environment (the reader, the CLI, the live service)."""
     value = settings.warehouse
     if value == "duckdb" or value.startswith("duckdb://"):
         from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -47,10 +57,12 @@ def open_warehouse(
             readers=settings.io_concurrency,
         )
     if value.startswith("bigquery://"):
-        from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse, bigquery_client
+        from market_data_assets.warehouse.bigquery_warehouse import BigQueryWarehouse
+        from market_data_assets.warehouse.bigquery_warehouse import bigquery_client as make_client
 
         project, dataset = bigquery_target(value)
-        return BigQueryWarehouse(bigquery_client(project), project, dataset, location)
+        client = bigquery_client or make_client(project)
+        return BigQueryWarehouse(client, project, dataset, location)
     raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r} names no known warehouse")
 
 
