@@ -5,6 +5,9 @@ import json
 from datetime import datetime
 
 import dagster as dg
+from dagster._core.definitions.partitions.partitioned_schedule import (
+    UnresolvedPartitionedAssetScheduleDefinition,
+)
 
 from market_data_assets.defs.jobs import AssetJobs
 from market_data_assets.defs.resources import MarketDataResource
@@ -12,7 +15,11 @@ from market_data_assets.new_days import PlannedRun, last_complete_day, plan_new_
 from market_data_assets.partitions import partition_key
 
 
-def sensors_and_schedules(jobs: AssetJobs) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
+def sensors_and_schedules(
+    jobs: AssetJobs,
+) -> tuple[
+    list[dg.SensorDefinition], list[UnresolvedPartitionedAssetScheduleDefinition | dg.ScheduleDefinition]
+]:
     """``tardis_new_days`` and ``daily_fallback_schedule``, both over ``jobs``."""
 
     def _run_request(run: PlannedRun) -> dg.RunRequest:
