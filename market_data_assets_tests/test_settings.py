@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from market_data_assets.settings import Secret, Settings, SettingsError
@@ -50,7 +52,7 @@ def test_api_key_with_control_characters_is_refused_naming_the_variable_only(key
 
 
 def test_readme_settings_table_is_the_generated_one():
-    """settings.py says the README's table is generated from SETTINGS_DOC: this keeps it true."""
+    """settings.py says the README's table is generated from SETTING_SPECS: this keeps it true."""
     from pathlib import Path
 
     from market_data_assets.settings import settings_table
@@ -59,33 +61,94 @@ def test_readme_settings_table_is_the_generated_one():
     assert settings_table() in readme, "README's settings table differs from settings_table(): paste it again"
 
 
-def test_every_variable_settings_reads_is_documented():
-    import re
-    from pathlib import Path
+# A valid value other than the default, per variable: every spec needs one, so a new setting must
+# show here that from_env reads it. "{tmp}" is a folder holding an existing file `targets.yaml`.
+SAMPLES = {
+    "MARKET_DATA_ROOT": "gs://bucket/prefix",
+    "MARKET_DATA_EXCHANGES": "deribit,bitmex",
+    "MARKET_DATA_START_DATE": "2023-06-01",
+    "MARKET_DATA_END_DATE": "2024-06-30",
+    "MARKET_DATA_WAREHOUSE": "bigquery://my-project/market_data",
+    "MARKET_DATA_DUCKDB_MEMORY_LIMIT": "1GiB",
+    "MARKET_DATA_DUCKDB_THREADS": "4",
+    "MARKET_DATA_DUCKDB_BATCH_FILES": "50",
+    "MARKET_DATA_TARGETS_FILE": "{tmp}/targets.yaml",
+    "MARKET_DATA_CONCURRENCY": "8",
+    "MARKET_DATA_CONVERT_WORKERS": "3",
+    "MARKET_DATA_STAGING_MAX_AGE_HOURS": "0",
+    "MARKET_DATA_BACKFILL_DAYS_PER_RUN": "30",
+    "MARKET_DATA_SENSOR_LOOKBACK_DAYS": "10",
+    "MARKET_DATA_IO_CONCURRENCY": "64",
+    "MARKET_DATA_SPARSE_CANDLE_TYPES": "none",
+    "MARKET_DATA_CANDLE_CHUNK_ROWS": "500000",
+    "TARDIS_API_KEY": "TD.sample",
+    "TARDIS_API_URL": "http://127.0.0.1:8000/v1",
+    "TARDIS_DATASETS_URL": "http://127.0.0.1:8000/v1",
+    "TARDIS_REQUESTS_PER_MINUTE": "60",
+    "TARDIS_MAX_RETRIES": "0",
+    "TARDIS_MACHINE_WS_URL": "ws://127.0.0.1:9001",
+    "MARKET_DATA_LIVE_MAX_LAG_S": "60",
+    "MARKET_DATA_LIVE_LATENESS_S": "0.5",
+}
 
-    import market_data_assets.settings as settings_module
-    from market_data_assets.settings import SETTINGS_DOC
 
-    source = Path(settings_module.__file__).read_text()
-    read = set(re.findall(r'get\("((?:MARKET_DATA|TARDIS)_[A-Z_]+)"\)', source))
-    read |= {variable for _, variable, _, _ in settings_module._BOUNDED_NUMBERS}
-    assert len(read) > 20
-    assert read <= set(SETTINGS_DOC), sorted(read - set(SETTINGS_DOC))
+def test_from_env_honours_every_spec_variable(tmp_path):
+    """Each variable of the table reaches its own field (and only a table variable is read)."""
+    from market_data_assets.settings import SETTING_SPECS
+
+    (tmp_path / "targets.yaml").write_text("{}\n")
+    variables = [spec.variable for spec in SETTING_SPECS]
+    assert len(variables) == len(set(variables)) > 20
+    assert set(SAMPLES) == set(variables), "give every setting a sample value here"
+    default = Settings()
+    for spec in SETTING_SPECS:
+        changed = Settings.from_env({spec.variable: SAMPLES[spec.variable].format(tmp=tmp_path)})
+        assert getattr(changed, spec.field) != getattr(default, spec.field), spec.variable
+        others = [f.name for f in dataclasses.fields(Settings) if f.name != spec.field]
+        assert [getattr(changed, n) for n in others] == [getattr(default, n) for n in others], spec.variable
+    assert Settings.from_env({"MARKET_DATA_NOT_A_SETTING": "x"}) == default
 
 
-def test_numeric_defaults_are_written_once_and_the_readme_shows_them():
-    """A bounded number's default is its Settings field's; the README cell must show that value."""
-    import dataclasses
+def test_dataclass_defaults_are_the_table_defaults():
+    """A default is written once, in SETTING_SPECS: the dataclass and from_env({}) both take it."""
+    from market_data_assets.settings import SETTING_SPECS
 
-    from market_data_assets.settings import _BOUNDED_NUMBERS, SETTINGS_DOC
+    specs = {spec.field: spec for spec in SETTING_SPECS}
+    assert {f.name for f in dataclasses.fields(Settings)} == set(specs) and len(specs) == len(SETTING_SPECS)
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        assert default == specs[f.name].default_value(), f.name
+    assert Settings.from_env({}) == Settings()
+    # Blank means unset (an env file's `NAME=` line), not an empty value.
+    assert Settings.from_env({spec.variable: "  " for spec in SETTING_SPECS}) == Settings()
 
-    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
-    from_env = Settings.from_env({})
-    for field, variable, lo, hi in _BOUNDED_NUMBERS:
-        default = defaults[field]
-        assert getattr(from_env, field) == default and lo <= default <= hi, field
-        shown = f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
-        assert SETTINGS_DOC[variable][0] == shown, (variable, SETTINGS_DOC[variable][0], shown)
+
+def test_sparse_candle_types_default_is_the_density_modules():
+    """settings.py cannot import candles.density at import time (an import circle), so the table
+    repeats its default; this keeps the two equal."""
+    from market_data_assets.candles.density import DEFAULT_SPARSE_TYPES
+
+    assert Settings().sparse_candle_types == DEFAULT_SPARSE_TYPES
+
+
+def test_numeric_settings_refuse_values_just_outside_their_bounds():
+    """Every int or float setting is bounded; its default is inside, its bounds are accepted, and a
+    value just outside is refused naming the variable."""
+    from market_data_assets.settings import SETTING_SPECS, BoundedFloat, BoundedInt
+
+    numeric = [spec for spec in SETTING_SPECS if isinstance(spec.default, (int, float))]
+    assert len(numeric) >= 13
+    for spec in numeric:
+        parse = spec.parse
+        assert isinstance(parse, BoundedInt | BoundedFloat), spec.variable
+        assert isinstance(spec.default, float) == isinstance(parse, BoundedFloat), spec.variable
+        assert parse.lo <= spec.default <= parse.hi, spec.variable
+        step = 1 if isinstance(parse, BoundedInt) else 0.001
+        for inside in (parse.lo, parse.hi):
+            assert getattr(Settings.from_env({spec.variable: str(inside)}), spec.field) == inside
+        for outside in (parse.lo - step, parse.hi + step):
+            with pytest.raises(SettingsError, match=f"^{spec.variable}=.* is outside"):
+                Settings.from_env({spec.variable: str(outside)})
     with pytest.raises(SettingsError, match="MARKET_DATA_LIVE_LATENESS_S"):
         Settings.from_env({"MARKET_DATA_LIVE_LATENESS_S": "-1"})
     assert Settings.from_env({"MARKET_DATA_LIVE_LATENESS_S": "0.5"}).live_lateness_s == 0.5
