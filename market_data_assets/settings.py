@@ -513,8 +513,3 @@ class Settings:
         if end is not None and end < start:
             raise SettingsError(f"MARKET_DATA_END_DATE={end} is before MARKET_DATA_START_DATE={start}")
         return cls(**values)
-
-
-def get_settings() -> Settings:
-    """Settings of the current process environment (read each call: tests change the env)."""
-    return Settings.from_env()
