@@ -7,12 +7,12 @@ grouped files (``OPTIONS``, ``PERPETUALS``, ...) that carry many instruments in 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import polars as pl
 
-from market_data_assets.days import day_start
+from market_data_assets.days import day_bounds
 from market_data_assets.instruments.errors import InstrumentMetadataError
 from market_data_assets.instruments.metadata import parse_timestamps
 
@@ -133,8 +133,7 @@ def with_data_types(exchange: str, exchange_details: dict[str, Any], frame: pl.D
 
 def available_on(day: date) -> pl.Expr:
     """True where [available_since, available_to) overlaps the UTC day (an open end is open)."""
-    start = day_start(day)
-    end = day_start(day + timedelta(days=1))
+    start, end = day_bounds(day)
     return (pl.col("available_since") < end) & (
         pl.col("available_to").is_null() | (pl.col("available_to") > start)
     )

@@ -11,12 +11,12 @@ in well under two seconds (benchmarks/bench_instruments.py).
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import polars as pl
 
-from market_data_assets.days import day_start
+from market_data_assets.days import day_bounds
 from market_data_assets.instruments._rows import OnBad
 from market_data_assets.instruments.dataset_symbols import (
     available_on,
@@ -137,7 +137,7 @@ def _canonical_from_symbols(exchange: str, symbols: pl.DataFrame, on_bad: OnBad)
 
 def _listed_on(day: date) -> pl.Expr:
     """Availability window overlaps the day, not expired before it, not listed after it."""
-    start, end = day_start(day), day_start(day + timedelta(days=1))
+    start, end = day_bounds(day)
     return (
         available_on(day)
         & (pl.col("expiry").is_null() | (pl.col("expiry") > start))

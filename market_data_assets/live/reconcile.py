@@ -10,13 +10,14 @@ A non-equal bucket is *explained* when it overlaps a recorded gap ``[gap_from, g
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import polars as pl
 
 from market_data_assets.candles.compute import KEY
 from market_data_assets.candles.schema import CANDLE_SCHEMA
 from market_data_assets.candles.timeframes import get_timeframe
+from market_data_assets.days import day_bounds
 from market_data_assets.storage import layout
 from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.frames import scan_files
@@ -182,9 +183,9 @@ def reconcile_lake(store: ObjectStore, day: date, exchange: str, timeframe: str 
     batch = _read_all(store, batch_paths)
     live = _read_all(store, live_paths)
     if live is not None:
-        lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        lo, hi = day_bounds(day)
         live = (
-            live.filter((pl.col("timestamp") >= lo) & (pl.col("timestamp") < lo + timedelta(days=1)))
+            live.filter((pl.col("timestamp") >= lo) & (pl.col("timestamp") < hi))
             .unique([KEY, "timestamp"], keep="first", maintain_order=True)
             .select(CANDLE_SCHEMA.names)
         )
