@@ -83,7 +83,7 @@ SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "definitions.txt"
 
 def describe_definitions(defs: dg.Definitions) -> str:
     """Every asset (group, partitions, backfill policy, deps with their partition mapping), check,
-    job, sensor and schedule, one fact a line and sorted, so a change to the graph is a small diff."""
+    job, sensor, schedule and resource, one fact a line and sorted, so a change to the graph is a small diff."""
     graph = defs.resolve_asset_graph()
     lines: list[str] = []
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -117,6 +117,9 @@ def describe_definitions(defs: dg.Definitions) -> str:
             f"schedule {schedule.name} job {schedule.job_name} cron {schedule.cron_schedule!r} "
             f"tz {schedule.execution_timezone} default {schedule.default_status.value}"
         )
+    for key, resource in sorted((defs.resources or {}).items()):
+        fields = sorted(getattr(type(resource), "model_fields", {}))  # config and nested resources
+        lines.append(f"resource {key} {type(resource).__name__} fields {fields}")
     return "\n".join(lines) + "\n"
 
 
