@@ -31,6 +31,11 @@ def to_us(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
+def from_us(us: int) -> datetime:
+    """The aware UTC datetime of ``us`` microseconds since the epoch (exact)."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
 def day_start_us(day: date) -> int:
     """Microseconds since the epoch at 00:00 UTC of ``day``."""
     return to_us(day_start(day))

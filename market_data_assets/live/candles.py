@@ -50,7 +50,7 @@ from market_data_assets.candles.compute import (
 from market_data_assets.candles.density import DEFAULT_POLICY, DensityPolicy
 from market_data_assets.candles.rollup import rollup
 from market_data_assets.candles.timeframes import BASE_TIMEFRAME, get_timeframe
-from market_data_assets.days import US_PER_DAY
+from market_data_assets.days import US_PER_DAY, day_start_us
 from market_data_assets.settings import Settings
 
 DEFAULT_LATENESS_US = int(Settings.live_lateness_s * 1_000_000)
@@ -251,7 +251,7 @@ class LiveCandles:
         end = limit - limit % _BASE.us
         out: dict[str, list[pl.DataFrame]] = {tf: [] for tf in LIVE_TIMEFRAMES}
         for day in sorted(self.days):
-            day_start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
+            day_start = day_start_us(day)
             if end <= day_start:
                 break
             day_end = day_start + US_PER_DAY

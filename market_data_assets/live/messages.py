@@ -12,11 +12,12 @@ to 7 fraction digits (µs is kept).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import date
 from typing import Any
 
 import polars as pl
 
+from market_data_assets.days import day_start_us
 from market_data_assets.errors import MarketDataError
 
 CANDLE_SOURCES: dict[str, str] = {
@@ -46,7 +47,7 @@ def parse_iso_us(text: str) -> int:
     if base is None:
         if len(_DAY_START) > 64:
             _DAY_START.clear()
-        base = _DAY_START[day] = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000
+        base = _DAY_START[day] = day_start_us(date.fromisoformat(day))
     seconds = int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
     micros = 0
     if len(text) > 20 and text[19] == ".":

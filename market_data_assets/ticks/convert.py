@@ -31,7 +31,7 @@ import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -43,6 +43,7 @@ from market_data_assets.days import (
     US_PER_DAY,
     US_PER_SECOND,
     day_start_us,
+    from_us,
 )
 from market_data_assets.storage.layout import check_instrument_key
 from market_data_assets.tardis.formats import (
@@ -482,7 +483,7 @@ def _sha256(path: Path) -> str:
 def _to_datetime(us: int | None) -> datetime | None:
     if us is None:
         return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+    return from_us(us)
 
 
 def _describe_us(us: int) -> str:
