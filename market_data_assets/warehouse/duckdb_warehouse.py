@@ -22,6 +22,7 @@ Arrow batches (remote ones of at most ``batch_bytes``): see ``_Sources``.
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections import deque
@@ -35,6 +36,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import tenacity
 
 from market_data_assets.days import day_bounds
@@ -161,23 +163,48 @@ class _Sources:
             yield from self._remote_batches(con, filename=filename)
 
     def _remote_batches(self, con: duckdb.DuckDBPyConnection, *, filename: bool) -> Iterator[_Batch]:
-        names = set(self._spec.schema.names)
+        """Remote sources in batches of at most ``batch_files`` files and about ``batch_bytes`` of
+        Arrow data, downloaded ahead by ``readers`` threads. A batch of one schema is parsed by
+        polars in one call (a third of pyarrow's CPU per small file: a slice is thousands of
+        one-instrument files); any other batch (files that vary, ``filename``, or one polars
+        refuses) file by file with pyarrow, whose errors name the file."""
         view = f"source_batch_{uuid.uuid4().hex[:12]}"
-        uris: list[str] = []
-        tables: list[pa.Table] = []
-        nbytes = 0
-        for uri, table in self._read_remote():
+        use_polars = not (filename or self._spec.files_vary)
+        group: list[tuple[str, bytes]] = []
+        size = 0
+        for uri, data in self._download_remote():
+            group.append((uri, data))
+            size += len(data)
+            if len(group) >= self._wh.batch_files or size * _PARQUET_EXPANSION >= self._wh.batch_bytes:
+                yield from self._registered(
+                    con, view, [u for u, _ in group], self._parse(group, use_polars, filename)
+                )
+                group, size = [], 0
+        if group:
+            yield from self._registered(
+                con, view, [u for u, _ in group], self._parse(group, use_polars, filename)
+            )
+
+    def _parse(self, group: list[tuple[str, bytes]], use_polars: bool, filename: bool) -> list[pa.Table]:
+        """The group's Arrow tables, restricted to the table's columns (plus ``filename``)."""
+        names = set(self._spec.schema.names)
+        together = _parse_buffers([data for _, data in group]) if use_polars else None
+        if together is not None:
+            return [together.select([c for c in together.column_names if c in names])]
+        tables = []
+        for uri, data in group:
+            try:
+                with pq.ParquetFile(pa.BufferReader(data)) as f:
+                    table = f.read()
+            except (pa.ArrowInvalid, pa.ArrowKeyError, OSError) as exc:
+                raise WarehouseError(
+                    f"{self.what}: cannot read source {uri}: not a readable Parquet file: {exc}"
+                ) from exc
             table = table.select([c for c in table.column_names if c in names])
             if filename:
                 table = table.append_column(_FILENAME, pa.array([uri] * table.num_rows, pa.string()))
-            uris.append(uri)
             tables.append(table)
-            nbytes += table.nbytes
-            if len(uris) >= self._wh.batch_files or nbytes >= self._wh.batch_bytes:
-                yield from self._registered(con, view, uris, tables)
-                uris, tables, nbytes = [], [], 0
-        if uris:
-            yield from self._registered(con, view, uris, tables)
+        return tables
 
     def _registered(
         self, con: duckdb.DuckDBPyConnection, view: str, uris: list[str], tables: list[pa.Table]
@@ -195,19 +222,19 @@ class _Sources:
         finally:
             con.unregister(view)
 
-    def _read_remote(self) -> Iterator[tuple[str, pa.Table]]:
-        """The remote sources' tables in order, read ahead by ``readers`` threads (at most 2x in flight)."""
+    def _download_remote(self) -> Iterator[tuple[str, bytes]]:
+        """The remote sources' bytes in order, read ahead by ``readers`` threads (at most 2x in flight)."""
 
-        def read(item: tuple[str, ObjectStore, str]) -> pa.Table:
+        def read(item: tuple[str, ObjectStore, str]) -> bytes:
             uri, store, path = item
             try:
-                return store.read_parquet(path)
+                return store.get_bytes(path)
             except Exception as exc:
                 raise WarehouseError(f"{self.what}: cannot read source {uri}: {exc}") from exc
 
         items = iter(self.remote)
         pool = ThreadPoolExecutor(max_workers=min(self._wh.readers, len(self.remote)))
-        pending: deque[tuple[str, Future[pa.Table]]] = deque()
+        pending: deque[tuple[str, Future[bytes]]] = deque()
         try:
             for item in items:
                 pending.append((item[0], pool.submit(read, item)))
@@ -215,13 +242,28 @@ class _Sources:
                     break
             while pending:
                 uri, future = pending.popleft()
-                table = future.result()
+                data = future.result()
                 nxt = next(items, None)
                 if nxt is not None:
                     pending.append((nxt[0], pool.submit(read, nxt)))
-                yield uri, table
+                yield uri, data
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+_PARQUET_EXPANSION = 4
+"""Arrow bytes per Parquet byte, roughly (snappy/zstd candle files): bounds a remote batch's memory
+from the downloaded sizes, before it is parsed."""
+
+
+def _parse_buffers(buffers: list[bytes]) -> pa.Table | None:
+    """Parquet files of one schema held in memory, as one Arrow table parsed by polars; None if
+    polars refuses one (the caller then parses file by file and names the file)."""
+    try:
+        frame = pl.scan_parquet([io.BytesIO(b) for b in buffers]).collect()
+    except (pl.exceptions.PolarsError, OSError):
+        return None
+    return frame.rechunk().to_arrow()
 
 
 def _read_local(uris: list[str]) -> pa.Table | None:
