@@ -16,8 +16,9 @@ Memory is bounded: every connection runs with ``memory_limit`` and ``threads`` (
 table here has an order), and a slice is staged ``batch_files`` files per INSERT; what exceeds the
 limit spills to ``<file>.tmp``. A source is a local Parquet file, read by polars in batches (DuckDB's
 ``read_parquet`` where polars refuses a batch, or the files' columns vary), or an object of a remote
-``ObjectStore`` (``gs://``), read through the store by a small thread pool; both are inserted as
-Arrow batches (remote ones of at most ``batch_bytes``): see ``_Sources``.
+``ObjectStore`` (``gs://``), downloaded through the store by a small thread pool and parsed by
+polars a batch at a time (pyarrow file by file where polars refuses); both are inserted as Arrow
+batches (remote ones of about ``batch_bytes``): see ``_Sources``.
 """
 
 from __future__ import annotations
