@@ -89,7 +89,7 @@ def describe_definitions(defs: dg.Definitions) -> str:
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         lines.append(f"asset {key.to_user_string()}")
-        lines.append(f"  group {node.group_name}")
+        lines.append(f"  group {node.group_name} kinds {sorted(node.kinds)} owners {list(node.owners)}")
         lines.append(f"  partitions {node.partitions_def!r}")
         lines.append(f"  backfill_policy {node.backfill_policy!r}")
         for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):

@@ -24,6 +24,7 @@ import dagster as dg
 from market_data_assets.candles.build import base_candles_output, book_snapshots_output, rolled_up_output
 from market_data_assets.candles.density import DensityPolicy
 from market_data_assets.candles.timeframes import TIMEFRAME_TABLE, Timeframe
+from market_data_assets.defs.common import partitioned_asset
 from market_data_assets.defs.metadata import StageClock
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import (
@@ -74,15 +75,7 @@ def candles_asset_key(timeframe: str) -> dg.AssetKey:
 
 
 def _candle_asset(tf: Timeframe, partitioning: Partitioning) -> dg.AssetsDefinition:
-    common: dict[str, Any] = dict(
-        name=f"candles_{tf.name}",
-        partitions_def=partitioning.partitions_def,
-        group_name="candles",
-        kinds={"polars", "parquet"},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
-        io_manager_key=SLICES_IO_MANAGER,
-    )
+    common: dict[str, Any] = dict(name=f"candles_{tf.name}", io_manager_key=SLICES_IO_MANAGER)
     layout_note = (
         f"`processed_candles/by_date/day-D/timeframe-{tf.name}/KEY.parquet`, one file per instrument; "
         "dense (every bucket, empty ones carrying the close) for spot, perpetuals and futures, sparse "
@@ -90,7 +83,10 @@ def _candle_asset(tf: Timeframe, partitioning: Partitioning) -> dg.AssetsDefinit
     )
     if tf.finer is None:
 
-        @dg.asset(
+        @partitioned_asset(
+            partitioning,
+            group="candles",
+            kinds={"polars", "parquet"},
             deps=[dg.AssetDep(RAW_TICKS_KEY, partition_mapping=DAY_AND_NEXT_DAY)],
             description=(
                 f"{tf.name} candles with microstructure features for every instrument that traded on the day, "
@@ -116,9 +112,12 @@ def _candle_asset(tf: Timeframe, partitioning: Partitioning) -> dg.AssetsDefinit
                 ),
             )
 
-        return _base  # pyright: ignore[reportReturnType]  dg.asset's overloads cannot be matched through **common
+        return _base
 
-    @dg.asset(
+    @partitioned_asset(
+        partitioning,
+        group="candles",
+        kinds={"polars", "parquet"},
         ins={"finer": dg.AssetIn(key=candles_asset_key(tf.finer), input_manager_key=SLICES_IO_MANAGER)},
         description=(
             f"{tf.name} candles rolled up from candles_{tf.finer} (received from the IO manager), exactly as if "
@@ -135,18 +134,16 @@ def _candle_asset(tf: Timeframe, partitioning: Partitioning) -> dg.AssetsDefinit
 
         return slices_outputs(context, market_data, make)
 
-    return _rolled  # pyright: ignore[reportReturnType]  dg.asset's overloads cannot be matched through **common
+    return _rolled
 
 
 def _book_snapshots_asset(partitioning: Partitioning) -> dg.AssetsDefinition:
-    @dg.asset(
+    @partitioned_asset(
+        partitioning,
+        group="candles",
+        kinds={"polars", "parquet"},
         name="book_snapshots",
         deps=[dg.AssetDep(RAW_TICKS_KEY, partition_mapping=DAY_AND_NEXT_DAY)],
-        partitions_def=partitioning.partitions_def,
-        group_name="candles",
-        kinds={"polars", "parquet"},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
         io_manager_key=SLICES_IO_MANAGER,
         description=(
             "The order book (5 levels, or 25 where book_snapshot_25 is downloaded) as of each bucket's END, for "

@@ -14,6 +14,7 @@ No ``from __future__ import annotations``: Dagster checks the ``context`` annota
 import dagster as dg
 
 from market_data_assets.defs.candles import SLICES_IO_MANAGER, candles_asset_key, slices_outputs
+from market_data_assets.defs.common import partitioned_asset
 from market_data_assets.defs.io_managers import ALLOW_MISSING_PARTITIONS
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.features.build import features_output, lookback_span
@@ -47,7 +48,10 @@ def _stored_slices(value: object) -> list[StoredSlice]:
 
 
 def _features_asset(timeframe: str, partitioning: Partitioning) -> dg.AssetsDefinition:
-    @dg.asset(
+    @partitioned_asset(
+        partitioning,
+        group="features",
+        kinds={"polars", "parquet"},
         name=f"features_{timeframe}",
         ins={
             "candles": dg.AssetIn(
@@ -57,11 +61,6 @@ def _features_asset(timeframe: str, partitioning: Partitioning) -> dg.AssetsDefi
                 metadata={ALLOW_MISSING_PARTITIONS: True},
             )
         },
-        partitions_def=partitioning.partitions_def,
-        group_name="features",
-        kinds={"polars", "parquet"},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
         io_manager_key=SLICES_IO_MANAGER,
         description=asset_description(timeframe),
     )

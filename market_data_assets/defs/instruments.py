@@ -6,6 +6,7 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 
+from market_data_assets.defs.common import partitioned_asset
 from market_data_assets.defs.io_managers import by_partition
 from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.resources import MarketDataResource
@@ -100,13 +101,11 @@ def _known_exchanges(market_data: MarketDataResource, log: dg.DagsterLogManager)
 def instrument_assets(partitioning: Partitioning) -> list[dg.AssetsDefinition]:
     """``instrument_definitions`` and ``download_targets``."""
 
-    @dg.asset(
-        partitions_def=partitioning.partitions_def,
-        io_manager_key="layout_io_manager",
-        group_name="instruments",
+    @partitioned_asset(
+        partitioning,
+        group="instruments",
         kinds={"tardis", "polars", "parquet"},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
+        io_manager_key="layout_io_manager",
         description=(
             "Every instrument listed on the day at the exchange, with its canonical key "
             "(VENUE:TYPE:SYMBOL), contract terms as of that day (the `changes` history applied) and "
@@ -124,13 +123,11 @@ def instrument_assets(partitioning: Partitioning) -> list[dg.AssetsDefinition]:
         context.add_output_metadata(_definitions_metadata(frames))
         return frames[parts[0].key] if len(parts) == 1 else frames
 
-    @dg.asset(
-        partitions_def=partitioning.partitions_def,
-        io_manager_key="layout_io_manager",
-        group_name="instruments",
+    @partitioned_asset(
+        partitioning,
+        group="instruments",
         kinds={"polars", "parquet"},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
+        io_manager_key="layout_io_manager",
         description=(
             "Which (instrument, data type) pairs to download for the day, chosen from the stored definitions "
             "by the targets file (MARKET_DATA_TARGETS_FILE). Uses grouped Tardis files (OPTIONS, PERPETUALS, ...) "

@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 
 from market_data_assets.defs.candles import candles_asset_key
+from market_data_assets.defs.common import partitioned_asset
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.live.freshness import live_lag_seconds, stale
 from market_data_assets.live.reconcile import reconcile_lake
@@ -24,12 +25,12 @@ CHECK_NAME = "no_unexplained_live_differences"
 def live_assets(partitioning: Partitioning) -> list[dg.AssetsDefinition]:
     """``live_reconciliation`` (with its check)."""
 
-    @dg.asset(
-        partitions_def=partitioning.partitions_def,
-        deps=[candles_asset_key("15s")],
-        group_name="live",
+    @partitioned_asset(
+        partitioning,
+        group="live",
         kinds={"polars"},
-        owners=["team:market-data"],
+        backfill=False,
+        deps=[candles_asset_key("15s")],
         check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="live_reconciliation")],
         description=(
             "Live vs batch 15s candles of the partition, bucket by bucket: equal buckets, differing buckets "

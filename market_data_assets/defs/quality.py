@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from market_data_assets.defs.candles import RAW_TICKS_KEY, candles_asset_key
+from market_data_assets.defs.common import partitioned_asset
 from market_data_assets.defs.metadata import markdown_preview
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import Partitioning, parse_partition_key, partitions_of_context
@@ -35,14 +36,12 @@ def _check_partitions(context: dg.AssetCheckExecutionContext) -> list:
 def quality_assets(partitioning: Partitioning) -> list[dg.AssetsDefinition]:
     """``missing_data_report``."""
 
-    @dg.asset(
-        partitions_def=partitioning.partitions_def,
+    @partitioned_asset(
+        partitioning,
+        group="quality",
+        kinds={"polars", "parquet"},
         io_manager_key="layout_io_manager",
         deps=[dg.AssetKey("download_targets"), RAW_TICKS_KEY],
-        group_name="quality",
-        kinds={"polars", "parquet"},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
         description=(
             "Every expected raw tick file (the day's download targets) with its status: present, missing, "
             "empty_at_source, failed_download, incomplete (size/rows differ from the manifest, or unreadable) or "

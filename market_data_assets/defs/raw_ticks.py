@@ -11,6 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
+from market_data_assets.defs.common import partitioned_asset
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.partitions import DayExchange, Partitioning, partitions_of_context
 from market_data_assets.polars_arrow import to_polars
@@ -118,13 +119,11 @@ def _metadata(results: list[RawTicksResult], store: ObjectStore) -> dict[str, dg
 def raw_ticks_assets(partitioning: Partitioning) -> list[dg.AssetsDefinition]:
     """``raw_ticks``."""
 
-    @dg.asset(
-        partitions_def=partitioning.partitions_def,
-        deps=[dg.AssetKey("download_targets")],
-        group_name="ingest",
+    @partitioned_asset(
+        partitioning,
+        group="ingest",
         kinds={"tardis", "parquet"},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
+        deps=[dg.AssetKey("download_targets")],
         description=(
             "Every Tardis CSV.gz file named by the partition's download targets, downloaded concurrently and "
             "streamed into typed, zstd Parquet (one file per instrument; grouped OPTIONS/PERPETUALS files are "

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import dagster as dg
 
 from market_data_assets.defs.candles import SLICES_IO_MANAGER, candles_asset_key
+from market_data_assets.defs.common import partitioned_asset
 from market_data_assets.defs.metadata import StageClock
 from market_data_assets.defs.resources import MarketDataResource
 from market_data_assets.features.registry import FEATURE_NAMES, FEATURE_TIMEFRAMES
@@ -98,13 +99,11 @@ _FEATURE_INPUTS: dict[str, dg.AssetIn] = {
 def warehouse_assets(partitioning: Partitioning, warehouse_kind: str) -> list[dg.AssetsDefinition]:
     """``bq_candles`` and ``bq_features``; ``warehouse_kind`` (duckdb or bigquery) is the UI's kind tag."""
 
-    @dg.asset(
-        partitions_def=partitioning.partitions_def,
-        ins=_INPUTS,
-        group_name="warehouse",
+    @partitioned_asset(
+        partitioning,
+        group="warehouse",
         kinds={warehouse_kind},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
+        ins=_INPUTS,
         description=(
             "The partition's candles and book snapshots of every timeframe in the warehouse tables "
             "`candles_<tf>` and `book_snapshots_<tf>` (BigQuery dataset `market_data_analytics`, DAY-partitioned "
@@ -123,13 +122,11 @@ def warehouse_assets(partitioning: Partitioning, warehouse_kind: str) -> list[dg
             lambda key: _paths_by_table(inputs, key, lambda name, tf: _TABLE_OF_INPUT[(name, tf)]),
         )
 
-    @dg.asset(
-        partitions_def=partitioning.partitions_def,
-        ins=_FEATURE_INPUTS,
-        group_name="warehouse",
+    @partitioned_asset(
+        partitioning,
+        group="warehouse",
         kinds={warehouse_kind},
-        backfill_policy=partitioning.backfill_policy,
-        owners=["team:market-data"],
+        ins=_FEATURE_INPUTS,
         description=(
             "The partition's MFT features of every feature timeframe in the warehouse tables `features_<tf>` "
             f"({', '.join(FEATURE_TIMEFRAMES)}; columns from the feature registry: {', '.join(FEATURE_NAMES)}, "
