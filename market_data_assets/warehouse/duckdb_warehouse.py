@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -152,9 +153,9 @@ class _Sources:
         with ThreadPoolExecutor(max_workers=1) as reader:
             ahead: Future[pa.Table | None] | None = None
             for n, uris in enumerate(groups):
-                table = (ahead.result() if ahead else _read_local(uris)) if use_polars else None
+                table = (ahead.result() if ahead else _read_polars(uris)) if use_polars else None
                 ahead = (
-                    reader.submit(_read_local, groups[n + 1]) if use_polars and n + 1 < len(groups) else None
+                    reader.submit(_read_polars, groups[n + 1]) if use_polars and n + 1 < len(groups) else None
                 )
                 if table is None:
                     yield _Batch(uris, f"read_parquet($files{options})", {"files": uris})
@@ -189,7 +190,7 @@ class _Sources:
     def _parse(self, group: list[tuple[str, bytes]], use_polars: bool, filename: bool) -> list[pa.Table]:
         """The group's Arrow tables, restricted to the table's columns (plus ``filename``)."""
         names = set(self._spec.schema.names)
-        together = _parse_buffers([data for _, data in group]) if use_polars else None
+        together = _read_polars([data for _, data in group]) if use_polars else None
         if together is not None:
             return [together.select([c for c in together.column_names if c in names])]
         tables = []
@@ -257,26 +258,19 @@ _PARQUET_EXPANSION = 4
 from the downloaded sizes, before it is parsed."""
 
 
-def _parse_buffers(buffers: list[bytes]) -> pa.Table | None:
-    """Parquet files of one schema held in memory, as one Arrow table parsed by polars; None if
-    polars refuses one (the caller then parses file by file and names the file)."""
-    try:
-        frame = pl.scan_parquet([io.BytesIO(b) for b in buffers]).collect()
-    except (pl.exceptions.PolarsError, OSError):
-        return None
-    return frame.rechunk().to_arrow()
-
-
-def _read_local(uris: list[str]) -> pa.Table | None:
-    """Local files of one schema as one Arrow table, read by polars; None if polars refuses one.
+def _read_polars(sources: Sequence[str | bytes]) -> pa.Table | None:
+    """Parquet files of one schema (local paths, or downloaded objects' bytes) as one Arrow table
+    read by polars in one call; None if polars refuses one, and the caller reads the batch its own
+    way, naming the file (DuckDB's ``read_parquet`` locally, pyarrow file by file for objects).
 
     polars reads thousands of small files at a third of DuckDB's per-file cost (``read_parquet``
-    of 3,144 one-instrument files: 4.7 s of CPU, polars: 1.3 s). A batch polars refuses (a file
-    whose columns or types differ) goes to DuckDB's ``read_parquet`` instead, whose error names the
-    file.
+    of 3,144 one-instrument files: 4.7 s of CPU, polars: 1.3 s) and of pyarrow's (2,000 downloaded
+    candle files: 2.4 ms of CPU each with pyarrow, 1.2 ms with polars, download included).
     """
+    # polars scans a list of in-memory files as well as paths; its annotation names paths only.
+    inputs: Any = [io.BytesIO(s) if isinstance(s, bytes) else s for s in sources]
     try:
-        frame = pl.scan_parquet(uris).collect()
+        frame = pl.scan_parquet(inputs).collect()
     except (pl.exceptions.PolarsError, OSError):
         return None
     return frame.rechunk().to_arrow()
