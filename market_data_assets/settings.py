@@ -26,6 +26,7 @@ from market_data_assets.errors import MarketDataError
 from market_data_assets.storage.layout import is_exchange_id
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 _DUCKDB_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B)$", re.IGNORECASE)
 
@@ -172,37 +173,23 @@ def _parse_ws_url(name: str, value: str) -> str:
 
 
 @dataclass(frozen=True)
-class BoundedInt:
-    """Parses an integer in ``[lo, hi]``: the bounds live with the parser, so each numeric row of
-    the table says its range where it says its default."""
+class Bounded(Generic[N]):
+    """Parses a ``kind`` (int or float) in ``[lo, hi]``: the bounds live with the parser, so each
+    numeric row of the table says its range where it says its default."""
 
-    lo: int
-    hi: int
+    kind: type[N]
+    lo: N
+    hi: N
 
-    def __call__(self, name: str, value: str) -> int:
+    def __call__(self, name: str, value: str) -> N:
         try:
-            n = int(value)
+            x = self.kind(value)
         except ValueError:
-            raise SettingsError(f"{name}={value!r} is not an integer") from None
-        if not self.lo <= n <= self.hi:
-            raise SettingsError(f"{name}={n} is outside [{self.lo}, {self.hi}]")
-        return n
-
-
-@dataclass(frozen=True)
-class BoundedFloat:
-    """Parses a number in ``[lo, hi]`` (see ``BoundedInt``)."""
-
-    lo: float
-    hi: float
-
-    def __call__(self, name: str, value: str) -> float:
-        try:
-            x = float(value)
-        except ValueError:
-            raise SettingsError(f"{name}={value!r} is not a number") from None
+            raise SettingsError(
+                f"{name}={value!r} is not {'an integer' if self.kind is int else 'a number'}"
+            ) from None
         if not self.lo <= x <= self.hi:
-            raise SettingsError(f"{name}={x} is outside [{float(self.lo)}, {float(self.hi)}]")
+            raise SettingsError(f"{name}={x} is outside [{self.lo}, {self.hi}]")
         return x
 
 
@@ -302,14 +289,14 @@ SETTING_SPECS: tuple[SettingSpec[Any], ...] = (
         variable="MARKET_DATA_DUCKDB_THREADS",
         field="duckdb_threads",
         default=2,
-        parse=BoundedInt(1, 256),
+        parse=Bounded(int, 1, 256),
         meaning="DuckDB warehouse: `threads` of its connections.",
     ),
     SettingSpec(
         variable="MARKET_DATA_DUCKDB_BATCH_FILES",
         field="duckdb_batch_files",
         default=500,
-        parse=BoundedInt(1, 100_000),
+        parse=Bounded(int, 1, 100_000),
         meaning="DuckDB warehouse: most lake files staged by one `INSERT` (a slice is staged in batches).",
     ),
     SettingSpec(
@@ -324,42 +311,42 @@ SETTING_SPECS: tuple[SettingSpec[Any], ...] = (
         variable="MARKET_DATA_CONCURRENCY",
         field="concurrency",
         default=16,
-        parse=BoundedInt(1, 512),
+        parse=Bounded(int, 1, 512),
         meaning="Parallel downloads (HTTP connections) per run.",
     ),
     SettingSpec(
         variable="MARKET_DATA_CONVERT_WORKERS",
         field="convert_workers",
         default=2,
-        parse=BoundedInt(1, 64),
+        parse=Bounded(int, 1, 64),
         meaning="CSV.gz → Parquet conversions running at once.",
     ),
     SettingSpec(
         variable="MARKET_DATA_STAGING_MAX_AGE_HOURS",
         field="staging_max_age_hours",
         default=24,
-        parse=BoundedInt(0, 24 * 366),
+        parse=Bounded(int, 0, 24 * 366),
         meaning="Staging entries not owned by a live run on this host (other hosts' folders, loose temp files) are removed once this old; folders of dead local runs go at once. See `market-data clean-staging`.",
     ),
     SettingSpec(
         variable="MARKET_DATA_BACKFILL_DAYS_PER_RUN",
         field="backfill_days_per_run",
         default=7,
-        parse=BoundedInt(1, 366),
+        parse=Bounded(int, 1, 366),
         meaning="Days per run in a multi-run backfill (one GCE VM per shard).",
     ),
     SettingSpec(
         variable="MARKET_DATA_SENSOR_LOOKBACK_DAYS",
         field="sensor_lookback_days",
         default=3,
-        parse=BoundedInt(1, 3660),
+        parse=Bounded(int, 1, 3660),
         meaning="Days the `tardis_new_days` sensor requests on its first tick.",
     ),
     SettingSpec(
         variable="MARKET_DATA_IO_CONCURRENCY",
         field="io_concurrency",
         default=32,
-        parse=BoundedInt(1, 256),
+        parse=Bounded(int, 1, 256),
         meaning="Object reads/writes in flight per step (candle, book snapshot and raw tick files): sized to hide ~30 ms of GCS latency; a local folder writes a slice on at most one thread per core.",
     ),
     SettingSpec(
@@ -373,7 +360,7 @@ SETTING_SPECS: tuple[SettingSpec[Any], ...] = (
         variable="MARKET_DATA_CANDLE_CHUNK_ROWS",
         field="candle_chunk_rows",
         default=2_000_000,
-        parse=BoundedInt(1_000, 10**9),
+        parse=Bounded(int, 1_000, 10**9),
         meaning="Tick rows per vectorized candle pass (instruments are never split): bounds a step's memory.",
     ),
     SettingSpec(
@@ -402,14 +389,14 @@ SETTING_SPECS: tuple[SettingSpec[Any], ...] = (
         variable="TARDIS_REQUESTS_PER_MINUTE",
         field="tardis_requests_per_minute",
         default=2400,
-        parse=BoundedInt(1, 1_000_000),
+        parse=Bounded(int, 1, 1_000_000),
         meaning="Client-side request rate cap (Tardis allows about 3,000/min).",
     ),
     SettingSpec(
         variable="TARDIS_MAX_RETRIES",
         field="tardis_max_retries",
         default=8,
-        parse=BoundedInt(0, 100),
+        parse=Bounded(int, 0, 100),
         meaning="Retries for 429/5xx/network errors, exponential backoff with jitter.",
     ),
     SettingSpec(
@@ -423,14 +410,14 @@ SETTING_SPECS: tuple[SettingSpec[Any], ...] = (
         variable="MARKET_DATA_LIVE_MAX_LAG_S",
         field="live_max_lag_s",
         default=300.0,
-        parse=BoundedFloat(1.0, 86_400.0 * 30),
+        parse=Bounded(float, 1.0, 86_400.0 * 30),
         meaning="The `live_freshness` sensor warns when an exchange's newest live candle is older than this (seconds).",
     ),
     SettingSpec(
         variable="MARKET_DATA_LIVE_LATENESS_S",
         field="live_lateness_s",
         default=2.0,
-        parse=BoundedFloat(0.0, 3600.0),
+        parse=Bounded(float, 0.0, 3600.0),
         meaning="Seconds of stream time a live bucket stays open after its end for late messages (docs/LIVE.md).",
     ),
 )

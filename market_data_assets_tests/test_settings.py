@@ -109,18 +109,49 @@ def test_from_env_honours_every_spec_variable(tmp_path):
     assert Settings.from_env({"MARKET_DATA_NOT_A_SETTING": "x"}) == default
 
 
-def test_dataclass_defaults_are_the_table_defaults():
-    """A default is written once, in SETTING_SPECS: the dataclass and from_env({}) both take it."""
+def test_defaults_are_the_documented_ones():
+    """The defaults as the brief and the README promise them, written here by hand (not read from
+    SETTING_SPECS): a changed default must change this list too. The dataclass and from_env({})
+    both give them, and a blank variable (an env file's `NAME=` line) means unset."""
+    from datetime import date
+    from pathlib import Path
+
     from market_data_assets.settings import SETTING_SPECS
 
-    specs = {spec.field: spec for spec in SETTING_SPECS}
-    assert {f.name for f in dataclasses.fields(Settings)} == set(specs) and len(specs) == len(SETTING_SPECS)
-    for f in dataclasses.fields(Settings):
-        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        assert default == specs[f.name].default_value(), f.name
-    assert Settings.from_env({}) == Settings()
-    # Blank means unset (an env file's `NAME=` line), not an empty value.
-    assert Settings.from_env({spec.variable: "  " for spec in SETTING_SPECS}) == Settings()
+    documented = {
+        "root": "./data",
+        "exchanges": ("binance", "binance-futures", "deribit", "bitmex", "coinbase"),
+        "start_date": date(2024, 1, 1),
+        "end_date": None,
+        "warehouse": "duckdb",
+        "duckdb_memory_limit": "384MB",
+        "duckdb_threads": 2,
+        "duckdb_batch_files": 500,
+        "concurrency": 16,
+        "convert_workers": 2,
+        "staging_max_age_hours": 24,
+        "backfill_days_per_run": 7,
+        "sensor_lookback_days": 3,
+        "io_concurrency": 32,
+        "sparse_candle_types": ("OPTION", "COMBO"),
+        "candle_chunk_rows": 2_000_000,
+        "tardis_api_url": "https://api.tardis.dev/v1",
+        "tardis_datasets_url": "https://datasets.tardis.dev/v1",
+        "tardis_requests_per_minute": 2400,
+        "tardis_max_retries": 8,
+        "tardis_machine_ws_url": "ws://127.0.0.1:8001",
+        "live_lateness_s": 2.0,
+        "live_max_lag_s": 300.0,
+    }
+    bundled = Path(__file__).resolve().parents[1] / "market_data_assets" / "download_targets.yaml"
+    for settings in (
+        Settings(),
+        Settings.from_env({}),
+        Settings.from_env({s.variable: "  " for s in SETTING_SPECS}),
+    ):
+        assert {n: getattr(settings, n) for n in documented} == documented
+        assert settings.targets_file == bundled and not settings.tardis_api_key
+    assert {f.name for f in dataclasses.fields(Settings)} == {*documented, "targets_file", "tardis_api_key"}
 
 
 def test_sparse_candle_types_default_is_the_density_modules():
@@ -134,16 +165,16 @@ def test_sparse_candle_types_default_is_the_density_modules():
 def test_numeric_settings_refuse_values_just_outside_their_bounds():
     """Every int or float setting is bounded; its default is inside, its bounds are accepted, and a
     value just outside is refused naming the variable."""
-    from market_data_assets.settings import SETTING_SPECS, BoundedFloat, BoundedInt
+    from market_data_assets.settings import SETTING_SPECS, Bounded
 
     numeric = [spec for spec in SETTING_SPECS if isinstance(spec.default, (int, float))]
     assert len(numeric) >= 13
     for spec in numeric:
         parse = spec.parse
-        assert isinstance(parse, BoundedInt | BoundedFloat), spec.variable
-        assert isinstance(spec.default, float) == isinstance(parse, BoundedFloat), spec.variable
+        assert isinstance(parse, Bounded), spec.variable
+        assert parse.kind is type(spec.default), spec.variable
         assert parse.lo <= spec.default <= parse.hi, spec.variable
-        step = 1 if isinstance(parse, BoundedInt) else 0.001
+        step = 1 if parse.kind is int else 0.001
         for inside in (parse.lo, parse.hi):
             assert getattr(Settings.from_env({spec.variable: str(inside)}), spec.field) == inside
         for outside in (parse.lo - step, parse.hi + step):
