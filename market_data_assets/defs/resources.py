@@ -52,13 +52,11 @@ class BigQueryResource(dagster_gcp.BigQueryResource):
 
 
 def google_resources(settings: Settings) -> tuple[dagster_gcp.GCSResource, BigQueryResource]:
-    """The ``gcs`` and ``bigquery`` resources, their project taken from the warehouse URI when it
-    names one (the launchpad can override both)."""
+    """The ``gcs`` and ``bigquery`` resources (the launchpad can override both): BigQuery's project is
+    the warehouse URI's; GCS's the environment's (``GOOGLE_CLOUD_PROJECT`` or the credentials'), as
+    the store's client always took it."""
     project = bigquery_target(settings.warehouse)[0] if settings.warehouse_kind == "bigquery" else None
-    return (
-        dagster_gcp.GCSResource(project=project),
-        BigQueryResource(project=project),
-    )
+    return dagster_gcp.GCSResource(), BigQueryResource(project=project)
 
 
 class MarketDataResource(dg.ConfigurableResource):
