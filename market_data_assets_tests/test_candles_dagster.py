@@ -12,13 +12,9 @@ from market_data_assets.defs.candles import DAY_AND_NEXT_DAY, RAW_TICKS_KEY
 from market_data_assets.storage.layout import TIMEFRAMES, book_snapshots_path, candles_path
 from market_data_assets.storage.local import LocalStore
 from market_data_assets_tests.support.candles import DAY, EXCHANGE, NEXT, at, write_ticks
-from market_data_assets_tests.support.graph import PARTITIONS_DEF, asset, assets, resources
+from market_data_assets_tests.support.graph import PARTITIONS_DEF, asset, group, resources
 
 pytestmark = pytest.mark.servers
-
-
-def _candle_assets() -> list[dg.AssetsDefinition]:
-    return [a for a in assets() if a.group_names_by_key[a.key] == "candles"]
 
 
 BTC = "BINANCE:SPOT_PAIR:BTC-USDT"
@@ -48,7 +44,7 @@ def test_materialize_every_candle_asset_for_a_partition(tmp_path: Path) -> None:
     store = LocalStore(root)
     _write_raw(store, with_next_day=True)
     partition = f"{DAY.isoformat()}|{EXCHANGE}"
-    result = dg.materialize(_candle_assets(), partition_key=partition, resources=resources(root))
+    result = dg.materialize(group("candles"), partition_key=partition, resources=resources(root))
     assert result.success
     for tf in TIMEFRAMES:
         candles = pl.read_parquet(store.uri(candles_path(DAY, tf, BTC)))

@@ -21,7 +21,7 @@ from market_data_assets.features.registry import FEATURE_NAMES, FEATURE_SCHEMA, 
 from market_data_assets.storage.layout import CANDLES_AREA, features_path
 from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import META_PREFIX, SliceRef
-from market_data_assets_tests.support.graph import PARTITIONS_DEF, asset, assets, resources
+from market_data_assets_tests.support.graph import PARTITIONS_DEF, asset, assets, group, resources
 from market_data_assets_tests.test_features import EXCHANGE, A, B, C, hand_built, write_candle_slices
 
 pytestmark = pytest.mark.servers
@@ -42,13 +42,8 @@ def _lake(root: Path, timeframes: tuple[str, ...] = FEATURE_TIMEFRAMES) -> Local
 
 
 def _materialize(root: Path, selection: list[dg.AssetsDefinition]) -> dg.ExecuteInProcessResult:
-    graph = [
-        a
-        for a in assets()
-        if a.key.path[-1].startswith(("candles_", "features_")) or a.key.path[-1] == "bq_features"
-    ]
     return dg.materialize(
-        graph,
+        [*group("candles"), *group("features"), asset("bq_features")],
         selection=selection,
         partition_key=PARTITION,
         resources=resources(root),

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from market_data_assets.storage import layout
-from market_data_assets_tests.support.graph import assets, check, resources
+from market_data_assets_tests.support.graph import check, group, resources
 
 raw_ticks_complete = check("raw_ticks_complete")
 instrument_keys_unique = check("instrument_keys_unique")
@@ -27,7 +27,7 @@ def test_checks_pass_on_the_pipelines_output(pipeline_lake):
 def _run_check(check, root, partition_key: str) -> dg.AssetCheckEvaluation:
     """Execute one check (only the check) in a real run against the lake at ``root``."""
     defs = dg.Definitions(
-        assets=[a for a in assets() if a.group_names_by_key[a.key] in ("instruments", "ingest", "candles")],
+        assets=[*group("instruments"), *group("ingest"), *group("candles")],
         asset_checks=[check],
         jobs=[dg.define_asset_job("check_only", selection=dg.AssetSelection.checks(check))],
         resources=resources(root),

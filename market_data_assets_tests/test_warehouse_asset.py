@@ -14,7 +14,7 @@ from market_data_assets.storage import layout
 from market_data_assets.storage.base import ObjectStore
 from market_data_assets.storage.local import LocalStore
 from market_data_assets.storage.slices import SliceRef, SliceSummary
-from market_data_assets_tests.support.graph import asset, assets
+from market_data_assets_tests.support.graph import asset, group
 from market_data_assets_tests.support.graph import resources as graph_resources
 from market_data_assets_tests.support.warehouse_data import book_table, candle_table
 
@@ -22,10 +22,6 @@ pytestmark = pytest.mark.servers
 
 
 bq_candles = asset("bq_candles")
-
-
-def _candle_assets() -> list[dg.AssetsDefinition]:
-    return [a for a in assets() if a.group_names_by_key[a.key] == "candles"]
 
 
 DAY1, DAY2 = date(2024, 1, 2), date(2024, 1, 3)
@@ -100,7 +96,7 @@ def test_bq_candles_loads_one_partition_into_duckdb_and_rerun_is_idempotent(lake
 
     for _ in range(2):
         result = dg.materialize(
-            [*_candle_assets(), bq_candles],
+            [*group("candles"), bq_candles],
             selection=[bq_candles],
             partition_key="2024-01-02|binance",
             resources=resources,
@@ -133,7 +129,7 @@ def test_bq_candles_run_covering_several_partitions(lake: LocalStore) -> None:
             expected[(t, day.isoformat(), "binance")] = n
 
     result = dg.materialize(
-        [*_candle_assets(), bq_candles],
+        [*group("candles"), bq_candles],
         selection=[bq_candles],
         resources=graph_resources(),
         instance=dg.DagsterInstance.ephemeral(),
