@@ -24,7 +24,7 @@ import dagster_gcp
 from market_data_assets.settings import Settings
 from market_data_assets.storage import open_store
 from market_data_assets.storage.base import ObjectStore
-from market_data_assets.warehouse.factory import DEFAULT_BIGQUERY_LOCATION, bigquery_target, open_warehouse
+from market_data_assets.warehouse.factory import bigquery_target, open_warehouse
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -90,8 +90,9 @@ class MarketDataResource(dg.ConfigurableResource):
         if self.settings.warehouse_kind != "bigquery":
             return open_warehouse(self.settings, self.store())
         with self.bigquery.get_client() as client:
-            location = self.bigquery.location or DEFAULT_BIGQUERY_LOCATION
-            return open_warehouse(self.settings, self.store(), bigquery_client=client, location=location)
+            return open_warehouse(
+                self.settings, self.store(), bigquery_client=client, location=self.bigquery.location
+            )
 
     def tardis_client(self, **overrides: object) -> "TardisClient":
         """A new client (use as ``async with``): one aiohttp session per run step."""

@@ -26,11 +26,12 @@ def open_warehouse(
     settings: Settings,
     store: ObjectStore,
     *,
-    location: str = DEFAULT_BIGQUERY_LOCATION,
+    location: str | None = None,
     bigquery_client: bigquery.Client | None = None,
 ) -> Warehouse:
     """``bigquery_client``: Dagster's ``bigquery`` resource hands its client here; without one a
-    client is built from the environment (the reader, the CLI, the live service)."""
+    client is built from the environment (the reader, the CLI, the live service). ``location``: where
+    a missing BigQuery dataset is created (None: US)."""
     value = settings.warehouse
     if value == "duckdb" or value.startswith("duckdb://"):
         from market_data_assets.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -62,7 +63,7 @@ def open_warehouse(
 
         project, dataset = bigquery_target(value)
         client = bigquery_client or make_client(project)
-        return BigQueryWarehouse(client, project, dataset, location)
+        return BigQueryWarehouse(client, project, dataset, location or DEFAULT_BIGQUERY_LOCATION)
     raise WarehouseError(f"MARKET_DATA_WAREHOUSE={value!r} names no known warehouse")
 
 
