@@ -12,6 +12,7 @@ import gzip
 import math
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -25,7 +26,7 @@ from market_data_assets.live.messages import DEFAULT_DATA_TYPES
 from market_data_assets.live.reconcile import reconcile_lake
 from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
 from market_data_assets.live.sinks import LiveSink
-from market_data_assets.sandbox import SandboxConfig, generate_csv, start_sandbox
+from market_data_assets.sandbox import RunningSandbox, SandboxConfig, generate_csv, start_sandbox
 from market_data_assets.sandbox.stream import StreamFault, parse_live_start
 from market_data_assets.storage import layout
 from market_data_assets.storage.local import LocalStore
@@ -59,22 +60,27 @@ def _stream_day(
     with start_sandbox(
         CONFIG, live_start_us=parse_live_start(START), live_speed=speed, stream_faults=faults
     ) as sb:
-        keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
-        config = LiveConfig(
-            ws_url=sb.ws_url,
-            exchange=EXCHANGE,
-            symbols=SYMBOLS,
-            keys=keys,
-            data_types=data_types,
-            until_us=parse_live_start(UNTIL),
-            stall_timeout_s=0.4,
-            backoff_initial_s=0.05,
-            backoff_max_s=0.2,
-            health_port=0,
+        config = live_config(
+            sb, UNTIL, data_types=data_types, stall_timeout_s=0.4, backoff_initial_s=0.05, backoff_max_s=0.2
         )
         service = LiveService(config, LiveSink(store, warehouse, EXCHANGE, "test"))
         asyncio.run(service.run())
-    return service, keys
+    return service, config.keys
+
+
+def live_config(sb: RunningSandbox, until: str, **options: Any) -> LiveConfig:
+    """The live service's config for the sandbox's stream of SYMBOLS until ``until`` (keys resolved
+    through its API, no health port)."""
+    keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
+    return LiveConfig(
+        ws_url=sb.ws_url,
+        exchange=EXCHANGE,
+        symbols=SYMBOLS,
+        keys=keys,
+        until_us=parse_live_start(until),
+        health_port=0,
+        **options,
+    )
 
 
 def _snapshots_from_l2(body: bytes) -> bytes:
@@ -521,17 +527,7 @@ class _SlowWarehouseSink(LiveSink):
 def test_a_slow_warehouse_write_is_not_recorded_as_a_stall(tmp_path: Path) -> None:
     """The feed never went quiet: our own write blocked the loop. No ``stall`` gap may be recorded."""
     with start_sandbox(CONFIG, live_start_us=parse_live_start(START), live_speed=0) as sb:
-        keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
-        config = LiveConfig(
-            ws_url=sb.ws_url,
-            exchange=EXCHANGE,
-            symbols=SYMBOLS,
-            keys=keys,
-            until_us=parse_live_start("2024-03-01T03:00:00Z"),
-            stall_timeout_s=0.4,
-            write_interval_s=0.05,
-            health_port=0,
-        )
+        config = live_config(sb, "2024-03-01T03:00:00Z", stall_timeout_s=0.4, write_interval_s=0.05)
         sink = _SlowWarehouseSink(
             LocalStore(tmp_path), DuckDBWarehouse(tmp_path / "warehouse.duckdb"), EXCHANGE, "slow"
         )

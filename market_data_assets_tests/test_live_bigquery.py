@@ -24,7 +24,7 @@ from google.cloud import bigquery
 from market_data_assets.live.freshness import live_lag_seconds
 from market_data_assets.live.gaps import LIVE_GAPS_TABLE
 from market_data_assets.live.reconcile import reconcile_lake
-from market_data_assets.live.service import LiveConfig, LiveService, resolve_keys
+from market_data_assets.live.service import LiveService, resolve_keys
 from market_data_assets.live.sinks import LiveSink
 from market_data_assets.sandbox import start_sandbox
 from market_data_assets.sandbox.stream import parse_live_start
@@ -47,6 +47,7 @@ from market_data_assets_tests.test_live import (
     _differences,
     _lake_duplicates,
     kill_9_then_restart,
+    live_config,
 )
 
 pytestmark = pytest.mark.emulator
@@ -103,18 +104,10 @@ def streamed(
         for name, value in _emulator_env(bigquery_emulator).items():
             mp.setenv(name, value)
         with start_sandbox(CONFIG, live_start_us=parse_live_start(START), live_speed=0) as sb:
-            keys = asyncio.run(resolve_keys(sb.api_url, EXCHANGE, SYMBOLS))
-            config = LiveConfig(
-                ws_url=sb.ws_url,
-                exchange=EXCHANGE,
-                symbols=SYMBOLS,
-                keys=keys,
-                until_us=parse_live_start(UNTIL),
-                health_port=0,
-            )
+            config = live_config(sb, UNTIL)
             service = LiveService(config, LiveSink(LocalStore(root), wh, EXCHANGE, "bqtest"))
             asyncio.run(service.run())
-    yield Streamed(root, wh, client, bigquery_emulator, service, keys)
+    yield Streamed(root, wh, client, bigquery_emulator, service, config.keys)
     client.delete_dataset(f"{wh.project}.{wh.dataset}", delete_contents=True, not_found_ok=True)
     client.close()
 
